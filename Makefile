@@ -1,0 +1,33 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# Each creates (or refreshes, when pyproject.toml changed) the local virtual environment .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TORCH  ?= torch==2.13.0
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: demo test test-all bench venv clean
+
+venv: $(STAMP)
+
+# torch is installed first and on its own: on a machine without CUDA, `torch==2.13.0` takes the
+# CPU build; an unpinned torch (pulled in by another package) would fetch a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@sh tools/ensure_system_deps.sh
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+demo: $(STAMP)
+	$(PY) tools/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m ''
+
+clean:
+	rm -rf $(VENV) outputs
