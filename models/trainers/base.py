@@ -1,0 +1,532 @@
+"""Stage machinery shared by every trainer (seed T-FR-ARCH-001).
+
+`StageSpec`, `StageSchedule` and `OpacityEntropyScheduler` are small value objects: they know stages
+and positions, nothing of training. `StageSchedule.to_state()/from_state()` follow the spirit of
+torch's `state_dict()/load_state_dict()`: plain Python values, enough to rebuild an equal schedule
+at the same position. `BasicTrainer` decides the stage once per step and delivers stage events.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import os
+import signal
+import threading
+import warnings
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from omegaconf import DictConfig, OmegaConf
+
+from models.trainers import checkpoint as ckpt
+from models.trainers.trace import StageTrace
+
+# Features a stage can switch on. The trainer validates every configured hook name against this.
+KNOWN_HOOKS: Tuple[str, ...] = (
+    "densify",             # the densification strategy grows / prunes / resets Gaussians
+    "render_depth",        # render expected depth ("RGB+ED") every step
+    "sugar_losses",        # SuGaR's SDF and normal regularizers (need render_depth)
+    "prune_low_opacity",   # prune Gaussians below sugar.prune_opacity once, when the stage starts
+)
+
+# Defaults for the seed's stage names so the seed's YAML (names and steps only) works as written.
+# A stage's configured hooks override these key by key.
+DEFAULT_STAGE_HOOKS: Dict[str, Dict[str, bool]] = {
+    "pretrain": {"densify": True, "render_depth": False, "sugar_losses": False, "prune_low_opacity": False},
+    "entropy": {"densify": True, "render_depth": False, "sugar_losses": False, "prune_low_opacity": False},
+    "sugar": {"densify": False, "render_depth": True, "sugar_losses": True, "prune_low_opacity": True},
+}
+
+
+def _is_int(value: Any) -> bool:
+    """True for Python/numpy integers, False for bools, floats and everything else."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+@dataclass
+class StageSpec:
+    name: str
+    steps: int
+    hooks: Dict[str, bool] = field(default_factory=dict)
+
+    def resolved_hooks(self) -> Dict[str, bool]:
+        """The stage's hooks with the defaults of its name filled in (unknown names: all off)."""
+        hooks = {h: False for h in KNOWN_HOOKS}
+        hooks.update(DEFAULT_STAGE_HOOKS.get(self.name, {}))
+        hooks.update({str(k): bool(v) for k, v in self.hooks.items()})
+        return hooks
+
+
+def _as_spec(entry: Any, index: int) -> StageSpec:
+    if isinstance(entry, StageSpec):
+        return entry
+    if isinstance(entry, Mapping):
+        unknown = set(entry) - {"name", "steps", "hooks"}
+        if unknown:
+            raise ValueError(f"stage {index}: unknown key(s) {sorted(unknown)}; expected name, steps, hooks")
+        if "name" not in entry or "steps" not in entry:
+            raise ValueError(f"stage {index} ({dict(entry)}): expected keys 'name' and 'steps'")
+        hooks = entry.get("hooks") or {}
+        if not isinstance(hooks, Mapping):
+            raise ValueError(f"stage {index} ({entry['name']!r}): hooks must be a mapping of name -> bool, got {hooks!r}")
+        return StageSpec(name=entry["name"], steps=entry["steps"], hooks=dict(hooks))
+    raise ValueError(f"stage {index}: expected a StageSpec or a mapping with name/steps, got {entry!r}")
+
+
+class StageSchedule:
+    """A run split into consecutive stages; `step(global_step)` says where a step falls."""
+
+    def __init__(self, stages: Sequence[Union[StageSpec, Mapping[str, Any]]]) -> None:
+        if isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
+            raise ValueError(f"stage schedule must be a list of stages, got {stages!r}")
+        specs = [_as_spec(s, i) for i, s in enumerate(stages)]
+        if not specs:
+            raise ValueError("stage schedule is empty: expected at least one stage, e.g. {name: pretrain, steps: 7000}")
+        seen = set()
+        for i, spec in enumerate(specs):
+            if not isinstance(spec.name, str) or not spec.name.strip():
+                raise ValueError(f"stage {i}: name must be a non-empty string, got {spec.name!r}")
+            if spec.name in seen:
+                raise ValueError(f"stage {i}: duplicate stage name {spec.name!r}; stage names must be unique")
+            seen.add(spec.name)
+            if not _is_int(spec.steps) or spec.steps <= 0:
+                raise ValueError(
+                    f"stage {i} ({spec.name!r}): steps must be a positive integer, got {spec.steps!r}")
+            for hook, on in spec.hooks.items():
+                if hook not in KNOWN_HOOKS:
+                    raise ValueError(
+                        f"stage {i} ({spec.name!r}): unknown hook {hook!r}; known hooks: {', '.join(KNOWN_HOOKS)}")
+                if not isinstance(on, bool):
+                    raise ValueError(f"stage {i} ({spec.name!r}): hook {hook!r} must be true or false, got {on!r}")
+        self._stages: Tuple[StageSpec, ...] = tuple(
+            StageSpec(s.name, int(s.steps), dict(s.hooks)) for s in specs)
+        ends, total = [], 0
+        for s in self._stages:
+            total += s.steps
+            ends.append(total)
+        self._ends: List[int] = ends
+        self._starts: List[int] = [0] + ends[:-1]
+        self._names: Tuple[str, ...] = tuple(s.name for s in self._stages)
+        self._total = total
+        self._stage_index = 0
+        self._offset = 0
+
+    # ----- queries -------------------------------------------------------------------------
+    @property
+    def stages(self) -> Tuple[StageSpec, ...]:
+        return self._stages
+
+    @property
+    def names(self) -> Tuple[str, ...]:
+        return self._names
+
+    @property
+    def total_steps(self) -> int:
+        return self._total
+
+    @property
+    def stage_index(self) -> int:
+        """Index of the stage of the last `step()` call (or of the restored position)."""
+        return self._stage_index
+
+    @property
+    def offset(self) -> int:
+        """Step within that stage of the last `step()` call (or of the restored position)."""
+        return self._offset
+
+    @property
+    def global_step(self) -> int:
+        return self._starts[self._stage_index] + self._offset
+
+    def start_of(self, stage: Union[int, str]) -> int:
+        """Global step at which a stage (index or name) begins."""
+        return self._starts[self.index_of(stage) if isinstance(stage, str) else stage]
+
+    def index_of(self, name: str) -> int:
+        try:
+            return self._names.index(name)
+        except ValueError:
+            raise KeyError(f"no stage named {name!r}; stages: {', '.join(self._names)}") from None
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{s.name} {s.steps}" for s in self._stages)
+        return f"{self._total} steps: {parts}"
+
+    def __len__(self) -> int:
+        return len(self._stages)
+
+    def __repr__(self) -> str:
+        return (f"StageSchedule({self.describe()}; at stage {self._stage_index} "
+                f"({self._names[self._stage_index]}), offset {self._offset})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StageSchedule):
+            return NotImplemented
+        return (self._stages == other._stages and self._stage_index == other._stage_index
+                and self._offset == other._offset)
+
+    # ----- the hot path --------------------------------------------------------------------
+    def step(self, global_step: int) -> Tuple[str, int]:
+        """(stage name, step within the stage) for a 0-indexed global step; remembers the position."""
+        if not _is_int(global_step):
+            raise ValueError(f"global step must be an integer, got {global_step!r}")
+        if global_step < 0:
+            raise ValueError(f"step {global_step} is negative; steps start at 0")
+        if global_step >= self._total:
+            raise ValueError(f"step {global_step} is past the end of the schedule ({self.describe()})")
+        index = bisect_right(self._ends, global_step)
+        offset = global_step - self._starts[index]
+        self._stage_index = index
+        self._offset = offset
+        return self._names[index], offset
+
+    def locate(self, global_step: int) -> Tuple[int, int]:
+        """(stage index, offset) of a global step without moving the schedule's position."""
+        if not _is_int(global_step) or not 0 <= global_step < self._total:
+            raise ValueError(f"step {global_step!r} is outside the schedule ({self.describe()})")
+        index = bisect_right(self._ends, global_step)
+        return index, global_step - self._starts[index]
+
+    # ----- state ---------------------------------------------------------------------------
+    def to_state(self) -> Dict[str, Any]:
+        return {
+            "stage_index": self._stage_index,
+            "offset": self._offset,
+            "stages": [{"name": s.name, "steps": s.steps, "hooks": dict(s.hooks)} for s in self._stages],
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], stages: Optional[Sequence[Any]] = None) -> "StageSchedule":
+        """Rebuild a schedule at its saved position. `stages` (optional) replaces the saved stage list."""
+        if not isinstance(state, Mapping):
+            raise ValueError(f"stage state must be a mapping, got {type(state).__name__}")
+        if stages is None:
+            if "stages" not in state:
+                raise ValueError("stage state has no 'stages' list; expected the output of StageSchedule.to_state()")
+            stages = state["stages"]
+        schedule = cls(stages)
+        schedule.set_position(state)
+        return schedule
+
+    def set_position(self, state: Mapping[str, Any]) -> None:
+        """Move to a saved {stage_index, offset} position, validating it against this schedule."""
+        for key in ("stage_index", "offset"):
+            if key not in state:
+                raise ValueError(f"stage state is missing {key!r}; expected keys stage_index and offset")
+        index, offset = state["stage_index"], state["offset"]
+        if not _is_int(index) or not 0 <= index < len(self._stages):
+            raise ValueError(
+                f"stage state: stage_index {index!r} is out of range; expected 0..{len(self._stages) - 1} "
+                f"({self.describe()})")
+        steps = self._stages[index].steps
+        if not _is_int(offset) or not 0 <= offset < steps:
+            raise ValueError(
+                f"stage state: offset {offset!r} is out of range for stage {index} "
+                f"({self._names[index]!r}, {steps} steps); expected 0..{steps - 1}")
+        self._stage_index, self._offset = int(index), int(offset)
+
+
+class OpacityEntropyScheduler:
+    """Each stage's opacity-entropy weight, from a {stage name: weight} table."""
+
+    def __init__(self, table: Mapping[str, float]) -> None:
+        if not isinstance(table, Mapping):
+            raise ValueError(f"opacity entropy table must be a mapping stage -> weight, got {table!r}")
+        clean: Dict[str, float] = {}
+        for name, w in table.items():
+            ok = isinstance(w, numbers.Real) and not isinstance(w, bool) and math.isfinite(float(w)) and w >= 0
+            if not ok:
+                raise ValueError(
+                    f"opacity entropy table: weight for stage {name!r} must be a finite number >= 0, got {w!r}")
+            clean[str(name)] = float(w)
+        self._table = clean
+
+    @property
+    def table(self) -> Dict[str, float]:
+        return dict(self._table)
+
+    def weight(self, stage_name: str) -> float:
+        try:
+            return self._table[stage_name]
+        except KeyError:
+            known = ", ".join(self._table) or "(none)"
+            raise KeyError(f"no opacity entropy weight for stage {stage_name!r}; known stages: {known}") from None
+
+    def check_covers(self, schedule: StageSchedule) -> None:
+        """Fail now (before step 0) if some stage of the schedule has no weight."""
+        missing = [n for n in schedule.names if n not in self._table]
+        if missing:
+            raise ValueError(
+                f"render.opacity_entropy.table has no weight for stage(s) {', '.join(map(repr, missing))}; "
+                f"table has: {', '.join(self._table) or '(none)'}; schedule: {schedule.describe()}")
+
+
+# =============================================================================================
+# BasicTrainer: the stage machinery every trainer shares.
+# =============================================================================================
+
+logger = logging.getLogger("models.trainers")
+
+StageCallback = Callable[[str, "BasicTrainer", StageSpec], None]
+
+
+class ScheduleChangedWarning(UserWarning):
+    """A checkpoint made under another stage schedule was loaded."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training step produced a NaN or infinite loss."""
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) or OmegaConf.is_list(node) else node
+
+
+class BasicTrainer:
+    """Decides the stage once per step, delivers stage events, saves and restores the run.
+
+    Subclasses build their models in `setup()` and compute one step in `train_step()`; they react
+    to stages in `on_stage_start` / `on_stage_end` and extend `state_dict` / `load_state_dict`.
+    `self.step` is the number of completed steps, i.e. the global step that runs next.
+    """
+
+    def __init__(self, cfg: Any, output_dir: Optional[os.PathLike] = None,
+                 resume: Union[bool, str, os.PathLike, None] = False, argv: Optional[list] = None) -> None:
+        self.cfg: DictConfig = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+        try:
+            self.stage_schedule = StageSchedule(_plain(OmegaConf.select(self.cfg, "optim.stage_schedule")))
+        except ValueError as exc:
+            raise ValueError(f"optim.stage_schedule: {exc}") from None
+        self.opacity_entropy_scheduler = OpacityEntropyScheduler(
+            _plain(OmegaConf.select(self.cfg, "render.opacity_entropy.table")))
+        self.opacity_entropy_scheduler.check_covers(self.stage_schedule)
+        default_position = _plain(OmegaConf.select(self.cfg, "resume_state.stage")) or {"stage_index": 0, "offset": 0}
+        try:
+            self.stage_schedule.set_position(default_position)
+        except ValueError as exc:
+            raise ValueError(f"resume_state.stage: {exc}") from None
+
+        self.step: int = self.stage_schedule.global_step
+        self.current_stage: str = self.stage_schedule.names[self.stage_schedule.stage_index]
+        self.stage_step: int = self.stage_schedule.offset
+        self.render_cfg = OmegaConf.create(_plain(OmegaConf.select(self.cfg, "render")) or {})
+        self.render_cfg.opacity_entropy_weight = self.opacity_entropy_scheduler.weight(self.current_stage)
+        self._active_stage: Optional[int] = None     # stage whose start event has fired, not yet ended
+        self._stage_callbacks: List[StageCallback] = []
+        self._stop_requested = False
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+
+        self.setup()
+        resume_path = self._resolve_resume(resume)
+        if resume_path is not None:
+            self.load_state_dict(resume_path)
+            logger.info("resumed from %s at step %d (stage %s, step %d of %d)", resume_path, self.step,
+                        self.current_stage, self.stage_step, self.current_stage_spec.steps)
+        self.trace = (StageTrace(self.output_dir / "trace", argv, str(resume_path) if resume_path else None)
+                      if self.output_dir is not None else None)
+
+    # ----- for subclasses --------------------------------------------------------------------
+    def setup(self) -> None:
+        """Build models, optimizers, data (before a checkpoint is loaded)."""
+
+    def train_step(self) -> Dict[str, float]:
+        """One optimisation step at `self.step` in `self.current_stage`."""
+        return {}
+
+    def on_stage_start(self, stage: StageSpec) -> None:
+        """Called once when a stage begins (also after a resume exactly on its first step)."""
+
+    def on_stage_end(self, stage: StageSpec) -> None:
+        """Called once when a stage ends, just before the next one starts."""
+
+    def on_train_end(self) -> None:
+        """Called once when the schedule's last step has run."""
+
+    # ----- stages ------------------------------------------------------------------------------
+    def add_stage_callback(self, callback: StageCallback) -> None:
+        """`callback(event, trainer, stage)` with event "stage_start" or "stage_end"."""
+        self._stage_callbacks.append(callback)
+
+    @property
+    def current_stage_spec(self) -> StageSpec:
+        return self.stage_schedule.stages[self.stage_schedule.index_of(self.current_stage)]
+
+    @property
+    def stage_hooks(self) -> Dict[str, bool]:
+        return self.current_stage_spec.resolved_hooks()
+
+    @property
+    def total_steps(self) -> int:
+        return self.stage_schedule.total_steps
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.stage_schedule.total_steps
+
+    def update_stage(self) -> Tuple[str, int]:
+        """Decide the stage of `self.step`: the one place where steps are compared with stages."""
+        self.current_stage, self.stage_step = self.stage_schedule.step(self.step)
+        weight = self.opacity_entropy_scheduler.weight(self.current_stage)
+        self.render_cfg.opacity_entropy_weight = weight
+        index = self.stage_schedule.stage_index
+        if index != self._active_stage:
+            self._transition(index, weight)
+        return self.current_stage, self.stage_step
+
+    def _transition(self, index: int, weight: float) -> None:
+        stages = self.stage_schedule.stages
+        prev = stages[self._active_stage] if self._active_stage is not None else None
+        prev_weight = self.opacity_entropy_scheduler.weight(prev.name) if prev is not None else None
+        if prev is not None:
+            self._emit("stage_end", prev)
+            logger.info("stage %s -> %s at step %d (opacity entropy weight %s -> %s)",
+                        prev.name, stages[index].name, self.step, prev_weight, weight)
+        else:
+            logger.info("stage start %s at step %d (opacity entropy weight %s)", stages[index].name, self.step, weight)
+        if getattr(self, "trace", None) is not None:
+            self.trace.transition(self.step, prev.name if prev else None, stages[index].name, prev_weight, weight)
+        self._active_stage = index
+        self._emit("stage_start", stages[index])
+
+    def _emit(self, event: str, stage: StageSpec) -> None:
+        (self.on_stage_start if event == "stage_start" else self.on_stage_end)(stage)
+        for callback in self._stage_callbacks:
+            callback(event, self, stage)
+
+    # ----- the loop ------------------------------------------------------------------------------
+    def train(self, num_steps: Optional[int] = None) -> None:
+        """Run to the end of the schedule (or `num_steps` more steps). SIGTERM / SIGINT finish the
+        current step, write a checkpoint and return, so that `resume=true` continues the run."""
+        end = self.total_steps if num_steps is None else min(self.total_steps, self.step + num_steps)
+        every = int(OmegaConf.select(self.cfg, "checkpoint.every", default=0) or 0)
+        previous = self._install_signal_handlers()
+        try:
+            while self.step < end:
+                self.update_stage()
+                self.train_step()
+                self.step += 1
+                if self._stop_requested:
+                    path = self.save_checkpoint() if self.output_dir is not None else None
+                    logger.warning("stop requested: checkpoint %s written at step %d; continue with resume=true",
+                                   path, self.step)
+                    return
+                if every and self.output_dir is not None and self.step % every == 0 and not self.finished:
+                    self.save_checkpoint()
+            if self.finished:
+                if self.output_dir is not None:
+                    self.save_checkpoint()
+                self.on_train_end()
+        finally:
+            self._restore_signal_handlers(previous)
+
+    def request_stop(self, signum: int = signal.SIGTERM, frame: Any = None) -> None:
+        if self._stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C aborts at once
+        self._stop_requested = True
+        logger.warning("received %s: finishing the current step, then saving a checkpoint",
+                       signal.Signals(signum).name)
+
+    def _install_signal_handlers(self) -> Dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, self.request_stop)
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: Dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    # ----- checkpoints ---------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        if self.output_dir is None:
+            raise ValueError("this trainer has no output_dir, so it has no checkpoint folder")
+        return self.output_dir / "checkpoints"
+
+    def save_checkpoint(self) -> Path:
+        path = ckpt.atomic_save(self.state_dict(), self.checkpoint_dir / ckpt.checkpoint_name(self.step))
+        keep = int(OmegaConf.select(self.cfg, "checkpoint.keep", default=0) or 0)
+        ckpt.prune_checkpoints(self.checkpoint_dir, keep)
+        return path
+
+    def save_state_dict(self, path: os.PathLike) -> Path:
+        """Write `state_dict()` atomically to a file."""
+        return ckpt.atomic_save(self.state_dict(), path)
+
+    def _resolve_resume(self, resume: Union[bool, str, os.PathLike, None]) -> Optional[Path]:
+        if resume is None or resume is False or (isinstance(resume, str) and resume.lower() in ("", "false", "none")):
+            if self.output_dir is not None and ckpt.find_latest(self.output_dir / "checkpoints") is not None:
+                raise ValueError(f"{self.output_dir} already holds checkpoints of an earlier run; pass resume=true "
+                                 "to continue it, or choose another output_dir (nothing was overwritten)")
+            return None
+        if resume is True or (isinstance(resume, str) and resume.lower() in ("true", "auto")):
+            if self.output_dir is None:
+                raise ValueError("resume=true needs an output_dir to look for checkpoints in")
+            latest = ckpt.find_latest(self.checkpoint_dir)
+            if latest is None and not (isinstance(resume, str) and resume.lower() == "auto"):
+                raise ValueError(f"resume=true but {self.checkpoint_dir} holds no checkpoint (step_*.pt); "
+                                 "start without resume, or pass resume=PATH")
+            return latest
+        path = Path(resume)
+        return ckpt.find_latest(path) if path.is_dir() else path
+
+    # ----- state -------------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """Stage position of the step that runs next (the last step if the run is finished)."""
+        stage = self.stage_schedule.to_state()
+        position = self.step if self.step < self.total_steps else self.total_steps - 1
+        stage["stage_index"], stage["offset"] = self.stage_schedule.locate(position)
+        return {
+            "format": 1,
+            "step": self.step,
+            "stage": stage,
+            "stage_active": self._active_stage,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+        }
+
+    def load_state_dict(self, state: Union[Dict[str, Any], os.PathLike, str]) -> None:
+        source = "checkpoint"
+        if not isinstance(state, dict):
+            source = str(state)
+            state = ckpt.load_checkpoint(state)
+        step = state.get("step")
+        if not _is_int(step) or step < 0:
+            raise ValueError(f"{source}: 'step' must be an integer >= 0, got {step!r}")
+        try:
+            saved = StageSchedule.from_state(state.get("stage"))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{source}: bad stage state: {exc}") from None
+        active = state.get("stage_active")
+        if active is not None and (not _is_int(active) or not 0 <= active < len(saved)):
+            raise ValueError(f"{source}: stage_active {active!r} is out of range for {saved.describe()}")
+        sched = self.stage_schedule
+        if step > sched.total_steps:
+            raise ValueError(f"{source}: step {step} is past the end of the configured schedule ({sched.describe()})")
+        if saved.stages == sched.stages:
+            expected = sched.locate(min(step, sched.total_steps - 1))
+            if (saved.stage_index, saved.offset) != expected:
+                raise ValueError(f"{source}: stage position {saved.stage_index}/{saved.offset} does not match "
+                                 f"step {step} (expected {expected[0]}/{expected[1]} in {sched.describe()})")
+            sched.set_position(state["stage"])
+        else:
+            position = sched.locate(min(step, sched.total_steps - 1))
+            sched.set_position({"stage_index": position[0], "offset": position[1]})
+            msg = (f"{source} was made under another stage schedule ({saved.describe()}); the config's is "
+                   f"({sched.describe()}). Global step {step} decides: stage {sched.names[position[0]]!r}, "
+                   f"step {position[1]}")
+            if active is not None and step > 0:
+                prev_index = sched.locate(min(step - 1, sched.total_steps - 1))[0]
+                active = prev_index if sched.names[prev_index] == saved.names[active] else None
+            warnings.warn(msg, ScheduleChangedWarning, stacklevel=2)
+            logger.warning(msg)
+        self.step = int(step)
+        self._active_stage = active
+        self.current_stage = sched.names[sched.stage_index]
+        self.stage_step = sched.offset
+        self.render_cfg.opacity_entropy_weight = self.opacity_entropy_scheduler.weight(self.current_stage)
