@@ -1,0 +1,36 @@
+"""SuGaR's surface stage: Gaussian geometry helpers and the SDF / density / normal regularizers."""
+from .geometry import (
+    GaussianGeometry,
+    gaussian_density,
+    gaussian_normals,
+    knn,
+    project_to_pixels,
+    quat_to_rotmat,
+    sample_image_bilinear,
+    sample_points_around_gaussians,
+    std_along_directions,
+    world_to_camera,
+)
+from .regularizers import (
+    sugar_density_loss,
+    sugar_normal_loss,
+    sugar_sdf_loss,
+    visible_surface_mask,
+)
+
+__all__ = [
+    "GaussianGeometry",
+    "gaussian_density",
+    "gaussian_normals",
+    "knn",
+    "project_to_pixels",
+    "quat_to_rotmat",
+    "sample_image_bilinear",
+    "sample_points_around_gaussians",
+    "std_along_directions",
+    "world_to_camera",
+    "sugar_density_loss",
+    "sugar_normal_loss",
+    "sugar_sdf_loss",
+    "visible_surface_mask",
+]

@@ -1,0 +1,189 @@
+"""Geometry of a set of 3D Gaussians, as SuGaR's regularizers need it (see shared/SUGAR.md).
+
+Pure functions of tensors, device-agnostic. Conventions: Gaussian g has centre ``means[g]``,
+rotation ``rotmats[g]`` whose *columns* are its axes, ``scales[g]`` (3 values, already exp'd)
+and ``opacities[g]`` (already sigmoid'ed), so Σ_g = R_g diag(s_g²) R_gᵀ.
+Quaternions are wxyz (gsplat's order).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple
+
+import numpy as np
+import torch
+
+
+class GaussianGeometry(NamedTuple):
+    """The four per-Gaussian tensors the SuGaR terms read. Any 4-sequence in this order works."""
+
+    means: torch.Tensor      # [N, 3]
+    rotmats: torch.Tensor    # [N, 3, 3], columns = axes
+    scales: torch.Tensor     # [N, 3], > 0
+    opacities: torch.Tensor  # [N] (or [N, 1]), in (0, 1)
+
+
+def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
+    """[N, 4] quaternions (w, x, y, z) -> [N, 3, 3] rotation matrices (columns = rotated axes).
+
+    The input is normalised here too (cheap, and keeps R orthonormal when a raw parameter is
+    passed); gradients flow through.
+    """
+    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    w, x, y, z = q.unbind(-1)
+    rows = [
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ]
+    return torch.stack(rows, dim=-1).reshape(q.shape[:-1] + (3, 3))
+
+
+def gaussian_normals(rotmats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """[N, 3] unit normals: the axis (column of R) with the smallest scale. Sign is arbitrary.
+
+    Gradient flows into ``rotmats``; the choice of axis (argmin) is discrete.
+    """
+    axis = scales.detach().argmin(dim=-1)                                   # [N]
+    idx = axis.view(-1, 1, 1).expand(-1, 3, 1)
+    return torch.gather(rotmats, 2, idx).squeeze(-1)
+
+
+def std_along_directions(rotmats: torch.Tensor, scales: torch.Tensor,
+                         directions: torch.Tensor) -> torch.Tensor:
+    """σ = sqrt(rᵀ Σ r) for unit directions r [N, 3]: the Gaussian's std-dev along r.
+
+    Since Σ = R S² Rᵀ, rᵀΣr = ‖S Rᵀ r‖².
+    """
+    local = torch.einsum("nij,ni->nj", rotmats, directions)                 # Rᵀ r
+    return (scales * local).norm(dim=-1)
+
+
+def knn(means: torch.Tensor, k: int = 16, backend: str = "auto",
+        chunk_elems: int = 1 << 26) -> torch.Tensor:
+    """Indices [N, k] (int64, on ``means.device``) of the k nearest *other* centres, nearest first.
+
+    Exact. No autograd. ``backend``: "auto" (scipy cKDTree for CPU tensors, chunked
+    torch.cdist + topk otherwise), "scipy" or "torch". The torch path holds at most about
+    ``chunk_elems`` distances at once, so memory stays bounded for large N.
+    Duplicate centres are handled: the row's own index is removed wherever it appears.
+    """
+    if means.ndim != 2 or means.shape[-1] != 3:
+        raise ValueError(f"knn: means must be [N, 3], got {tuple(means.shape)}")
+    n = means.shape[0]
+    if k < 1 or n < k + 1:
+        raise ValueError(f"knn: need at least k+1 = {k + 1} points for k = {k}, got N = {n}")
+    if backend == "auto":
+        backend = "scipy" if means.device.type == "cpu" else "torch"
+    pts = means.detach()
+    if backend == "scipy":
+        from scipy.spatial import cKDTree
+
+        x = pts.to(torch.float64).cpu().numpy()
+        _, idx = cKDTree(x).query(x, k=k + 1)
+        idx = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64))
+        return _drop_self(idx, k).to(means.device)
+    if backend != "torch":
+        raise ValueError(f"knn: unknown backend {backend!r} (expected 'auto', 'scipy' or 'torch')")
+    out = torch.empty(n, k, dtype=torch.long, device=means.device)
+    rows = max(1, chunk_elems // n)
+    with torch.no_grad():
+        for start in range(0, n, rows):
+            q = pts[start:start + rows]
+            d = torch.cdist(q, pts, compute_mode="donot_use_mm_for_euclid_dist")   # exact
+            ar = torch.arange(q.shape[0], device=pts.device)
+            d[ar, ar + start] = float("inf")                                # exclude self
+            out[start:start + rows] = d.topk(k, dim=1, largest=False, sorted=True).indices
+    return out
+
+
+def _drop_self(idx: torch.Tensor, k: int) -> torch.Tensor:
+    """[N, k+1] neighbour lists including (usually) self -> [N, k] without self."""
+    n = idx.shape[0]
+    drop = idx == torch.arange(n).unsqueeze(1)
+    no_self = ~drop.any(dim=1)               # self tied with a duplicate and came after k+1
+    drop[no_self, -1] = True
+    # a row could list self twice only with a broken tree; keep exactly one drop per row
+    first = drop.int().cumsum(dim=1) == 1
+    drop &= first
+    return idx[~drop].view(n, k)
+
+
+def sample_points_around_gaussians(
+    means: torch.Tensor, rotmats: torch.Tensor, scales: torch.Tensor,
+    candidates: torch.Tensor, num_samples: int,
+    generator: Optional[torch.Generator] = None, scale_factor: float = 1.5,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Draw M points p = μ_g + R_g (1.5 · s_g ⊙ ε), ε ~ N(0, I), g uniform among ``candidates``.
+
+    Returns (points [M, 3], gauss_idx [M] int64). Differentiable w.r.t. means/rotmats/scales;
+    g and ε come from ``generator`` (a CPU generator, or one on ``means.device``), so a seeded
+    generator reproduces the draw on any device.
+    """
+    candidates = candidates.reshape(-1)
+    if candidates.dtype == torch.bool:
+        candidates = candidates.nonzero().squeeze(1)
+    if candidates.numel() == 0:
+        raise ValueError("sample_points_around_gaussians: no candidate Gaussians to sample from")
+    gen_device = generator.device if generator is not None else means.device
+    pick = torch.randint(candidates.numel(), (num_samples,), generator=generator,
+                         device=gen_device).to(candidates.device)
+    gauss_idx = candidates[pick].to(means.device)
+    eps = torch.randn(num_samples, 3, generator=generator, device=gen_device,
+                      dtype=means.dtype).to(means.device)
+    local = scale_factor * scales[gauss_idx] * eps
+    points = means[gauss_idx] + torch.einsum("mij,mj->mi", rotmats[gauss_idx], local)
+    return points, gauss_idx
+
+
+def gaussian_density(
+    points: torch.Tensor, neighbour_idx: torch.Tensor, means: torch.Tensor,
+    rotmats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """d(p) = Σ_j α_j exp(−½‖diag(1/s_j) R_jᵀ (p − μ_j)‖²) over the Gaussians j of each row.
+
+    points [M, 3], neighbour_idx [M, K] -> (d [M], terms [M, K]) with terms[m, j] the j-th
+    summand (α̂_j(p) in SUGAR.md). No normalisation or clipping here.
+    """
+    alpha = opacities.reshape(-1)
+    diff = points.unsqueeze(1) - means[neighbour_idx]                          # [M, K, 3]
+    local = torch.einsum("mkij,mki->mkj", rotmats[neighbour_idx], diff)        # R_jᵀ (p − μ_j)
+    mahal2 = (local / scales[neighbour_idx]).pow(2).sum(dim=-1)                 # [M, K]
+    terms = alpha[neighbour_idx] * torch.exp(-0.5 * mahal2)
+    return terms.sum(dim=-1), terms
+
+
+def world_to_camera(points: torch.Tensor, viewmat: torch.Tensor) -> torch.Tensor:
+    """[M, 3] world points -> camera coordinates with a 4×4 world→camera matrix (OpenCV)."""
+    return points @ viewmat[:3, :3].T + viewmat[:3, 3]
+
+
+def project_to_pixels(cam_points: torch.Tensor, K: torch.Tensor,
+                      min_depth: float = 1e-6) -> torch.Tensor:
+    """Camera points [M, 3] -> continuous pixel coordinates [M, 2] (u, v).
+
+    gsplat's convention: pixel i covers [i, i+1) and its centre is i + 0.5, so u = fx·x/z + cx
+    directly. z is clamped to ``min_depth`` only to keep the division finite; callers mask
+    points behind the camera themselves.
+    """
+    z = cam_points[:, 2:3].clamp_min(min_depth)
+    xy = cam_points[:, :2] / z
+    u = K[0, 0] * xy[:, 0] + K[0, 1] * xy[:, 1] + K[0, 2]
+    v = K[1, 1] * xy[:, 1] + K[1, 2]
+    return torch.stack([u, v], dim=-1)
+
+
+def sample_image_bilinear(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Bilinear read of an [H, W] map at continuous pixel coordinates uv [M, 2] -> [M].
+
+    Pixel centres at +0.5 (grid_sample with align_corners=False has the same convention);
+    outside the outermost centres the border value is used. Differentiable w.r.t. the image
+    and uv.
+    """
+    h, w = image.shape[-2:]
+    gx = uv[:, 0] * (2.0 / w) - 1.0
+    gy = uv[:, 1] * (2.0 / h) - 1.0
+    grid = torch.stack([gx, gy], dim=-1).view(1, 1, -1, 2).to(image.dtype)
+    out = torch.nn.functional.grid_sample(
+        image.reshape(1, 1, h, w), grid, mode="bilinear", padding_mode="border",
+        align_corners=False)
+    return out.view(-1)

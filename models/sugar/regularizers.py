@@ -1,0 +1,235 @@
+"""SuGaR's surface regularizers (shared/SUGAR.md), as pure functions of tensors.
+
+Each returns ``(loss, stats)``: ``loss`` a scalar tensor already multiplied by ``weight`` and
+always part of the graph (a zero that still back-propagates when no sample survives),
+``stats`` a dict of Python numbers for logging.
+
+Choices made where SUGAR.md leaves room (shared by all three terms):
+
+* **Which Gaussians j enter d(p).** For a sample p drawn around Gaussian g, j runs over
+  ``[g] + neighbours[g]`` (k + 1 Gaussians). ``knn`` excludes self, but SuGaR's neighbour
+  lists (pytorch3d ``knn_points`` of the centres on themselves) start with the point itself,
+  and g is the Gaussian that p was drawn from: leaving it out would make d(p) ignore the one
+  Gaussian that certainly covers p. Looking the neighbours up per sample (instead of a kNN of
+  the samples) is what SuGaR does too, and avoids a kNN query per step.
+* **β** = mean over those k + 1 Gaussians of their smallest scale (SuGaR's ``beta_mode =
+  'average'``). Not detached, as in SuGaR.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+
+from .geometry import (
+    gaussian_density,
+    gaussian_normals,
+    project_to_pixels,
+    sample_image_bilinear,
+    std_along_directions,
+    world_to_camera,
+)
+
+
+def _unpack(gaussians: Sequence[torch.Tensor]):
+    means, rotmats, scales, opacities = gaussians
+    return means, rotmats, scales, opacities.reshape(-1)
+
+
+def _neighbour_sets(gauss_idx: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+    """[M, k+1]: the sample's own Gaussian first, then its k neighbours."""
+    return torch.cat([gauss_idx.unsqueeze(1), neighbours[gauss_idx]], dim=1)
+
+
+def _zero_loss(*tensors: torch.Tensor) -> torch.Tensor:
+    """A scalar 0 connected to every given tensor that requires grad."""
+    out = None
+    for t in tensors:
+        z = t.sum() * 0.0
+        out = z if out is None else out + z
+    return out
+
+
+def _in_image(uv: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    return (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+
+
+@torch.no_grad()
+def visible_surface_mask(
+    means: torch.Tensor, rotmats: torch.Tensor, scales: torch.Tensor,
+    depth_map: torch.Tensor, viewmat: torch.Tensor, K: torch.Tensor,
+    alpha_map: Optional[torch.Tensor] = None, threshold: float = 2.0,
+    min_alpha: float = 0.5, near: float = 0.01,
+) -> torch.Tensor:
+    """Bool [n]: Gaussians that lie on the surface seen in ``depth_map`` (SUGAR.md SDF step 2).
+
+    Kept when the centre is in front of the camera (z > ``near``), projects inside the image,
+    the rendered alpha there is ≥ ``min_alpha`` (where a pixel is mostly empty its "ED" depth is
+    not a surface; pass ``alpha_map=None`` or ``min_alpha=0`` to skip), and
+    |D(π(μ)) − z(μ)| < threshold · σ, σ = sqrt(rᵀΣr) the std-dev along the unit view ray r.
+
+    Works on any rows: pass ``means[idx]`` etc. to test a subset. The trainer may also use it
+    to choose the sampling candidates (SuGaR filters the Gaussians before sampling).
+    """
+    h, w = depth_map.shape[-2:]
+    cam = world_to_camera(means, viewmat)
+    z = cam[:, 2]
+    uv = project_to_pixels(cam, K)
+    keep = (z > near) & _in_image(uv, h, w)
+    d_at = sample_image_bilinear(depth_map.detach(), uv)
+    if alpha_map is not None and min_alpha > 0:
+        keep &= sample_image_bilinear(alpha_map.detach(), uv) >= min_alpha
+    # Unit ray through the centre, expressed in world coordinates: R_cwᵀ · normalize(cam).
+    ray_world = torch.nn.functional.normalize(cam, dim=-1) @ viewmat[:3, :3]
+    sigma = std_along_directions(rotmats, scales, ray_world)
+    keep &= (d_at - z).abs() < threshold * sigma
+    return keep
+
+
+def sugar_sdf_loss(
+    points: torch.Tensor, gauss_idx: torch.Tensor, neighbours: torch.Tensor,
+    gaussians: Sequence[torch.Tensor], depth_map: torch.Tensor,
+    alpha_map: Optional[torch.Tensor], viewmat: torch.Tensor, K: torch.Tensor,
+    scene_extent: float, weight: float = 0.2, *,
+    surface_threshold: float = 2.0, density_factor: Optional[float] = None,
+    max_residual: float = 1.0, min_alpha: float = 0.5, near: float = 0.01,
+    density_eps: float = 1e-16,
+) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """SuGaR's SDF-estimation loss from the rendered depth map (SUGAR.md, steps 2–5).
+
+    Args:
+        points [M, 3], gauss_idx [M]: samples from ``sample_points_around_gaussians``.
+        neighbours [N, k]: ``knn(means)``.
+        gaussians: (means [N,3], rotmats [N,3,3], scales [N,3], opacities [N]).
+        depth_map [H, W]: rendered expected depth ("ED", camera z), differentiable.
+        alpha_map [H, W] or None: rendered alpha, used only to ignore empty pixels (min_alpha).
+        viewmat [4, 4] world→camera, K [3, 3] pixels (gsplat convention, centres at +0.5).
+        scene_extent: residuals are divided by scene_extent / 10.
+
+    Steps:
+        2. keep samples whose Gaussian passes ``visible_surface_mask`` (|D(π(μ_g)) − z(μ_g)| <
+           2σ_g, in front, inside the image, alpha ≥ min_alpha) and whose own projection is in
+           front (z > near), inside the image and on a pixel with alpha ≥ min_alpha.
+        3. f̂(p) = D(π(p)) − z(p), D read bilinearly (gradient into D and, through π, into p).
+        4. f(p) = β·sqrt(−2·log d(p)), d(p) = density_factor · Σ_j α_j·G_j(p) over
+           j ∈ [g] + neighbours[g], clipped into [density_eps, 1]. ``density_factor`` defaults
+           to 1 / (number of Gaussians summed) = 1 / (k + 1): SuGaR's 1/16 for its 16-entry
+           lists that include the point itself. (SuGaR maps d ≥ 1 to 1 keeping a gradient; we
+           clamp, and floor −2·log d at 1e-10 so sqrt has a finite gradient at d = 1.)
+        5. loss = weight · mean_kept clamp(|f − |f̂|| / (scene_extent/10), max=max_residual).
+
+    Returns (loss, {"sdf_samples": M, "sdf_kept": kept samples, "sdf_residual": mean
+    normalised residual over kept samples (0 if none)}).
+    """
+    means, rotmats, scales, opacities = _unpack(gaussians)
+    h, w = depth_map.shape[-2:]
+    m = points.shape[0]
+
+    # Step 2: samples whose Gaussian is on the visible surface and whose projection is usable.
+    with torch.no_grad():
+        keep = visible_surface_mask(
+            means[gauss_idx], rotmats[gauss_idx], scales[gauss_idx], depth_map, viewmat, K,
+            alpha_map, threshold=surface_threshold, min_alpha=min_alpha, near=near)
+        cam_d = world_to_camera(points.detach(), viewmat)
+        uv_d = project_to_pixels(cam_d, K)
+        keep &= (cam_d[:, 2] > near) & _in_image(uv_d, h, w)
+        if alpha_map is not None and min_alpha > 0:
+            keep &= sample_image_bilinear(alpha_map.detach(), uv_d) >= min_alpha
+    kept = keep.nonzero().squeeze(1)
+    stats = {"sdf_samples": int(m), "sdf_kept": int(kept.numel()), "sdf_residual": 0.0}
+    if kept.numel() == 0:
+        return weight * _zero_loss(points, depth_map, scales, opacities), stats
+
+    p = points[kept]
+    g = gauss_idx[kept]
+
+    # Step 3: estimated SDF from the depth map.
+    cam = world_to_camera(p, viewmat)
+    f_hat = sample_image_bilinear(depth_map, project_to_pixels(cam, K)) - cam[:, 2]
+
+    # Step 4: ideal SDF from the density.
+    nbr = _neighbour_sets(g, neighbours)
+    d, _ = gaussian_density(p, nbr, means, rotmats, scales, opacities)
+    factor = 1.0 / nbr.shape[1] if density_factor is None else density_factor
+    d = (d * factor).clamp(min=density_eps, max=1.0)
+    beta = scales[nbr].min(dim=-1).values.mean(dim=1)
+    f = beta * torch.sqrt((-2.0 * torch.log(d)).clamp_min(1e-10))
+
+    # Step 5: scale-free, clamped residual.
+    residual = ((f - f_hat.abs()).abs() / (scene_extent / 10.0)).clamp(max=max_residual)
+    stats["sdf_residual"] = float(residual.detach().mean())
+    return weight * residual.mean(), stats
+
+
+def sugar_density_loss(
+    points: torch.Tensor, gauss_idx: torch.Tensor, neighbours: torch.Tensor,
+    gaussians: Sequence[torch.Tensor], weight: float = 0.2,
+) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """SuGaR's released default ("density" mode): no depth map.
+
+    f̂(p) = ⟨p − μ_g, n_g⟩, β as in the module docstring, ideal density
+    d̄(p) = exp(−f̂² / 2β²), d(p) = Σ_j α_j G_j(p) over [g] + neighbours[g] (no 1/k factor and
+    no clipping: SuGaR uses density_factor = 1 in this mode).
+    loss = weight · mean_p |d(p) − d̄(p)|.
+
+    Returns (loss, {"density_samples": M, "density_residual": mean |d − d̄|}).
+    """
+    means, rotmats, scales, opacities = _unpack(gaussians)
+    m = points.shape[0]
+    stats = {"density_samples": int(m), "density_residual": 0.0}
+    if m == 0:
+        return weight * _zero_loss(points, scales, opacities), stats
+    nbr = _neighbour_sets(gauss_idx, neighbours)
+    d, _ = gaussian_density(points, nbr, means, rotmats, scales, opacities)
+    n_g = gaussian_normals(rotmats, scales)[gauss_idx]
+    f_hat = ((points - means[gauss_idx]) * n_g).sum(dim=-1)
+    beta = scales[nbr].min(dim=-1).values.mean(dim=1)
+    target = torch.exp(-0.5 * f_hat.pow(2) / beta.pow(2))
+    residual = (d - target).abs()
+    stats["density_residual"] = float(residual.detach().mean())
+    return weight * residual.mean(), stats
+
+
+def sugar_normal_loss(
+    points: torch.Tensor, gauss_idx: torch.Tensor, neighbours: torch.Tensor,
+    gaussians: Sequence[torch.Tensor], weight: float = 0.2,
+) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """SuGaR's normal regularizer (SUGAR.md "Normal regularizer").
+
+    For j ∈ [g] + neighbours[g]: ñ_j = sign(⟨n_j, n_g⟩)·n_j (sign detached);
+    w_j ∝ α̂_j(p)·|⟨p − μ_j, ñ_j⟩| / max(s_j^min, 1e-6)², with α̂_j(p) the j-th term of d(p);
+    w is detached and normalised to sum 1 over j (the SDF-gradient reading: ∇f ≈ Σ_j w_j ñ_j).
+    loss = weight · mean_p ‖n_g − Σ_j w_j ñ_j‖², over samples whose weights do not all vanish
+    (underflow); gradients reach the Gaussians only through the normals (rotations), as in
+    SuGaR (``sdf_better_normal_gradient_through_normal_only``).
+
+    Returns (loss, {"normal_samples": M, "normal_residual": mean ‖·‖² (unweighted)}).
+    """
+    means, rotmats, scales, opacities = _unpack(gaussians)
+    m = points.shape[0]
+    stats = {"normal_samples": int(m), "normal_residual": 0.0}
+    if m == 0:
+        return weight * _zero_loss(rotmats), stats
+    nbr = _neighbour_sets(gauss_idx, neighbours)                             # [M, K]
+    normals = gaussian_normals(rotmats, scales)
+    n_g = normals[gauss_idx]                                                # [M, 3]
+    n_j = normals[nbr]                                                      # [M, K, 3]
+    sign = torch.sign((n_j * n_g.unsqueeze(1)).sum(dim=-1, keepdim=True)).detach()
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    n_j = n_j * sign
+    with torch.no_grad():
+        _, terms = gaussian_density(points, nbr, means, rotmats, scales, opacities)
+        dist = ((points.unsqueeze(1) - means[nbr]) * n_j).sum(dim=-1).abs()
+        s_min = scales[nbr].min(dim=-1).values.clamp_min(1e-6)
+        w = terms * dist / s_min.pow(2)
+        total = w.sum(dim=1, keepdim=True)
+        valid = total.squeeze(1) > 1e-30
+        w = w / total.clamp_min(1e-30)
+    blended = (w.unsqueeze(-1) * n_j).sum(dim=1)
+    residual = (n_g - blended).pow(2).sum(dim=-1)
+    if not bool(valid.all()):
+        residual = residual[valid]
+    if residual.numel() == 0:
+        return weight * _zero_loss(rotmats), stats
+    stats["normal_residual"] = float(residual.detach().mean())
+    return weight * residual.mean(), stats
