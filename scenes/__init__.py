@@ -1,0 +1,12 @@
+"""Driving scenes: a synthetic street generator and a reader of drivestudio's processed layout.
+
+    prepare_scene(scene_cfg) -> Path         generate (synthetic) or validate (processed) a scene folder
+    load_scene(scene_cfg) -> DrivingScene    prepare and load it: views, LiDAR, tracks, GT
+"""
+from .config import compose_scene_config, load_options, load_scene, prepare_scene, synthetic_params
+from .driving_dataset import DrivingScene, InstanceTrack, LidarPoints, LoadOptions, View
+from .processed_layout import SceneFormatError
+from .synthetic import SyntheticParams, generate
+
+__all__ = ["prepare_scene", "load_scene", "compose_scene_config", "load_options", "synthetic_params", "DrivingScene", "View",
+           "InstanceTrack", "LidarPoints", "LoadOptions", "SceneFormatError", "SyntheticParams", "generate"]

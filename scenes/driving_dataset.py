@@ -1,0 +1,319 @@
+"""A driving scene in memory: views (image, camera, masks, depths), LiDAR, instance tracks.
+
+World = the ego frame of the first loaded frame (drivestudio's alignment):
+    camera_to_world = inv(ego_pose[start]) @ ego_pose[t] @ cam_to_ego @ OPENCV_TO_DATASET
+Cameras are OpenCV (x right, y down, z forward); K is at the loaded resolution with pixel centres
+at +0.5. Everything is read and checked in `DrivingScene.load`, before any training starts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .geometry import OPENCV_TO_DATASET, rigid_inverse
+from .processed_layout import (LayoutIndex, SceneFormatError, index_layout, read_depth, read_image, read_lidar,
+                               read_mask)
+
+
+@dataclass(eq=False)  # tensors: compare by identity
+class View:
+    image: torch.Tensor            # float32 [H, W, 3] in [0, 1]
+    K: torch.Tensor                # float32 [3, 3]
+    camera_to_world: torch.Tensor  # float32 [4, 4], OpenCV axes
+    width: int
+    height: int
+    sky_mask: torch.Tensor         # bool [H, W]
+    dynamic_mask: torch.Tensor     # bool [H, W]
+    lidar_depth: torch.Tensor      # float32 [H, W], camera z of the nearest LiDAR return, 0 where none
+    gt_depth: torch.Tensor | None  # float32 [H, W] camera z, inf for sky (synthetic scenes only)
+    frame_idx: int                 # frame number of the files (ego_pose/{frame_idx:03d}.txt)
+    cam_name: str
+    time: float                    # frame time normalised to [0, 1] over the loaded frames
+    image_path: Path | None = None
+
+
+@dataclass(eq=False)  # tensors: compare by identity
+class InstanceTrack:
+    """A rigid instance: per annotated frame, object -> world (box centre, x forward, z up) and size."""
+
+    id: str
+    class_name: str
+    frame_idx: np.ndarray          # [F] int, absolute frame numbers
+    obj_to_world: torch.Tensor     # float32 [F, 4, 4] in the scene world
+    box_size: torch.Tensor         # float32 [F, 3] l, w, h
+    moving: bool
+
+    def pose_at(self, frame: int) -> torch.Tensor | None:
+        hit = np.nonzero(self.frame_idx == frame)[0]
+        return None if len(hit) == 0 else self.obj_to_world[int(hit[0])]
+
+    def contains(self, frame: int, points: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+        """bool [N]: which world points lie inside the box at `frame` (expanded by margin metres)."""
+        hit = np.nonzero(self.frame_idx == frame)[0]
+        if len(hit) == 0:
+            return torch.zeros(len(points), dtype=torch.bool)
+        k = int(hit[0])
+        pose = self.obj_to_world[k].double()
+        local = (points.double() - pose[:3, 3]) @ pose[:3, :3]
+        half = self.box_size[k].double() / 2 + margin
+        return (local.abs() <= half).all(dim=1)
+
+
+@dataclass(eq=False)  # tensors: compare by identity
+class LidarPoints:
+    origins: torch.Tensor      # float32 [M, 3] world
+    points: torch.Tensor       # float32 [M, 3] world
+    frame_idx: torch.Tensor    # int64 [M]
+    time: torch.Tensor         # float32 [M] normalised frame time
+    flow: torch.Tensor         # float32 [M, 3] scene flow of the hit surface, world axes (m/s)
+    flow_class: torch.Tensor   # float32 [M]
+    ground: torch.Tensor       # float32 [M]
+    intensity: torch.Tensor    # float32 [M]
+
+
+@dataclass
+class LoadOptions:
+    cameras: list | None = None
+    start_frame: int = 0
+    end_frame: int | None = None      # exclusive; None = all
+    downscale: float = 1.0
+    test_every: int = 0               # 0: no test views; k >= 2: frames start + k//2 + i*k are test frames
+    max_init_points: int = 30000
+    load_gt: bool = True
+    moving_threshold: float = 1.0     # metres a track's centre must travel to count as moving
+    seed: int = 0
+
+
+def _resize(arr: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
+    return np.asarray(Image.fromarray(arr).resize(size, resample))
+
+
+def _downscale_mask(mask: np.ndarray, size) -> np.ndarray:
+    if (mask.shape[1], mask.shape[0]) == tuple(size):
+        return mask
+    return _resize((mask * 255).astype(np.uint8), size, Image.BOX) > 127
+
+
+def _downscale_depth(depth: np.ndarray, size) -> np.ndarray:
+    """Nearest sample to each new pixel centre (depths must not be averaged across edges or inf)."""
+    H, W = depth.shape
+    w, h = size
+    if (W, H) == (w, h):
+        return depth
+    cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(int), W - 1)
+    rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(int), H - 1)
+    return depth[rows[:, None], cols[None, :]]
+
+
+def project_depth(points: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Nearest camera z per pixel of the points that project inside; 0 where none."""
+    cam = points @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
+    z = cam[:, 2]
+    front = z > 1e-3
+    cam, z = cam[front], z[front]
+    u = np.floor(K[0, 0] * cam[:, 0] / z + K[0, 2]).astype(np.int64)
+    v = np.floor(K[1, 1] * cam[:, 1] / z + K[1, 2]).astype(np.int64)
+    ok = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    depth = np.full(height * width, np.inf)
+    np.minimum.at(depth, v[ok] * width + u[ok], z[ok])
+    depth[~np.isfinite(depth)] = 0.0
+    return depth.reshape(height, width).astype(np.float32)
+
+
+class DrivingScene:
+    """Views, LiDAR and tracks of one scene, in the world of the first loaded ego frame."""
+
+    def __init__(self, root: Path, views: list[View], test_frames: set, lidar: LidarPoints,
+                 instances: list[InstanceTrack], world_from_log: np.ndarray, index: LayoutIndex,
+                 options: LoadOptions):
+        self.root = Path(root)
+        self.views = views
+        self.train_views = [v for v in views if v.frame_idx not in test_frames]
+        self.test_views = [v for v in views if v.frame_idx in test_frames]
+        self.lidar = lidar
+        self.instances = instances
+        self.world_from_log = world_from_log
+        self.options = options
+        self.cameras = list(index.cameras)
+        self.frames = sorted({v.frame_idx for v in views})
+        self.gt_mesh_path: Path | None = index.gt_mesh if options.load_gt else None
+        self.gt_vehicle_mesh_paths: dict = dict(index.gt_vehicle_meshes) if options.load_gt else {}
+        # The GT static mesh is stored in the ego frame of frame 0; this maps it into the scene world.
+        self.gt_mesh_to_world = torch.tensor(world_from_log @ index.ego_poses[0], dtype=torch.float32)
+        positions = torch.stack([v.camera_to_world[:3, 3] for v in views])
+        self.scene_center = positions.mean(dim=0)
+        # gsplat's "scene scale": 1.1 x the largest camera distance from the centre of the cameras.
+        self.scene_radius = float(max(1.1 * (positions - self.scene_center).norm(dim=1).max(), 1.0))
+        self._init_cache = None
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    @property
+    def moving_instances(self) -> list[InstanceTrack]:
+        return [t for t in self.instances if t.moving]
+
+    def load_gt_mesh(self):
+        """The static GT mesh (trimesh) in the scene world, or None."""
+        if self.gt_mesh_path is None:
+            return None
+        import trimesh
+        mesh = trimesh.load(self.gt_mesh_path, process=False)
+        mesh.apply_transform(self.gt_mesh_to_world.double().numpy())
+        return mesh
+
+    def static_lidar_mask(self, margin: float = 0.1) -> torch.Tensor:
+        """bool [M]: LiDAR points not inside any moving instance's box at their frame."""
+        keep = torch.ones(len(self.lidar.points), dtype=torch.bool)
+        for track in self.moving_instances:
+            for f in np.unique(self.lidar.frame_idx.numpy()):
+                sel = torch.nonzero(self.lidar.frame_idx == int(f)).squeeze(1)
+                inside = track.contains(int(f), self.lidar.points[sel], margin)
+                keep[sel[inside]] = False
+        return keep
+
+    def init_points(self, max_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Static LiDAR points seen by a training camera, coloured from it: (xyz [N,3], rgb [N,3]) float32."""
+        max_points = self.options.max_init_points if max_points is None else int(max_points)
+        if self._init_cache is None:
+            static = self.static_lidar_mask()
+            pts = self.lidar.points.numpy().astype(np.float64)
+            fidx = self.lidar.frame_idx.numpy()
+            rgb = np.full((len(pts), 3), -1.0)
+            for v in self.train_views:
+                sel = np.nonzero(static.numpy() & (fidx == v.frame_idx) & (rgb[:, 0] < 0))[0]
+                if len(sel) == 0:
+                    continue
+                w2c = np.linalg.inv(v.camera_to_world.double().numpy())
+                K = v.K.double().numpy()
+                cam = pts[sel] @ w2c[:3, :3].T + w2c[:3, 3]
+                z = cam[:, 2]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    u = np.floor(K[0, 0] * cam[:, 0] / z + K[0, 2])
+                    r = np.floor(K[1, 1] * cam[:, 1] / z + K[1, 2])
+                ok = (z > 1e-3) & (u >= 0) & (u < v.width) & (r >= 0) & (r < v.height)
+                ui, ri = u[ok].astype(int), r[ok].astype(int)
+                nearest = v.lidar_depth.numpy()[ri, ui]
+                visible = z[ok] <= nearest * 1.01 + 1e-3       # not hidden behind another return
+                idx = sel[ok][visible]
+                rgb[idx] = v.image.numpy()[ri[visible], ui[visible]]
+            keep = np.nonzero(rgb[:, 0] >= 0)[0]
+            self._init_cache = (pts[keep].astype(np.float32), rgb[keep].astype(np.float32))
+        xyz, rgb = self._init_cache
+        if len(xyz) > max_points:
+            choice = np.random.default_rng(self.options.seed).choice(len(xyz), max_points, replace=False)
+            choice.sort()
+            xyz, rgb = xyz[choice], rgb[choice]
+        return torch.from_numpy(xyz.copy()), torch.from_numpy(rgb.copy())
+
+    def aabb(self) -> torch.Tensor:
+        """[2, 3] bounds of the static LiDAR points (1st and 99th percentiles)."""
+        pts = self.lidar.points[self.static_lidar_mask()]
+        return torch.stack([torch.quantile(pts, 0.01, dim=0), torch.quantile(pts, 0.99, dim=0)])
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, root: Path, options: LoadOptions | None = None) -> "DrivingScene":
+        options = options or LoadOptions()
+        index = index_layout(Path(root), options.cameras)
+        T = index.num_frames
+        start = int(options.start_frame)
+        end = T if options.end_frame in (None, -1) else int(options.end_frame)
+        if not (0 <= start < end <= T):
+            raise SceneFormatError(f"{root}: expected 0 <= start_frame < end_frame <= {T} (frames in ego_pose/); "
+                                   f"found start_frame={start}, end_frame={end}")
+        if options.test_every == 1 or options.test_every < 0:
+            raise SceneFormatError(f"scene.test_every: expected 0 (no test views) or >= 2; found {options.test_every}")
+        if options.downscale <= 0:
+            raise SceneFormatError(f"scene.downscale: expected a positive factor; found {options.downscale}")
+        frames = list(range(start, end))
+        span = max(end - 1 - start, 1)
+        times = {t: (t - start) / span for t in frames}
+        test_frames = set()
+        if options.test_every >= 2:
+            test_frames = {t for t in frames if (t - start) % options.test_every == options.test_every // 2}
+        world_from_log = rigid_inverse(index.ego_poses[start])
+
+        # LiDAR first: its depth maps go into the views.
+        origins, points, fidx, extra, flows = [], [], [], [], []
+        for t in frames:
+            raw = read_lidar(index.lidar_path(t))
+            ego_to_world = world_from_log @ index.ego_poses[t]
+            origins.append(raw[:, 0:3].astype(np.float64) @ ego_to_world[:3, :3].T + ego_to_world[:3, 3])
+            points.append(raw[:, 3:6].astype(np.float64) @ ego_to_world[:3, :3].T + ego_to_world[:3, 3])
+            fidx.append(np.full(len(raw), t, np.int64))
+            flows.append(raw[:, 6:9].astype(np.float64) @ ego_to_world[:3, :3].T)
+            extra.append(raw[:, 9:12])
+        points_np = np.concatenate(points)
+        fidx_np = np.concatenate(fidx)
+        extra_np = np.concatenate(extra)
+        lidar = LidarPoints(
+            origins=torch.from_numpy(np.concatenate(origins).astype(np.float32)),
+            points=torch.from_numpy(points_np.astype(np.float32)),
+            frame_idx=torch.from_numpy(fidx_np),
+            time=torch.tensor([times[t] for t in fidx_np], dtype=torch.float32),
+            flow=torch.from_numpy(np.concatenate(flows).astype(np.float32)),
+            flow_class=torch.from_numpy(extra_np[:, 0].copy()),
+            ground=torch.from_numpy(extra_np[:, 1].copy()),
+            intensity=torch.from_numpy(extra_np[:, 2].copy()),
+        )
+        per_frame_points = {t: points_np[fidx_np == t] for t in frames}
+
+        views = []
+        sizes = {}
+        for t in frames:
+            for cam in index.cameras:
+                path = index.images[(t, cam)]
+                img = read_image(path)
+                H0, W0 = img.shape[:2]
+                if cam in sizes and sizes[cam] != (W0, H0):
+                    raise SceneFormatError(f"{path}: expected {sizes[cam][0]}x{sizes[cam][1]} like the other images "
+                                           f"of camera {cam}; found {W0}x{H0}")
+                sizes[cam] = (W0, H0)
+                w = max(int(round(W0 / options.downscale)), 1)
+                h = max(int(round(H0 / options.downscale)), 1)
+                fx, fy, cx, cy = index.intrinsics[cam][:4]
+                sx, sy = w / W0, h / H0
+                K = np.array([[fx * sx, 0, cx * sx], [0, fy * sy, cy * sy], [0, 0, 1.0]])
+                c2w = world_from_log @ index.ego_poses[t] @ index.extrinsics[cam] @ OPENCV_TO_DATASET
+                if (w, h) != (W0, H0):
+                    img = _resize(img, (w, h), Image.BOX)
+                sky = np.zeros((h, w), bool)
+                if index.sky_masks is not None:
+                    sky = _downscale_mask(read_mask(index.sky_masks[(t, cam)], (W0, H0)), (w, h))
+                dyn = np.zeros((h, w), bool)
+                if index.dynamic_masks is not None:
+                    dyn = _downscale_mask(read_mask(index.dynamic_masks[(t, cam)], (W0, H0)), (w, h))
+                gt = None
+                if options.load_gt and index.gt_depth is not None:
+                    gt = torch.from_numpy(_downscale_depth(read_depth(index.gt_depth[(t, cam)], (W0, H0)), (w, h)).copy())
+                lidar_depth = project_depth(per_frame_points[t], K, np.linalg.inv(c2w), w, h)
+                views.append(View(
+                    image=torch.from_numpy(img.astype(np.float32) / 255.0),
+                    K=torch.tensor(K, dtype=torch.float32),
+                    camera_to_world=torch.tensor(c2w, dtype=torch.float32),
+                    width=w, height=h,
+                    sky_mask=torch.from_numpy(sky.copy()),
+                    dynamic_mask=torch.from_numpy(dyn.copy()),
+                    lidar_depth=torch.from_numpy(lidar_depth),
+                    gt_depth=gt, frame_idx=t, cam_name=cam, time=times[t], image_path=path,
+                ))
+
+        instances = []
+        for rec in index.tracks:
+            sel = (rec.frame_idx >= start) & (rec.frame_idx < end)
+            if not sel.any():
+                continue
+            o2w = np.einsum("ij,fjk->fik", world_from_log, rec.obj_to_world[sel])
+            centres = o2w[:, :3, 3]
+            moving = bool(np.linalg.norm(centres - centres[0], axis=1).max() > options.moving_threshold)
+            instances.append(InstanceTrack(
+                id=rec.id, class_name=rec.class_name, frame_idx=rec.frame_idx[sel],
+                obj_to_world=torch.tensor(o2w, dtype=torch.float32),
+                box_size=torch.tensor(rec.box_size[sel], dtype=torch.float32), moving=moving))
+        return cls(root, views, test_frames, lidar, instances, world_from_log, index, options)
