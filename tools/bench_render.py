@@ -1,0 +1,111 @@
+"""Benchmark: forward+backward seconds of the PyTorch backend vs the dense reference.
+
+    .venv/bin/python tools/bench_render.py                      # full table (N x size grid)
+    .venv/bin/python tools/bench_render.py --n 5000 --size 128x192 --reps 5
+    .venv/bin/python tools/bench_render.py --no-dense           # fast backend only
+
+Median of ``--reps`` runs after one warm-up; the dense reference uses ``--dense-reps`` (default 3,
+1 run without warm-up above 50M pixel x Gaussian products) and pixel chunks with checkpointing so it fits in memory.
+Peak memory is the process's peak resident set increase measured around each configuration
+(Linux ru_maxrss; a high-water mark, so later rows can only report growth).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+
+# on a shared, oversubscribed machine spinning OpenMP workers distort timings badly
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from models.rendering import rasterization  # noqa: E402
+from models.rendering.reference import rasterization_dense  # noqa: E402
+
+
+def bench_scene(n, width, height, seed=0):
+    """Gaussians spread over the view at depth 2..10 m, 1-3 px footprint sigma, random colour."""
+    g = torch.Generator().manual_seed(seed)
+    f = 0.8 * width
+    z = 2.0 + 8.0 * torch.rand(n, generator=g)
+    x = (torch.rand(n, generator=g) - 0.5) * width / f * z * 1.1
+    y = (torch.rand(n, generator=g) - 0.5) * height / f * z * 1.1
+    means = torch.stack([x, y, z], -1)
+    quats = torch.randn(n, 4, generator=g)
+    scales = torch.exp(torch.randn(n, 3, generator=g) * 0.4) * z[:, None] / f * 1.5
+    opac = 0.05 + 0.9 * torch.rand(n, generator=g)
+    colors = torch.rand(n, 3, generator=g)
+    K = torch.tensor([[[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]]])
+    return [means, quats, scales, opac, colors, torch.eye(4)[None], K]
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def time_fwd_bwd(fn, inputs, width, height, reps, warmup=True):
+    times = []
+    for i in range(reps + 1 if warmup else reps):
+        args = [t.clone().requires_grad_(True) for t in inputs]
+        t0 = time.perf_counter()
+        col, alpha, meta = fn(*args, width, height)
+        (col.sum() + alpha.sum()).backward()
+        dt = time.perf_counter() - t0
+        if i > 0 or not warmup:  # first run is the warm-up
+            times.append(dt)
+    return statistics.median(times), meta
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, nargs="*", default=[1000, 5000, 20000])
+    ap.add_argument("--size", nargs="*", default=["64x96", "128x192"], help="HxW")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--dense-reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-dense", action="store_true")
+    ap.add_argument("--pixel-chunk", type=int, default=2048)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu, "
+          f"fast reps {args.reps}, median after 1 warm-up")
+    hdr = f"{'N':>6} {'HxW':>8} {'pairs':>9} {'fast s':>8} {'fast MB':>8} {'dense s':>9} {'reps':>4} {'dense MB':>8} {'speed-up':>8}"
+    print(hdr)
+    print("-" * len(hdr))
+    rows = []
+    for size in args.size:
+        h, w = (int(v) for v in size.lower().split("x"))
+        for n in args.n:
+            inputs = bench_scene(n, w, h)
+            m0 = peak_rss_mb()
+            t_fast, meta = time_fwd_bwd(lambda *a: rasterization(*a, backend="torch"), inputs, w, h, args.reps)
+            m_fast = peak_rss_mb() - m0
+            t_dense = m_dense = None
+            reps_d = 0
+            if not args.no_dense:
+                reps_d = 1 if n * h * w > 50e6 else args.dense_reps
+                m0 = peak_rss_mb()
+                t_dense, _ = time_fwd_bwd(
+                    lambda *a: rasterization_dense(*a, pixel_chunk=args.pixel_chunk), inputs, w, h, reps_d,
+                    warmup=reps_d > 1)
+                m_dense = peak_rss_mb() - m0
+            sp = f"{t_dense / t_fast:7.1f}x" if t_dense else "-"
+            ds = f"{t_dense:9.3f}" if t_dense else f"{'-':>9}"
+            dm = f"{m_dense:8.0f}" if m_dense is not None else f"{'-':>8}"
+            print(f"{n:>6} {size:>8} {meta['n_pairs']:>9} {t_fast:8.3f} {m_fast:8.0f} {ds} {reps_d:>4} {dm} {sp:>8}",
+                  flush=True)
+            rows.append(dict(n=n, size=size, fast_s=t_fast, dense_s=t_dense))
+    print("pairs = contributing (pixel, Gaussian) pairs; MB = growth of the process peak RSS "
+          "(high-water mark); dense uses pixel chunks with checkpointing.")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
