@@ -1,0 +1,33 @@
+"""Trainers: BasicTrainer (stage machinery), SingleTrainer (one model), MultiTrainer (scene graph)."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Optional
+
+
+def build_trainer(cfg: Any, argv: Optional[list] = None):
+    import importlib
+    trainers = {"SingleTrainer": "models.trainers.single", "MultiTrainer": "models.trainers.scene_graph"}
+    name = str(cfg.get("trainer", "SingleTrainer"))
+    if name not in trainers:
+        raise ValueError(f"trainer={name!r} is not a trainer; expected one of {', '.join(trainers)}")
+    cls = getattr(importlib.import_module(trainers[name]), name)
+    return cls(cfg, output_dir=cfg.output_dir, resume=cfg.get("resume", False), argv=argv)
+
+
+def run_training(cfg: Any, argv: Optional[list] = None):
+    """Build the configured trainer and run it to the end of its schedule (or until SIGTERM)."""
+    logging.getLogger("models").setLevel(logging.INFO)
+    trainer = build_trainer(cfg, argv=list(sys.argv if argv is None else argv))
+    stop_after = cfg.get("stop_after")
+    if stop_after is None:
+        trainer.train()
+    else:
+        trainer.train(num_steps=max(0, int(stop_after) - trainer.step))
+        if not trainer.finished:
+            path = trainer.save_checkpoint()
+            logging.getLogger("models.trainers").info(
+                "stopped after step %d as asked (stop_after=%d): %s; continue with resume=true",
+                trainer.step, int(stop_after), path)
+    return trainer

@@ -26,7 +26,8 @@ from models.trainers.trace import StageTrace
 
 # Features a stage can switch on. The trainer validates every configured hook name against this.
 KNOWN_HOOKS: Tuple[str, ...] = (
-    "densify",             # the densification strategy grows / prunes / resets Gaussians
+    "densify",             # the densification strategy grows and prunes Gaussians
+    "reset_opacity",       # ... and resets opacities every densify.reset_every steps (needs densify)
     "render_depth",        # render expected depth ("RGB+ED") every step
     "sugar_losses",        # SuGaR's SDF and normal regularizers (need render_depth)
     "prune_low_opacity",   # prune Gaussians below sugar.prune_opacity once, when the stage starts
@@ -35,9 +36,14 @@ KNOWN_HOOKS: Tuple[str, ...] = (
 # Defaults for the seed's stage names so the seed's YAML (names and steps only) works as written.
 # A stage's configured hooks override these key by key.
 DEFAULT_STAGE_HOOKS: Dict[str, Dict[str, bool]] = {
-    "pretrain": {"densify": True, "render_depth": False, "sugar_losses": False, "prune_low_opacity": False},
-    "entropy": {"densify": True, "render_depth": False, "sugar_losses": False, "prune_low_opacity": False},
-    "sugar": {"densify": False, "render_depth": True, "sugar_losses": True, "prune_low_opacity": True},
+    "pretrain": {"densify": True, "reset_opacity": True, "render_depth": False, "sugar_losses": False,
+                 "prune_low_opacity": False},
+    # no opacity reset here: the entropy term drives opacities to 0 or 1, and a reset to 0.01 would
+    # hand it Gaussians that it then drives to 0 (observed: a whole model pruned away)
+    "entropy": {"densify": True, "reset_opacity": False, "render_depth": False, "sugar_losses": False,
+                "prune_low_opacity": False},
+    "sugar": {"densify": False, "reset_opacity": False, "render_depth": True, "sugar_losses": True,
+              "prune_low_opacity": True},
 }
 
 

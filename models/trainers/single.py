@@ -1,0 +1,393 @@
+"""SingleTrainer: one VanillaGaussians model trained through the stage schedule.
+
+pretrain: 0.8·L1 + 0.2·(1 − SSIM), densification by gsplat's DefaultStrategy.
+entropy:  + per-Gaussian opacity entropy, weight `render_cfg.opacity_entropy_weight`.
+sugar:    prune α < sugar.prune_opacity at the start, densification off, depth rendered every
+          step, + SuGaR's SDF (or density) and normal regularizers.
+What each stage turns on comes from its hooks (models.trainers.base.KNOWN_HOOKS).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from gsplat.strategy.ops import remove, reset_opa
+from omegaconf import OmegaConf
+
+from models.gaussians.densify import build_strategy, load_strategy_state, strategy_state_dict
+from models.gaussians.vanilla import VanillaGaussians, create_optimizers
+from models.losses import (knn, lidar_depth_loss, opacity_entropy_loss, photometric_loss, quat_to_rotmat,
+                           sample_points_around_gaussians, sky_opacity_loss, sugar_density_loss, sugar_normal_loss,
+                           sugar_sdf_loss, visible_surface_mask)
+from models.rendering import rasterization
+from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
+from models.trainers.monitor import TrainingMonitor, psnr
+from models.trainers.sampler import ImageSampler
+from scenes import load_scene
+
+logger = logging.getLogger("models.trainers")
+
+MODEL_KEY = "Background"  # drivestudio keys models by class name; a single model is the background
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} but CUDA is not available here; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> Dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _GradSlice:
+    """Stands in for `info["means2d"]` when gsplat's strategy reads one model's part of its gradient."""
+
+    def __init__(self, grad: torch.Tensor) -> None:
+        self.grad = grad
+
+
+class SingleTrainer(BasicTrainer):
+    """Trains one Gaussian model on a driving scene through pretrain → entropy → sugar."""
+
+    # ----- construction ------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.device = resolve_device(str(cfg.get("device", "auto")))
+        if self.device.type == "cpu" and cfg.get("num_threads"):
+            torch.set_num_threads(int(cfg.num_threads))
+        seed = int(cfg.get("seed", 0))
+        seed_everything(seed)
+        self.scene = load_scene(cfg.scene)
+        if not self.scene.train_views:
+            raise ValueError(f"scene {cfg.scene.get('path')}: no training views after the train/test split")
+        self._views = [self._to_device(v) for v in self.scene.train_views]
+        xyz, rgb = self.scene.init_points()
+        self.scene_scale = float(self.scene.scene_radius)
+        self.models: Dict[str, VanillaGaussians] = {MODEL_KEY: self._gaussians_from_points(xyz, rgb)}
+        self.models.update(self.build_extra_models())
+        self.background = torch.nn.Parameter(torch.zeros(3, device=self.device))  # sigmoid → sky colour
+        self._build_optimizers()
+        self.strategy = build_strategy(OmegaConf.to_container(cfg.densify, resolve=True))
+        self.strategy_states = {name: self.strategy.initialize_state(scene_scale=self.scene_scale)
+                                for name in self.models}
+        self.sampler = ImageSampler(len(self._views), seed=seed)
+        self.sugar_generator = torch.Generator().manual_seed(seed + 17)
+        self.neighbours: Optional[torch.Tensor] = None
+        self.neighbours_step = -1
+        self.last_losses: Dict[str, float] = {}
+        self.monitor = TrainingMonitor(self) if self.output_dir is not None else None
+        if self.output_dir is not None:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(cfg, self.output_dir / "config.yaml", resolve=True)
+
+    def _to_device(self, view):
+        for name in ("image", "K", "camera_to_world", "sky_mask", "dynamic_mask", "lidar_depth"):
+            value = getattr(view, name, None)
+            if isinstance(value, torch.Tensor):
+                setattr(view, name, value.to(self.device))
+        return view
+
+    def _gaussians_from_points(self, xyz, rgb) -> VanillaGaussians:
+        return VanillaGaussians.from_points(
+            torch.as_tensor(xyz), torch.as_tensor(rgb), sh_degree=int(self.cfg.model.sh_degree),
+            init_opacity=float(self.cfg.model.init_opacity)).to(self.device)
+
+    def build_extra_models(self) -> Dict[str, VanillaGaussians]:
+        """Models besides the background (a scene graph's nodes); none for a SingleTrainer."""
+        return {}
+
+    @property
+    def model(self) -> VanillaGaussians:
+        """The background model (the only one of a SingleTrainer)."""
+        return self.models[MODEL_KEY]
+
+    @property
+    def num_gaussians(self) -> int:
+        return sum(m.num_gaussians for m in self.models.values())
+
+    def _build_optimizers(self) -> None:
+        """One Adam per parameter and model (as gsplat's strategy expects), and the means' lr decay."""
+        lr = self.cfg.optim.lr
+        lrs = {k: float(lr[k]) for k in ("means", "sh0", "shN", "opacities", "scales", "quats")}
+        self.optimizers = {name: create_optimizers(m.params, lrs, self.scene_scale) for name, m in self.models.items()}
+        self.bg_optimizer = torch.optim.Adam([self.background], lr=float(lr.background), eps=1e-15)
+        gamma = (float(lr.means_final) / float(lr.means)) ** (1.0 / max(1, self.total_steps))
+        self.means_schedulers = {name: torch.optim.lr_scheduler.ExponentialLR(opts["means"], gamma=gamma)
+                                 for name, opts in self.optimizers.items()}
+
+    # ----- stage events --------------------------------------------------------------------------
+    def on_stage_start(self, stage: StageSpec) -> None:
+        hooks = stage.resolved_hooks()
+        if hooks["prune_low_opacity"]:
+            threshold = float(self.cfg.sugar.prune_opacity)
+            before = self.num_gaussians
+            for name, m in self.models.items():
+                low = torch.sigmoid(m.params["opacities"].detach()).reshape(-1) < threshold
+                remove(m.params, self.optimizers[name], self.strategy_states[name], low)
+            logger.info("stage %s: pruned %d of %d Gaussians with opacity < %.2f", stage.name,
+                        before - self.num_gaussians, before, threshold)
+            self.neighbours = None
+        if hooks["sugar_losses"]:
+            self._refresh_neighbours()
+
+    def _refresh_neighbours(self) -> None:
+        n = self.model.num_gaussians
+        k = min(int(self.cfg.sugar.knn), n - 1)
+        if k < 1:
+            raise ValueError(f"step {self.step}: only {n} Gaussian(s) left, too few for the SuGaR regularizers; "
+                             f"lower sugar.prune_opacity (now {self.cfg.sugar.prune_opacity}) or train longer "
+                             "before the sugar stage")
+        if k < int(self.cfg.sugar.knn):
+            logger.warning("only %d Gaussians: SuGaR neighbourhoods use k=%d instead of %d", n, k, self.cfg.sugar.knn)
+        self.neighbours = knn(self.model.params["means"].detach(), k=k)
+        self.neighbours_step = self.step
+
+    # ----- one step ------------------------------------------------------------------------------
+    def train_step(self) -> Dict[str, float]:
+        hooks = self.stage_hooks
+        view = self._views[self.sampler.next()]
+        cfg = self.cfg
+        sh_degree = min(self.step // int(cfg.model.sh_degree_interval), self.model.sh_degree)
+        need_depth = hooks["render_depth"] or float(cfg.loss.lidar_depth) > 0
+        render_mode = "RGB+ED" if need_depth else "RGB"
+        gs, slices = self.compose_gaussians(view)
+        viewmat = torch.linalg.inv(view.camera_to_world)
+        colors, alphas, info = rasterization(
+            gs["means"], gs["quats"], gs["scales"], gs["opacities"], gs["colors"], viewmat[None], view.K[None],
+            view.width, view.height, near_plane=float(cfg.render.near_plane), far_plane=float(cfg.render.far_plane),
+            sh_degree=sh_degree, render_mode=render_mode, backend=str(cfg.render.backend))
+        alpha = alphas[0, ..., 0]
+        rgb = colors[0, ..., :3] + (1.0 - alpha)[..., None] * torch.sigmoid(self.background)
+        depth = colors[0, ..., 3] if need_depth else None
+        densify = hooks["densify"]
+        if densify:
+            info["means2d"].retain_grad()  # the strategy's signal, for every model's slice
+
+        mask = ~view.dynamic_mask if bool(cfg.loss.mask_dynamic) else None
+        loss, terms = photometric_loss(rgb, view.image, mask=mask, ssim_lambda=float(cfg.loss.ssim_lambda))
+        losses: Dict[str, torch.Tensor] = {"photometric": loss}
+        weight = float(self.render_cfg.opacity_entropy_weight)
+        if weight > 0:
+            visible = (info["radii"][0] > 0).all(dim=-1)
+            losses["opacity_entropy"] = weight * opacity_entropy_loss(gs["opacities"], visible)
+        if float(cfg.loss.sky_opacity) > 0:
+            losses["sky_opacity"] = float(cfg.loss.sky_opacity) * sky_opacity_loss(alpha, view.sky_mask)
+        if float(cfg.loss.lidar_depth) > 0:
+            losses["lidar_depth"] = float(cfg.loss.lidar_depth) * lidar_depth_loss(depth, alpha, view.lidar_depth)
+        if hooks["sugar_losses"]:
+            if depth is None:
+                raise ValueError(f"stage {self.current_stage!r} turns on sugar_losses without render_depth")
+            bg = slices[MODEL_KEY]
+            losses.update(self._sugar_losses({k: v[bg] for k, v in gs.items()}, info["radii"][0, bg], depth, alpha,
+                                             viewmat, view))
+        total = sum(losses.values())
+        if not torch.isfinite(total):
+            values = {k: float(v.detach()) for k, v in losses.items()}
+            raise NonFiniteLossError(
+                f"step {self.step} (stage {self.current_stage}, step {self.stage_step}): the loss is {float(total.detach())} "
+                f"({values}); stopping without saving. The last good checkpoint is untouched: "
+                "lower the learning rates or the regularizer weights and resume from it")
+        total.backward()
+        for opts in self.optimizers.values():
+            for opt in opts.values():
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+        self.bg_optimizer.step()
+        self.bg_optimizer.zero_grad(set_to_none=True)
+        for scheduler in self.means_schedulers.values():
+            scheduler.step()
+        if densify:
+            self._densify(info, slices)
+
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out["loss"] = float(total.detach())
+        out["psnr"] = float(psnr(rgb.detach(), view.image, mask))
+        out["num_gaussians"] = self.num_gaussians
+        self.last_losses = out
+        if self.monitor is not None:
+            self.monitor.after_step(out, view=view, rgb=rgb, alpha=alpha, depth=depth)
+        return out
+
+    def compose_gaussians(self, view) -> Tuple[Dict[str, torch.Tensor], Dict[str, slice]]:
+        """The world-space Gaussians rendered for a view, and each model's slice of them."""
+        return self.model.get_gaussians(), {MODEL_KEY: slice(0, self.model.num_gaussians)}
+
+    def _densify(self, info: Dict[str, Any], slices: Dict[str, slice]) -> None:
+        """gsplat's DefaultStrategy on each model, with that model's slice of the screen-space signal."""
+        means2d = info["means2d"]
+        every, stop = int(self.cfg.densify.reset_every), int(self.cfg.densify.refine_stop_iter)
+        for name, m in self.models.items():
+            sl = slices[name]
+            model_info = dict(info, radii=info["radii"][:, sl], means2d=_GradSlice(means2d.grad[:, sl]))
+            self.strategy.step_post_backward(m.params, self.optimizers[name], self.strategy_states[name],
+                                             self.step, model_info, packed=False)
+            # gsplat 1.5.3's DefaultStrategy tests `step % reset_every == 0 & step > 0`, which Python reads as
+            # a chained comparison that is always false, so its opacity reset never runs: do it here.
+            if (self.stage_hooks["reset_opacity"] and every > 0 and self.step > 0 and self.step % every == 0
+                    and self.step < stop):
+                reset_opa(m.params, self.optimizers[name], self.strategy_states[name],
+                          value=self.strategy.prune_opa * 2.0)
+
+    def _sugar_losses(self, gs, radii, depth, alpha, viewmat, view) -> Dict[str, torch.Tensor]:
+        scfg = self.cfg.sugar
+        if self.neighbours is None or self.step - self.neighbours_step >= int(scfg.knn_every):
+            self._refresh_neighbours()
+        rotmats = quat_to_rotmat(gs["quats"])
+        gaussians = (gs["means"], rotmats, gs["scales"], gs["opacities"])
+        candidates = (radii > 0).all(dim=-1)
+        if str(scfg.mode) != "density":
+            # as SuGaR: sample only around Gaussians on the visible surface of this view
+            candidates &= visible_surface_mask(gs["means"].detach(), rotmats.detach(), gs["scales"].detach(),
+                                               depth.detach(), viewmat, view.K, alpha.detach())
+        out: Dict[str, torch.Tensor] = {}
+        if not bool(candidates.any()):
+            return out
+        m = int(scfg.num_samples_cuda if self.device.type == "cuda" else scfg.num_samples)
+        points, gidx = sample_points_around_gaussians(gs["means"], rotmats, gs["scales"], candidates, m,
+                                                      generator=self.sugar_generator)
+        if str(scfg.mode) == "density":
+            out["sugar_density"], _ = sugar_density_loss(points, gidx, self.neighbours, gaussians,
+                                                         weight=float(scfg.sdf_weight))
+        else:
+            out["sugar_sdf"], _ = sugar_sdf_loss(points, gidx, self.neighbours, gaussians, depth, alpha, viewmat,
+                                                 view.K, self.scene_scale, weight=float(scfg.sdf_weight))
+        out["sugar_normal"], _ = sugar_normal_loss(points, gidx, self.neighbours, gaussians,
+                                                   weight=float(scfg.normal_weight))
+        return out
+
+    # ----- end of training ---------------------------------------------------------------------
+    def on_train_end(self) -> None:
+        if self.output_dir is None:
+            return
+        exports = self.output_dir / "exports"
+        exports.mkdir(parents=True, exist_ok=True)
+        self.export_gaussians(exports)
+        metrics = self.evaluate(write_renders=True)
+        with open(self.output_dir / "metrics.json", "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=2)
+        logger.info("test views: PSNR %.2f dB, SSIM %.4f over %d views; Gaussians: %d -> %s",
+                    metrics["test"]["psnr"], metrics["test"]["ssim"], metrics["test"]["views"],
+                    metrics["num_gaussians"], exports)
+        if self.monitor is not None:
+            self.monitor.close()
+
+    def export_gaussians(self, folder: Path) -> None:
+        """The background as a standard 3DGS PLY (exports/gaussians.ply)."""
+        self.model.export_ply(folder / "gaussians.ply")
+
+    @torch.no_grad()
+    def render_view(self, view, render_mode: str = "RGB+ED"):
+        gs, _ = self.compose_gaussians(view)
+        viewmat = torch.linalg.inv(view.camera_to_world.to(self.device))
+        colors, alphas, _ = rasterization(
+            gs["means"], gs["quats"], gs["scales"], gs["opacities"], gs["colors"], viewmat[None],
+            view.K.to(self.device)[None], view.width, view.height, near_plane=float(self.cfg.render.near_plane),
+            far_plane=float(self.cfg.render.far_plane), sh_degree=self.model.sh_degree, render_mode=render_mode,
+            backend=str(self.cfg.render.backend))
+        alpha = alphas[0, ..., 0]
+        rgb = colors[0, ..., :3] + (1.0 - alpha)[..., None] * torch.sigmoid(self.background)
+        depth = colors[0, ..., 3] if colors.shape[-1] > 3 else None
+        return rgb.clamp(0, 1), alpha, depth
+
+    @torch.no_grad()
+    def evaluate(self, write_renders: bool = False) -> Dict[str, Any]:
+        from pytorch_msssim import ssim
+        views = self.scene.test_views or self.scene.train_views
+        psnrs, ssims = [], []
+        for i, view in enumerate(views):
+            rgb, alpha, depth = self.render_view(view)
+            gt = view.image.to(self.device)
+            mask = ~view.dynamic_mask.to(self.device) if bool(self.cfg.loss.mask_dynamic) else None
+            psnrs.append(float(psnr(rgb, gt, mask)))
+            ssims.append(float(ssim(rgb.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None], data_range=1.0)))
+            if write_renders and self.monitor is not None:
+                self.monitor.write_snapshot(f"test_{i:03d}_{view.cam_name}_{view.frame_idx:03d}", gt, rgb, alpha, depth)
+        return {"step": self.step, "num_gaussians": self.num_gaussians,
+                "test": {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "views": len(views),
+                         "split": "test" if self.scene.test_views else "train (no test views)"}}
+
+    # ----- state -------------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        state = super().state_dict()
+        state.update({
+            "models": {name: {k: v.detach().clone() for k, v in m.params.items()} for name, m in self.models.items()},
+            "background": self.background.detach().clone(),
+            "optimizers": {name: {k: opt.state_dict() for k, opt in opts.items()}
+                           for name, opts in self.optimizers.items()},
+            "bg_optimizer": self.bg_optimizer.state_dict(),
+            "means_schedulers": {name: sch.state_dict() for name, sch in self.means_schedulers.items()},
+            "strategy": {name: strategy_state_dict(st) for name, st in self.strategy_states.items()},
+            "sampler": self.sampler.state_dict(),
+            "rng": rng_state(),
+            "sugar_generator": self.sugar_generator.get_state(),
+            "neighbours": None if self.neighbours is None else self.neighbours.cpu(),
+            "neighbours_step": self.neighbours_step,
+        })
+        return state
+
+    def load_state_dict(self, state) -> None:
+        if not isinstance(state, dict):
+            from models.trainers.checkpoint import load_checkpoint
+            source = str(state)
+            state = load_checkpoint(state, required=("step", "stage", "models", "optimizers", "strategy", "rng"))
+        else:
+            source = "checkpoint"
+        super().load_state_dict(state)
+        try:
+            if set(state["models"]) != set(self.models):
+                raise KeyError(f"models {sorted(state['models'])}, expected {sorted(self.models)}")
+            for name, m in self.models.items():
+                params = state["models"][name]
+                if set(params) != set(m.params.keys()):
+                    raise KeyError(f"{name} parameters {sorted(params)}, expected {sorted(m.params.keys())}")
+                for k, v in params.items():
+                    if v.shape[1:] != m.params[k].shape[1:]:
+                        raise ValueError(f"{name} parameter {k!r} has shape {tuple(v.shape)}, expected "
+                                         f"[N, {', '.join(map(str, m.params[k].shape[1:]))}]")
+                    m.params[k] = torch.nn.Parameter(v.to(self.device).clone(), requires_grad=m.params[k].requires_grad)
+            self.background.data.copy_(state["background"].to(self.device))
+            self._build_optimizers()
+            for name, opts in self.optimizers.items():
+                for k, opt in opts.items():
+                    opt.load_state_dict(state["optimizers"][name][k])
+            self.bg_optimizer.load_state_dict(state["bg_optimizer"])
+            for name, sch in self.means_schedulers.items():
+                sch.load_state_dict(state["means_schedulers"][name])
+            self.strategy_states = {name: load_strategy_state(state["strategy"][name], self.device)
+                                    for name in self.models}
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise ValueError(f"{source}: its model / optimizer state does not fit this config "
+                             f"({type(exc).__name__}: {exc}); was it written by a SingleTrainer with the same "
+                             "model settings?") from exc
+        self.sampler.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        self.sugar_generator.set_state(state["sugar_generator"])
+        nbrs = state.get("neighbours")
+        self.neighbours = None if nbrs is None else nbrs.to(self.device)
+        self.neighbours_step = int(state.get("neighbours_step", -1))
