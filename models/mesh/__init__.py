@@ -2,6 +2,8 @@
 
 from .levelset import KnnGaussianDensity, LevelSetPoints, extract_level_set_points, levelset_mesh, poisson_mesh
 from .metrics import load_mesh, mesh_metrics, sample_surface, visible_region_filter
+from .run_io import (LoadedRun, RunInputError, evaluate_run, extract_run_mesh, load_run, point_to_mesh_metrics,
+                     save_mesh)
 from .tsdf import TSDFParams, tsdf_fusion, tsdf_params
 
 __all__ = [
@@ -17,4 +19,11 @@ __all__ = [
     "TSDFParams",
     "tsdf_fusion",
     "tsdf_params",
+    "LoadedRun",
+    "RunInputError",
+    "load_run",
+    "extract_run_mesh",
+    "save_mesh",
+    "evaluate_run",
+    "point_to_mesh_metrics",
 ]

@@ -1,0 +1,211 @@
+"""tools/extract_mesh.py and tools/eval.py on a tiny trained run: outputs, metrics wiring, bad input."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.mesh import load_mesh
+from models.mesh.run_io import RunInputError, load_run
+from models.trainers.checkpoint import find_latest
+from models.trainers.single import MODEL_KEY, SingleTrainer
+from tests.trainers.tiny_run import tiny_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(f"_tool_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+extract_tool = _tool("extract_mesh")
+eval_tool = _tool("eval")
+FAST = ["--poisson-depth", "6", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run_tools")
+    out = root / "run"
+    SingleTrainer(tiny_config(root / "scene", out), output_dir=out).train()
+    return out
+
+
+def one_error_line(capsys, rc, *words):
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+# ----- extraction ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["levelset", "tsdf"])
+def test_extract_writes_a_mesh_into_the_run(tiny_run, method, capsys):
+    target = tiny_run / "exports" / f"mesh_{method}.ply"
+    target.unlink(missing_ok=True)
+    assert extract_tool.main([str(tiny_run), "--method", method, *FAST]) == 0
+    assert str(target) in capsys.readouterr().out
+    mesh = load_mesh(target)
+    assert len(mesh.faces) > 100
+    # the mesh lies in the street the cameras saw: not farther from them than the GT depth reaches
+    scene = load_run(tiny_run).scene
+    centres = torch.stack([v.camera_to_world[:3, 3] for v in scene.train_views]).numpy()
+    reach = max(float(v.gt_depth[torch.isfinite(v.gt_depth)].max()) for v in scene.train_views)
+    dist = np.linalg.norm(mesh.vertices[:, None, :] - centres[None], axis=-1).min(axis=1)
+    assert np.quantile(dist, 0.9) < 1.5 * reach
+
+
+def test_extract_from_a_checkpoint_file_to_out_with_decimation(tiny_run, tmp_path):
+    out = tmp_path / "m.ply"
+    ckpt = find_latest(tiny_run / "checkpoints")
+    assert extract_tool.main([str(ckpt), "--out", str(out), "--target-triangles", "500", "--pixel-stride", "2",
+                              *FAST]) == 0
+    assert 0 < len(load_mesh(out).faces) <= 500
+
+
+# ----- evaluation ---------------------------------------------------------------------------------
+def test_eval_writes_eval_json_with_image_and_surface_metrics(tiny_run, capsys):
+    mesh = tiny_run / "exports" / "mesh_tsdf.ply"
+    if not mesh.exists():
+        assert extract_tool.main([str(tiny_run), "--method", "tsdf", *FAST]) == 0
+    (tiny_run / "eval.json").unlink(missing_ok=True)
+    assert eval_tool.main([str(tiny_run), "--mesh", str(mesh), "--tau", "0.2", "--points", "20000"]) == 0
+    printed = capsys.readouterr().out
+    assert "PSNR" in printed and "F-score @ τ=0.2 m" in printed
+    report = json.loads((tiny_run / "eval.json").read_text())
+    assert np.isfinite(report["test"]["psnr"]) and 0 < report["test"]["ssim"] <= 1
+    s = report["surface"]
+    for key in ("accuracy", "completeness", "chamfer", "precision", "recall", "fscore", "normal_consistency"):
+        assert np.isfinite(s[key]), key
+    assert s["tau"] == 0.2 and s["mesh"] == str(mesh)
+    assert s["chamfer"] == pytest.approx((s["accuracy"] + s["completeness"]) / 2)
+
+
+def test_eval_scores_the_ground_truth_mesh_as_perfect(tiny_run, tmp_path):
+    """The GT mesh, exported and scored as a prediction: the scene frame, the camera region and the
+    metrics agree with each other only if this comes out (near) perfect."""
+    run = load_run(tiny_run)
+    gt = tmp_path / "gt.ply"
+    run.scene.load_gt_mesh().export(gt)
+    assert eval_tool.main([str(tiny_run), "--mesh", str(gt), "--points", "20000"]) == 0
+    s = json.loads((tiny_run / "eval.json").read_text())["surface"]
+    assert s["fscore"] > 0.97 and s["chamfer"] < 0.02
+
+
+# ----- bad input ----------------------------------------------------------------------------------
+def test_missing_checkpoint_is_one_error_line(tmp_path, capsys):
+    missing = tmp_path / "nope" / "step_000010.pt"
+    one_error_line(capsys, extract_tool.main([str(missing), *FAST]), str(missing), "does not exist")
+    one_error_line(capsys, eval_tool.main([str(missing)]), str(missing))
+
+
+def test_folder_without_checkpoints_is_one_error_line(tmp_path, capsys):
+    empty = tmp_path / "empty_run"
+    (empty / "checkpoints").mkdir(parents=True)
+    one_error_line(capsys, extract_tool.main([str(empty), *FAST]), str(empty), "no checkpoints")
+    one_error_line(capsys, eval_tool.main([str(empty)]), "no checkpoints")
+
+
+def test_corrupt_checkpoint_is_one_error_line(tmp_path, capsys):
+    bad = tmp_path / "run" / "checkpoints" / "step_000001.pt"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a torch file")
+    one_error_line(capsys, extract_tool.main([str(tmp_path / "run"), *FAST]), str(bad), "could not be read")
+
+
+def test_a_mesh_file_that_is_not_a_mesh_is_one_error_line(tiny_run, tmp_path, capsys):
+    junk = tmp_path / "junk.ply"
+    junk.write_text("this is not a PLY file\n")
+    before = (tiny_run / "eval.json").read_text() if (tiny_run / "eval.json").exists() else None
+    one_error_line(capsys, eval_tool.main([str(tiny_run), "--mesh", str(junk)]), str(junk))
+    # nothing on disk is damaged
+    after = (tiny_run / "eval.json").read_text() if (tiny_run / "eval.json").exists() else None
+    assert after == before
+
+
+def _run_with_opacities(tiny_run, tmp_path, logit):
+    """A copy of the run whose Gaussians all have opacity sigmoid(logit)."""
+    ckpt = find_latest(tiny_run / "checkpoints")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    opac = state["models"][MODEL_KEY]["opacities"]
+    state["models"][MODEL_KEY]["opacities"] = torch.full_like(opac, logit)
+    out = tmp_path / "faded" / "checkpoints" / ckpt.name
+    out.parent.mkdir(parents=True)
+    torch.save(state, out)
+    return out.parent.parent
+
+
+def test_a_run_without_depth_is_one_error_line(tiny_run, tmp_path, capsys):
+    faded = _run_with_opacities(tiny_run, tmp_path, -12.0)  # every Gaussian ~transparent: no depth anywhere
+    for method in ("levelset", "tsdf"):
+        one_error_line(capsys, extract_tool.main([str(faded), "--method", method, *FAST]), "depth")
+    assert not (faded / "exports").exists()
+
+
+def test_library_errors_are_run_input_errors(tmp_path):
+    with pytest.raises(RunInputError, match="does not exist"):
+        load_run(tmp_path / "missing")
+
+
+def test_tool_process_exits_non_zero_without_traceback(tmp_path):
+    missing = tmp_path / "no_such_run"
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "extract_mesh.py"), str(missing)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"error: {missing} does not exist (expected a run folder with "
+                                                "checkpoints/ or a checkpoint .pt file)"]
+
+
+# ----- bench_quality ------------------------------------------------------------------------------
+def test_bench_schedules_share_the_step_budget_and_the_pretrain():
+    from models.mesh.run_io import bench_schedules
+
+    s = bench_schedules(1500)
+    assert s["c_pretrain_entropy_sugar"] == [{"name": "pretrain", "steps": 700}, {"name": "entropy", "steps": 200},
+                                             {"name": "sugar", "steps": 600}]
+    assert s["a_pretrain"] == [{"name": "pretrain", "steps": 1500}]
+    assert s["b_pretrain_entropy"] == [{"name": "pretrain", "steps": 700}, {"name": "entropy", "steps": 800}]
+    for total in (15, 301, 1500):
+        assert all(sum(st["steps"] for st in v) == total for v in bench_schedules(total).values())
+    with pytest.raises(RunInputError):
+        bench_schedules(10)
+
+
+def test_normals_from_depth_of_a_fronto_parallel_plane_face_the_camera():
+    from models.mesh.run_io import normals_from_depth
+
+    K = np.array([[20.0, 0, 8], [0, 20.0, 6], [0, 0, 1]])
+    n = normals_from_depth(np.full((12, 16), 3.0), K)
+    assert np.allclose(np.abs(n[..., 2]), 1.0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_bench_quality_end_to_end_on_the_tiny_scene(tiny_run, tmp_path):
+    """Three short runs, meshes, the table and the figure (about a minute on 2 cores)."""
+    from tests.trainers.tiny_run import TINY_SCENE
+
+    bench = _tool("bench_quality")
+    scene = load_run(tiny_run).trainer.cfg.scene.path
+    out = tmp_path / "bq"
+    args = ["--steps", "30", "--out", str(out), "--poisson-depth", "6", "--points", "20000", *TINY_SCENE,
+            f"scene.path={scene}", "model.init_opacity=0.6", "num_threads=1", "log.progress=false"]
+    assert bench.main(args) == 0
+    results = json.loads((out / "bench_quality.json").read_text())
+    assert list(results) == ["a_pretrain", "b_pretrain_entropy", "c_pretrain_entropy_sugar"]
+    assert (out / "bench_quality.png").stat().st_size > 10_000
+    mtime = (out / "a_pretrain" / "bench_timing.json").stat().st_mtime
+    assert bench.main([*args, "--reuse"]) == 0  # finished runs are not trained again
+    assert (out / "a_pretrain" / "bench_timing.json").stat().st_mtime == mtime
