@@ -33,6 +33,8 @@ import numpy as np
 import open3d as o3d
 import torch
 import trimesh
+
+from models.rendering.projection import quat_to_rotmat
 from scipy.spatial import cKDTree
 
 from ._common import check_intrinsics, to_numpy
@@ -53,20 +55,6 @@ class LevelSetPoints(NamedTuple):
     points: np.ndarray  # [P, 3] float32, world
     normals: np.ndarray  # [P, 3] float32, unit, −∇d/‖∇d‖
     colors: np.ndarray | None  # [P, 3] float32 in [0, 1], or None without images
-
-
-def _quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
-    """[N, 4] quaternions (w, x, y, z), any norm -> [N, 3, 3] rotation matrices."""
-    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(-1, 3, 3)
 
 
 class KnnGaussianDensity:
@@ -214,7 +202,7 @@ def extract_level_set_points(
         means_t = _as_tensor(means, device)
         scales_t = _as_tensor(scales, device)
         opac_t = _as_tensor(opacities, device).reshape(-1)
-        rot_t = _as_tensor(rotmats, device) if rotmats is not None else _quat_to_rotmat(_as_tensor(quats, device))
+        rot_t = _as_tensor(rotmats, device) if rotmats is not None else quat_to_rotmat(_as_tensor(quats, device))
         n = len(means_t)
         if not (means_t.shape == (n, 3) and scales_t.shape == (n, 3) and opac_t.shape == (n,) and rot_t.shape == (n, 3, 3)):
             raise ValueError(

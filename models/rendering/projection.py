@@ -21,8 +21,11 @@ ALPHA_THRESHOLD = 1.0 / 255.0
 
 
 def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """[..., 4] quaternions (w, x, y, z), any norm -> [..., 3, 3] rotation matrices."""
-    q = quats / quats.norm(dim=-1, keepdim=True)
+    """[..., 4] quaternions (w, x, y, z), any norm -> [..., 3, 3] rotation matrices (columns = axes).
+
+    The one conversion of the project: rendering, the SuGaR regularizers and mesh extraction use it.
+    """
+    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     w, x, y, z = q.unbind(-1)
     rows = [
         1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),

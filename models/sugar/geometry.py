@@ -12,6 +12,8 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 import torch
 
+from models.rendering.projection import quat_to_rotmat
+
 
 class GaussianGeometry(NamedTuple):
     """The four per-Gaussian tensors the SuGaR terms read. Any 4-sequence in this order works."""
@@ -20,22 +22,6 @@ class GaussianGeometry(NamedTuple):
     rotmats: torch.Tensor    # [N, 3, 3], columns = axes
     scales: torch.Tensor     # [N, 3], > 0
     opacities: torch.Tensor  # [N] (or [N, 1]), in (0, 1)
-
-
-def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
-    """[N, 4] quaternions (w, x, y, z) -> [N, 3, 3] rotation matrices (columns = rotated axes).
-
-    The input is normalised here too (cheap, and keeps R orthonormal when a raw parameter is
-    passed); gradients flow through.
-    """
-    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    w, x, y, z = q.unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]
-    return torch.stack(rows, dim=-1).reshape(q.shape[:-1] + (3, 3))
 
 
 def gaussian_normals(rotmats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:

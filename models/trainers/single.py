@@ -8,6 +8,7 @@ What each stage turns on comes from its hooks (models.trainers.base.KNOWN_HOOKS)
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -86,12 +87,14 @@ class SingleTrainer(BasicTrainer):
         self.scene = load_scene(cfg.scene)
         if not self.scene.train_views:
             raise ValueError(f"scene {cfg.scene.get('path')}: no training views after the train/test split")
-        self._views = [self._to_device(v) for v in self.scene.train_views]
         xyz, rgb = self.scene.init_points()
+        self._views = [self._to_device(v) for v in self.scene.train_views]
         self.scene_scale = float(self.scene.scene_radius)
         self.models: Dict[str, VanillaGaussians] = {MODEL_KEY: self._gaussians_from_points(xyz, rgb)}
         self.models.update(self.build_extra_models())
-        self.background = torch.nn.Parameter(torch.zeros(3, device=self.device))  # sigmoid → sky colour
+        # sigmoid(background) is the colour behind the Gaussians (the sky); fixed grey unless learned
+        self.background = torch.nn.Parameter(torch.zeros(3, device=self.device),
+                                             requires_grad=bool(cfg.model.get("learn_background", True)))
         self._build_optimizers()
         self.strategy = build_strategy(OmegaConf.to_container(cfg.densify, resolve=True))
         self.strategy_states = {name: self.strategy.initialize_state(scene_scale=self.scene_scale)
@@ -107,11 +110,13 @@ class SingleTrainer(BasicTrainer):
             OmegaConf.save(cfg, self.output_dir / "config.yaml", resolve=True)
 
     def _to_device(self, view):
+        """A copy of a view with its tensors on the training device (the scene's own stay on the CPU)."""
+        moved = copy.copy(view)
         for name in ("image", "K", "camera_to_world", "sky_mask", "dynamic_mask", "lidar_depth"):
             value = getattr(view, name, None)
             if isinstance(value, torch.Tensor):
-                setattr(view, name, value.to(self.device))
-        return view
+                setattr(moved, name, value.to(self.device))
+        return moved
 
     def _gaussians_from_points(self, xyz, rgb) -> VanillaGaussians:
         return VanillaGaussians.from_points(

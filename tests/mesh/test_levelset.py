@@ -114,7 +114,7 @@ def test_poisson_mesh_of_the_wall_lies_on_the_level_set():
 
 
 def test_quaternions_and_rotation_matrices_give_the_same_points():
-    from models.mesh.levelset import _quat_to_rotmat
+    from models.rendering.projection import quat_to_rotmat as _quat_to_rotmat
 
     q = torch.tensor([[math.cos(math.pi / 4), 0.0, 0.0, math.sin(math.pi / 4)], [2.0, 0.0, 0.0, 0.0]])
     R = _quat_to_rotmat(q)  # wxyz, any norm
