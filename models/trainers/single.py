@@ -140,11 +140,19 @@ class SingleTrainer(BasicTrainer):
         """One Adam per parameter and model (as gsplat's strategy expects), and the means' lr decay."""
         lr = self.cfg.optim.lr
         lrs = {k: float(lr[k]) for k in ("means", "sh0", "shN", "opacities", "scales", "quats")}
-        self.optimizers = {name: create_optimizers(m.params, lrs, self.scene_scale) for name, m in self.models.items()}
+        self.optimizers = {name: create_optimizers(self.optimized_params(m), lrs, self.scene_scale)
+                           for name, m in self.models.items()}
         self.bg_optimizer = torch.optim.Adam([self.background], lr=float(lr.background), eps=1e-15)
         gamma = (float(lr.means_final) / float(lr.means)) ** (1.0 / max(1, self.total_steps))
         self.means_schedulers = {name: torch.optim.lr_scheduler.ExponentialLR(opts["means"], gamma=gamma)
                                  for name, opts in self.optimizers.items()}
+
+    @staticmethod
+    def optimized_params(model: VanillaGaussians) -> Dict[str, torch.nn.Parameter]:
+        """The parameters that get an optimizer: the trainable ones. (A VanillaGaussians' are all trainable;
+        a scene graph's nodes also carry per-Gaussian entries with requires_grad=False, such as instance ids,
+        which gsplat's strategy ops then move along without an optimizer.)"""
+        return {k: p for k, p in model.params.items() if p.requires_grad}
 
     # ----- stage events --------------------------------------------------------------------------
     def on_stage_start(self, stage: StageSpec) -> None:

@@ -1,0 +1,139 @@
+"""MultiTrainer: a scene graph of a static background and rigid nodes (OmniRe's MultiTrainer with
+RigidNodes), trained through the same pretrain → entropy → sugar stages as SingleTrainer.
+
+Models, keyed by class name as in drivestudio:
+  "Background"  the static VanillaGaussians, initialised from the static LiDAR points (as SingleTrainer);
+  "RigidNodes"  one RigidNodes model with the Gaussians of every moving vehicle instance, each in its
+                instance's object frame, initialised from the LiDAR points inside its box over all frames.
+`compose_gaussians(view)` moves the rigid nodes to the world with each instance's pose at
+`view.frame_idx`; instances absent from that frame are made transparent (opacity 0, culled), so every
+model keeps one contiguous slice of the rendered Gaussians and SingleTrainer's per-model
+densification, optimizers, lr schedules, checkpoints and resume apply unchanged.
+
+Stages: the seed asks a MultiTrainer to broadcast `current_stage` / `stage_step` to child trainers.
+Here the nodes are models inside one trainer, not trainers: one step renders them together, one loss
+and one backward train them together, so there is nothing to broadcast to and no second copy of the
+stage that could drift. `node_stages()` reports each node's stage (always the trainer's). What each
+stage does to the nodes:
+  - densification (pretrain, entropy): every model, each on its slice of the screen-space gradient;
+  - opacity entropy: every rendered Gaussian;
+  - the sugar stage's low-opacity prune: every model;
+  - the SuGaR regularizers: the background only (SingleTrainer passes only its slice, and its
+    neighbourhoods are the background's), since they flatten Gaussians onto the static surface
+    whose mesh is extracted.
+Moving instances that are not vehicles (pedestrians, cyclists) have no node here; with
+`loss.mask_dynamic: false` their pixels are fitted by the background.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+import torch
+from omegaconf import OmegaConf
+
+from models.gaussians.rigid import RigidNodes, instance_points
+from models.gaussians.vanilla import VanillaGaussians
+from models.trainers.single import MODEL_KEY, SingleTrainer
+
+logger = logging.getLogger("models.trainers")
+
+RIGID_KEY = "RigidNodes"
+DEFAULT_RIGID_CLASSES = ("vehicle", "car", "truck", "bus")
+
+
+class MultiTrainer(SingleTrainer):
+    """SingleTrainer whose scene is a graph: the static background plus rigid nodes that follow
+    their instance tracks."""
+
+    # ----- construction ------------------------------------------------------------------------
+    def build_extra_models(self) -> Dict[str, VanillaGaussians]:
+        rcfg = OmegaConf.select(self.cfg, "model.rigid", default=None) or {}
+        classes = {str(c).lower() for c in rcfg.get("classes", DEFAULT_RIGID_CLASSES)}
+        max_points = int(rcfg.get("max_points_per_instance", 5000))
+        margin = float(rcfg.get("box_margin", 0.1))  # as scene.static_lidar_mask: what the background lacks
+        if max_points < 1:
+            raise ValueError(f"model.rigid.max_points_per_instance must be >= 1, got {max_points}")
+        candidates = [t for t in self.scene.moving_instances if t.class_name.lower() in classes]
+        per_track, counts = instance_points(self.scene, candidates, self.scene.train_views, max_points, margin,
+                                            seed=int(self.cfg.get("seed", 0)),
+                                            drop_ground=bool(rcfg.get("drop_ground", True)))
+        self.rigid_tracks = []
+        xyz, rgb, ids = [], [], []
+        for track, (pts, col), count in zip(candidates, per_track, counts):
+            if count == 0:
+                logger.warning("moving instance %s (%s): no LiDAR points in its box; it gets no rigid node",
+                               track.id, track.class_name)
+                continue
+            ids.append(torch.full((len(pts),), len(self.rigid_tracks)))
+            self.rigid_tracks.append(track)
+            xyz.append(pts)
+            rgb.append(col)
+        skipped = [t.id for t in self.scene.moving_instances if t.class_name.lower() not in classes]
+        if skipped:
+            logger.info("moving instances of other classes (not rigid nodes): %s", ", ".join(skipped))
+        self._build_pose_table()
+        if not self.rigid_tracks:
+            logger.warning("no moving vehicle with LiDAR points: the scene graph is the background only")
+            return {}
+        logger.info("rigid nodes: %d instances, %d Gaussians (%s)", len(self.rigid_tracks),
+                    sum(len(x) for x in xyz), ", ".join(f"{t.id}: {len(x)}" for t, x in zip(self.rigid_tracks, xyz)))
+        nodes = RigidNodes.from_instance_points(torch.cat(xyz), torch.cat(rgb), torch.cat(ids),
+                                                sh_degree=int(self.cfg.model.sh_degree),
+                                                init_opacity=float(self.cfg.model.init_opacity))
+        return {RIGID_KEY: nodes.to(self.device)}
+
+    def _build_pose_table(self) -> None:
+        """Each rigid instance's object → world pose per scene frame, and whether it exists there."""
+        frames = sorted(self.scene.frames)
+        self._frame_column = {f: i for i, f in enumerate(frames)}
+        n = len(self.rigid_tracks)
+        poses = torch.eye(4).repeat(n, len(frames), 1, 1)
+        present = torch.zeros(n, len(frames), dtype=torch.bool)
+        for i, track in enumerate(self.rigid_tracks):
+            for f, col in self._frame_column.items():
+                pose = track.pose_at(f)
+                if pose is not None:
+                    poses[i, col], present[i, col] = pose, True
+        self._poses = poses.to(self.device)
+        self._present = present.to(self.device)
+
+    def instance_poses(self, frame_idx: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(obj_to_world [I, 4, 4], present [I] bool) of the rigid instances at a frame."""
+        col = self._frame_column.get(int(frame_idx))
+        if col is None:
+            n = len(self.rigid_tracks)
+            return torch.eye(4, device=self.device).repeat(n, 1, 1), torch.zeros(n, dtype=torch.bool, device=self.device)
+        return self._poses[:, col], self._present[:, col]
+
+    # ----- the scene graph ---------------------------------------------------------------------
+    def compose_gaussians(self, view) -> Tuple[Dict[str, torch.Tensor], Dict[str, slice]]:
+        """Background as is, then the rigid nodes posed at the view's frame; each model's slice."""
+        bg = self.model.get_gaussians()
+        nb = self.model.num_gaussians
+        if RIGID_KEY not in self.models:
+            return bg, {MODEL_KEY: slice(0, nb)}
+        nodes: RigidNodes = self.models[RIGID_KEY]
+        poses, present = self.instance_poses(view.frame_idx)
+        rigid = nodes.world_gaussians(poses, present)
+        gs = {k: torch.cat([bg[k], rigid[k]]) for k in bg}
+        return gs, {MODEL_KEY: slice(0, nb), RIGID_KEY: slice(nb, nb + nodes.num_gaussians)}
+
+    def node_stages(self) -> Dict[str, Dict[str, Any]]:
+        """Each node's stage: the trainer's own, since the nodes are models it trains in one step
+        (see the module docstring for why there are no child trainers to broadcast to)."""
+        hooks = self.stage_hooks
+        return {name: {"stage": self.current_stage, "stage_step": self.stage_step, "hooks": dict(hooks),
+                       "sugar_losses": bool(hooks["sugar_losses"]) and name == MODEL_KEY}
+                for name in self.models}
+
+    # ----- export --------------------------------------------------------------------------------
+    def export_gaussians(self, folder: Path) -> None:
+        """exports/gaussians.ply (the background, as SingleTrainer) and exports/rigid_nodes.ply (the
+        rigid nodes in their object frames, with an instance_id per vertex; the header's
+        `comment instance <id> <track id>` lines name the tracks)."""
+        super().export_gaussians(folder)
+        if RIGID_KEY in self.models:
+            self.models[RIGID_KEY].export_ply(folder / "rigid_nodes.ply",
+                                              instance_names=[t.id for t in self.rigid_tracks])
