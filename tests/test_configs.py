@@ -1,0 +1,55 @@
+"""The primary configs load with hydra.compose and from the command line, seed keys at seed paths."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load(name, overrides=()):
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose(name, overrides=list(overrides))
+
+
+def test_seed_keys_at_seed_paths_with_seed_values():
+    cfg = load("omnire_sugar")
+    assert [dict(s) for s in cfg.optim.stage_schedule] == [
+        {"name": "pretrain", "steps": 7000}, {"name": "entropy", "steps": 2000}, {"name": "sugar", "steps": 6000}]
+    assert dict(cfg.render.opacity_entropy.table) == {"pretrain": 0.0, "entropy": 0.3, "sugar": 0.1}
+    assert dict(cfg.resume_state.stage) == {"stage_index": 0, "offset": 0}
+    assert cfg.scene.type == "synthetic"
+
+
+def test_quick_config_is_the_same_pipeline_ten_times_shorter():
+    full, quick = load("omnire_sugar"), load("omnire_sugar_quick")
+    assert [s.steps * 10 for s in quick.optim.stage_schedule] == [s.steps for s in full.optim.stage_schedule]
+    assert quick.render.opacity_entropy.table == full.render.opacity_entropy.table
+    assert quick.trainer == full.trainer == "SingleTrainer"
+
+
+def test_overrides_compose():
+    cfg = load("omnire_sugar", ["optim.stage_schedule.0.steps=500", "render.opacity_entropy.table.entropy=0.2"])
+    assert cfg.optim.stage_schedule[0].steps == 500
+    assert cfg.render.opacity_entropy.table.entropy == 0.2
+
+
+def test_command_line_overrides_reach_the_config():
+    out = subprocess.run([sys.executable, "tools/train.py", "--config-name", "omnire_sugar",
+                          "optim.stage_schedule.0.steps=500", "--cfg", "job"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    cfg = yaml.safe_load(out.stdout)
+    assert cfg["optim"]["stage_schedule"][0] == {"name": "pretrain", "steps": 500}
+
+
+@pytest.mark.parametrize("name", ["omnire_sugar", "omnire_sugar_quick", "omnire_sugar_multi"])
+def test_every_primary_config_builds_valid_schedulers(name):
+    from models.trainers.base import OpacityEntropyScheduler, StageSchedule
+    from omegaconf import OmegaConf
+    cfg = load(name)
+    sched = StageSchedule(OmegaConf.to_container(cfg.optim.stage_schedule))
+    OpacityEntropyScheduler(OmegaConf.to_container(cfg.render.opacity_entropy.table)).check_covers(sched)
