@@ -124,6 +124,34 @@ def project_depth(points: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray, w
     return depth.reshape(height, width).astype(np.float32)
 
 
+def colour_points_from_views(points: np.ndarray, frames: np.ndarray, views, select: np.ndarray | None = None
+                             ) -> np.ndarray:
+    """RGB [M, 3] of world points from the first view of their own frame that sees them (in front,
+    inside the image, not hidden behind that pixel's nearest LiDAR return); -1 where no view does.
+    ``select`` (bool [M]) limits which points are coloured."""
+    rgb = np.full((len(points), 3), -1.0)
+    for v in views:
+        todo = (frames == v.frame_idx) & (rgb[:, 0] < 0)
+        if select is not None:
+            todo &= select
+        sel = np.nonzero(todo)[0]
+        if len(sel) == 0:
+            continue
+        w2c = np.linalg.inv(v.camera_to_world.double().cpu().numpy())
+        K = v.K.double().cpu().numpy()
+        cam = points[sel] @ w2c[:3, :3].T + w2c[:3, 3]
+        z = cam[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.floor(K[0, 0] * cam[:, 0] / z + K[0, 2])
+            r = np.floor(K[1, 1] * cam[:, 1] / z + K[1, 2])
+        ok = (z > 1e-3) & (u >= 0) & (u < v.width) & (r >= 0) & (r < v.height)
+        ui, ri = u[ok].astype(int), r[ok].astype(int)
+        nearest = v.lidar_depth.cpu().numpy()[ri, ui]
+        visible = z[ok] <= nearest * 1.01 + 1e-3       # not hidden behind another return
+        rgb[sel[ok][visible]] = v.image.cpu().numpy()[ri[visible], ui[visible]]
+    return rgb
+
+
 class DrivingScene:
     """Views, LiDAR and tracks of one scene, in the world of the first loaded ego frame."""
 
@@ -184,24 +212,7 @@ class DrivingScene:
             static = self.static_lidar_mask()
             pts = self.lidar.points.numpy().astype(np.float64)
             fidx = self.lidar.frame_idx.numpy()
-            rgb = np.full((len(pts), 3), -1.0)
-            for v in self.train_views:
-                sel = np.nonzero(static.numpy() & (fidx == v.frame_idx) & (rgb[:, 0] < 0))[0]
-                if len(sel) == 0:
-                    continue
-                w2c = np.linalg.inv(v.camera_to_world.double().numpy())
-                K = v.K.double().numpy()
-                cam = pts[sel] @ w2c[:3, :3].T + w2c[:3, 3]
-                z = cam[:, 2]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    u = np.floor(K[0, 0] * cam[:, 0] / z + K[0, 2])
-                    r = np.floor(K[1, 1] * cam[:, 1] / z + K[1, 2])
-                ok = (z > 1e-3) & (u >= 0) & (u < v.width) & (r >= 0) & (r < v.height)
-                ui, ri = u[ok].astype(int), r[ok].astype(int)
-                nearest = v.lidar_depth.numpy()[ri, ui]
-                visible = z[ok] <= nearest * 1.01 + 1e-3       # not hidden behind another return
-                idx = sel[ok][visible]
-                rgb[idx] = v.image.numpy()[ri[visible], ui[visible]]
+            rgb = colour_points_from_views(pts, fidx, self.train_views, select=static.numpy())
             keep = np.nonzero(rgb[:, 0] >= 0)[0]
             self._init_cache = (pts[keep].astype(np.float32), rgb[keep].astype(np.float32))
         xyz, rgb = self._init_cache

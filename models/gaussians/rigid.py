@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from models.gaussians.vanilla import VanillaGaussians
 from models.rendering.sh import sh_basis
+from scenes.driving_dataset import colour_points_from_views
 
 INSTANCE_KEY = "instance_ids"
 
@@ -165,23 +166,7 @@ def colour_points(points: np.ndarray, frames: np.ndarray, views: Sequence, defau
     """RGB of world points seen at their own frame by a view of that frame (nearest LiDAR return in
     front, as the scene's init points are coloured); points no camera sees get the mean colour of
     those seen, or ``default`` grey if none is."""
-    rgb = np.full((len(points), 3), -1.0)
-    for v in views:
-        sel = np.nonzero((frames == v.frame_idx) & (rgb[:, 0] < 0))[0]
-        if len(sel) == 0:
-            continue
-        w2c = np.linalg.inv(v.camera_to_world.double().cpu().numpy())
-        K = v.K.double().cpu().numpy()
-        cam = points[sel] @ w2c[:3, :3].T + w2c[:3, 3]
-        z = cam[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = np.floor(K[0, 0] * cam[:, 0] / z + K[0, 2])
-            r = np.floor(K[1, 1] * cam[:, 1] / z + K[1, 2])
-        ok = (z > 1e-3) & (u >= 0) & (u < v.width) & (r >= 0) & (r < v.height)
-        ui, ri = u[ok].astype(int), r[ok].astype(int)
-        nearest = v.lidar_depth.cpu().numpy()[ri, ui]
-        visible = z[ok] <= nearest * 1.01 + 1e-3
-        rgb[sel[ok][visible]] = v.image.cpu().numpy()[ri[visible], ui[visible]]
+    rgb = colour_points_from_views(points, frames, views)
     seen = rgb[:, 0] >= 0
     rgb[~seen] = rgb[seen].mean(axis=0) if seen.any() else default
     return rgb
