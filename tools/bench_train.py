@@ -28,14 +28,14 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from models.losses import photometric_loss  # noqa: E402
+from models.losses import photometric_loss, sky_opacity_loss  # noqa: E402
 from models.rendering import rasterization  # noqa: E402
 from models.trainers.single import SingleTrainer  # noqa: E402
 
 
 def bare_step(tr: SingleTrainer, view, step: int) -> None:
-    """Plain 3DGS with no stage machinery: render colour, 0.8 L1 + 0.2 (1 - SSIM), backward, Adam,
-    the densification strategy's bookkeeping."""
+    """Plain 3DGS with no stage machinery: render colour, 0.8 L1 + 0.2 (1 - SSIM) and the configured
+    sky-opacity loss, backward, Adam, the densification strategy's bookkeeping."""
     gs = tr.model.get_gaussians()
     viewmat = torch.linalg.inv(view.camera_to_world)
     colors, alphas, info = rasterization(gs["means"], gs["quats"], gs["scales"], gs["opacities"], gs["colors"],
@@ -44,6 +44,7 @@ def bare_step(tr: SingleTrainer, view, step: int) -> None:
     info["means2d"].retain_grad()
     rgb = colors[0] + (1 - alphas[0]) * torch.sigmoid(tr.background)
     loss, _ = photometric_loss(rgb, view.image, mask=~view.dynamic_mask)
+    loss = loss + float(tr.cfg.loss.sky_opacity) * sky_opacity_loss(alphas[0, ..., 0], view.sky_mask)
     loss.backward()
     for opt in tr.optimizers["Background"].values():
         opt.step()

@@ -79,6 +79,11 @@ class SingleTrainer(BasicTrainer):
     # ----- construction ------------------------------------------------------------------------
     def setup(self) -> None:
         cfg = self.cfg
+        for spec in self.stage_schedule.stages:
+            hooks = spec.resolved_hooks()
+            if hooks["sugar_losses"] and not hooks["render_depth"]:
+                raise ValueError(f"optim.stage_schedule: stage {spec.name!r} turns on sugar_losses, which need the "
+                                 "rendered depth: set its render_depth hook too")
         self.device = resolve_device(str(cfg.get("device", "auto")))
         if self.device.type == "cpu" and cfg.get("num_threads"):
             torch.set_num_threads(int(cfg.num_threads))
@@ -214,8 +219,6 @@ class SingleTrainer(BasicTrainer):
         if float(cfg.loss.lidar_depth) > 0:
             losses["lidar_depth"] = float(cfg.loss.lidar_depth) * lidar_depth_loss(depth, alpha, view.lidar_depth)
         if hooks["sugar_losses"]:
-            if depth is None:
-                raise ValueError(f"stage {self.current_stage!r} turns on sugar_losses without render_depth")
             bg = slices[MODEL_KEY]
             losses.update(self._sugar_losses({k: v[bg] for k, v in gs.items()}, info["radii"][0, bg], depth, alpha,
                                              viewmat, view))

@@ -170,6 +170,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(make_cfg, monkeypatch
     ("~render.opacity_entropy.table.sugar", "no weight for stage\\(s\\) 'sugar'"),
     ("render.opacity_entropy.table.sugar=-0.1", "weight for stage 'sugar' must be a finite number >= 0"),
     ("+optim.stage_schedule.2.hooks={render_dpth:true}", "unknown hook 'render_dpth'"),
+    ("+optim.stage_schedule.2.hooks={render_depth:false}", "stage 'sugar' turns on sugar_losses, which need"),
     ("scene.type=processed", "scene"),
 ])
 def test_bad_config_fails_before_step_0(make_cfg, override, message, scene_dir, tmp_path):
