@@ -177,7 +177,7 @@ class StageSchedule:
     # ----- the hot path --------------------------------------------------------------------
     def step(self, global_step: int) -> Tuple[str, int]:
         """(stage name, step within the stage) for a 0-indexed global step; remembers the position."""
-        if not _is_int(global_step):
+        if type(global_step) is not int and not _is_int(global_step):  # fast path for plain ints
             raise ValueError(f"global step must be an integer, got {global_step!r}")
         if global_step < 0:
             raise ValueError(f"step {global_step} is negative; steps start at 0")
