@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     p.add_argument("--points", type=int, default=200_000)
     args = p.parse_args(argv)
 
-    from models.mesh.run_io import RunInputError, format_bench, run_quality_bench
+    from models.mesh.quality_bench import format_bench, run_quality_bench
+    from models.mesh.run_io import RunInputError
     try:
         results = run_quality_bench(Path(args.out), steps=args.steps, config_name=args.config_name,
                                     overrides=args.overrides, reuse=args.reuse, method=args.method,

@@ -171,7 +171,7 @@ def test_tool_process_exits_non_zero_without_traceback(tmp_path):
 
 # ----- bench_quality ------------------------------------------------------------------------------
 def test_bench_schedules_share_the_step_budget_and_the_pretrain():
-    from models.mesh.run_io import bench_schedules
+    from models.mesh.quality_bench import bench_schedules
 
     s = bench_schedules(1500)
     assert s["c_pretrain_entropy_sugar"] == [{"name": "pretrain", "steps": 700}, {"name": "entropy", "steps": 200},
@@ -185,7 +185,7 @@ def test_bench_schedules_share_the_step_budget_and_the_pretrain():
 
 
 def test_normals_from_depth_of_a_fronto_parallel_plane_face_the_camera():
-    from models.mesh.run_io import normals_from_depth
+    from models.mesh.quality_bench import normals_from_depth
 
     K = np.array([[20.0, 0, 8], [0, 20.0, 6], [0, 0, 1]])
     n = normals_from_depth(np.full((12, 16), 3.0), K)
