@@ -8,6 +8,8 @@ import tempfile
 from dataclasses import fields
 from pathlib import Path
 
+from omegaconf import DictConfig, OmegaConf
+
 from .driving_dataset import DrivingScene, LoadOptions
 from .processed_layout import SceneFormatError, index_layout
 from .synthetic import COMPLETE_MARKER, SyntheticParams, generate
@@ -26,12 +28,8 @@ SYNTHETIC_KEYS = COMMON_KEYS | LOADER_KEYS | GENERATOR_KEYS
 def _as_dict(cfg) -> dict:
     if cfg is None:
         return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     if isinstance(cfg, dict):
         return dict(cfg)
     return dict(vars(cfg))
