@@ -27,23 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from models.rendering import rasterization  # noqa: E402
+from models.rendering.random_scene import frontal_gaussians  # noqa: E402
 from models.rendering.reference import rasterization_dense  # noqa: E402
 
 
 def bench_scene(n, width, height, seed=0):
     """Gaussians spread over the view at depth 2..10 m, 1-3 px footprint sigma, random colour."""
-    g = torch.Generator().manual_seed(seed)
-    f = 0.8 * width
-    z = 2.0 + 8.0 * torch.rand(n, generator=g)
-    x = (torch.rand(n, generator=g) - 0.5) * width / f * z * 1.1
-    y = (torch.rand(n, generator=g) - 0.5) * height / f * z * 1.1
-    means = torch.stack([x, y, z], -1)
-    quats = torch.randn(n, 4, generator=g)
-    scales = torch.exp(torch.randn(n, 3, generator=g) * 0.4) * z[:, None] / f * 1.5
-    opac = 0.05 + 0.9 * torch.rand(n, generator=g)
-    colors = torch.rand(n, 3, generator=g)
-    K = torch.tensor([[[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]]])
-    return [means, quats, scales, opac, colors, torch.eye(4)[None], K]
+    return frontal_gaussians(n, width, height, seed=seed, depth=(2.0, 10.0), spread=1.1, log_scale_std=0.4)
 
 
 def peak_rss_mb():

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -67,28 +66,8 @@ def phase(name):
 
 
 def scene(n, width, height, n_cams=1, sh_degree=None, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    f = 0.8 * width
-    z = 2.0 + 30.0 * torch.rand(n, generator=g)
-    x = (torch.rand(n, generator=g) - 0.5) * width / f * z * 1.2
-    y = (torch.rand(n, generator=g) - 0.5) * height / f * z * 1.2
-    means = torch.stack([x, y, z], -1)
-    quats = torch.randn(n, 4, generator=g)
-    scales = torch.exp(torch.randn(n, 3, generator=g) * 0.5) * z[:, None] / f * 1.5
-    opac = 0.05 + 0.9 * torch.rand(n, generator=g)
-    if sh_degree is None:
-        colors = torch.rand(n, 3, generator=g)
-    else:
-        colors = 0.3 * torch.randn(n, (sh_degree + 1) ** 2, 3, generator=g)
-    vms, Ks = [], []
-    for c in range(n_cams):
-        vm = torch.eye(4)
-        a = 0.05 * c
-        vm[:3, :3] = torch.tensor([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
-        vm[0, 3] = 0.2 * c
-        vms.append(vm)
-        Ks.append(torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]]))
-    out = [means, quats, scales, opac, colors, torch.stack(vms), torch.stack(Ks)]
+    from models.rendering.random_scene import frontal_gaussians
+    out = frontal_gaussians(n, width, height, n_cams=n_cams, sh_degree=sh_degree, seed=seed)
     return [t.to(DEVICE) for t in out]
 
 
