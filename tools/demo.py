@@ -48,7 +48,7 @@ def main(argv=None) -> None:
     for name in ("config.yaml", "metrics.json", "exports/gaussians.ply", "renders", "checkpoints", "trace",
                  "tensorboard"):
         print(f"  {name}")
-    print(f"mesh: python tools/extract_mesh.py {args.out}   |   evaluate: python tools/eval.py {args.out}")
+    print(f"mesh: .venv/bin/python tools/extract_mesh.py {args.out}   |   evaluate: .venv/bin/python tools/eval.py {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Load a trained run without writing into it, extract its mesh, evaluate it.
 
-The tools (tools/extract_mesh.py, tools/eval.py, tools/bench_quality.py) are thin wrappers around
+The tools (tools/extract_mesh.py, tools/eval.py) and benchmarks/bench_quality.py are thin wrappers around
 these functions:
 
     run = load_run("outputs/quick")                 # a run folder or a checkpoint file

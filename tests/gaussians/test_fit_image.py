@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from models.gaussians.fit_image import fit_image, procedural_scene, psnr
+from benchmarks.fit_image import fit_image, procedural_scene, psnr
 
 
 @pytest.fixture(autouse=True)

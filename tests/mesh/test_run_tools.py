@@ -20,8 +20,8 @@ from tests.trainers.tiny_run import tiny_config
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", REPO / "tools" / f"{name}.py")
+def _tool(name, folder="tools"):
+    spec = importlib.util.spec_from_file_location(f"_tool_{name}", REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -171,7 +171,7 @@ def test_tool_process_exits_non_zero_without_traceback(tmp_path):
 
 # ----- bench_quality ------------------------------------------------------------------------------
 def test_bench_schedules_share_the_step_budget_and_the_pretrain():
-    from models.mesh.quality_bench import bench_schedules
+    from benchmarks.quality_bench import bench_schedules
 
     s = bench_schedules(1500)
     assert s["c_pretrain_entropy_sugar"] == [{"name": "pretrain", "steps": 700}, {"name": "entropy", "steps": 200},
@@ -185,7 +185,7 @@ def test_bench_schedules_share_the_step_budget_and_the_pretrain():
 
 
 def test_normals_from_depth_of_a_fronto_parallel_plane_face_the_camera():
-    from models.mesh.quality_bench import normals_from_depth
+    from benchmarks.quality_bench import normals_from_depth
 
     K = np.array([[20.0, 0, 8], [0, 20.0, 6], [0, 0, 1]])
     n = normals_from_depth(np.full((12, 16), 3.0), K)
@@ -197,7 +197,7 @@ def test_bench_quality_end_to_end_on_the_tiny_scene(tiny_run, tmp_path):
     """Three short runs, meshes, the table and the figure (about a minute on 2 cores)."""
     from tests.trainers.tiny_run import TINY_SCENE
 
-    bench = _tool("bench_quality")
+    bench = _tool("bench_quality", "benchmarks")
     scene = load_run(tiny_run).trainer.cfg.scene.path
     out = tmp_path / "bq"
     args = ["--steps", "30", "--out", str(out), "--poisson-depth", "6", "--points", "20000", *TINY_SCENE,

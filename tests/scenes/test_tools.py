@@ -1,4 +1,4 @@
-"""The scene command lines: contact sheet and generation benchmark."""
+"""The scene command lines: contact sheet (tools/) and generation benchmark (benchmarks/)."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-TOOLS = Path(__file__).resolve().parents[2] / "tools"
+REPO = Path(__file__).resolve().parents[2]
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", TOOLS / f"{name}.py")
+def _tool(name, folder="tools"):
+    spec = importlib.util.spec_from_file_location(f"_tool_{name}", REPO / folder / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -33,6 +33,6 @@ def test_bench_scene_reports_every_phase():
     from scenes.config import compose_scene_config
     cfg = compose_scene_config("synthetic", ["scene.num_frames=2", "scene.cameras=[0]", "scene.width=32",
                                              "scene.height=24", "scene.lidar_beams=4", "scene.lidar_azimuths=60"])
-    rows = _tool("bench_scene").bench(cfg, runs=1)
+    rows = _tool("bench_scene", "benchmarks").bench(cfg, runs=1)
     for key in ("cameras", "lidar", "write", "total", "load (reference)"):
         assert len(rows[key]) == 1 and rows[key][0] > 0

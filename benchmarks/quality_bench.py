@@ -1,4 +1,4 @@
-"""The quality benchmark behind tools/bench_quality.py: the same scene and total steps trained as
+"""The quality benchmark behind benchmarks/bench_quality.py: the same scene and total steps trained as
 (a) pretrain only, (b) pretrain + entropy, (c) pretrain + entropy + sugar; a mesh of each extracted
 the same way and scored; one table and one figure."""
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 import torch
 
-from .run_io import (MIN_ALPHA, RunInputError, default_mesh_path, evaluate_run, extract_run_mesh, load_run,  # noqa: F401
+from models.mesh.run_io import (MIN_ALPHA, RunInputError, default_mesh_path, evaluate_run, extract_run_mesh, load_run,  # noqa: F401
                      logger, save_mesh)
 
 
-# ----- quality benchmark (tools/bench_quality.py) -------------------------------------------------
+# ----- quality benchmark (benchmarks/bench_quality.py) -------------------------------------------------
 BENCH_VARIANTS = ("a_pretrain", "b_pretrain_entropy", "c_pretrain_entropy_sugar")
 
 
@@ -55,7 +55,7 @@ def train_bench_run(config_name: str, out: Path, schedule: list, overrides: Sequ
     if out.exists():
         import shutil
         shutil.rmtree(out)  # a partial or stale run of the benchmark's own folder
-    config_dir = Path(__file__).resolve().parents[2] / "configs"
+    config_dir = Path(__file__).resolve().parents[1] / "configs"
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = compose(config_name, overrides=[*overrides, _schedule_override(schedule), f"output_dir={out}"])
     try:
@@ -134,7 +134,7 @@ def quality_figure(results: Dict[str, Dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .metrics import load_mesh
+    from models.mesh.metrics import load_mesh
 
     names = list(results)
     fig = plt.figure(figsize=(16, 3.0 * len(names) + 3.2))

@@ -1,6 +1,6 @@
 """Record the seed's acceptance run into state/trace/T-FR-ARCH-001/.
 
-    python tools/record_trace.py [--config-name omnire_sugar_quick] [--stop-after 800]
+    .venv/bin/python benchmarks/record_trace.py [--config-name omnire_sugar_quick] [--stop-after 800]
 
 Runs a real training in two processes: the first stops after `--stop-after` steps (the quick
 schedule's equivalent of the seed's 8,000-step checkpoint) and writes a checkpoint; the second

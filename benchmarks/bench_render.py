@@ -1,8 +1,8 @@
 """Benchmark: forward+backward seconds of the PyTorch backend vs the dense reference.
 
-    .venv/bin/python tools/bench_render.py                      # full table (N x size grid)
-    .venv/bin/python tools/bench_render.py --n 5000 --size 128x192 --reps 5
-    .venv/bin/python tools/bench_render.py --no-dense           # fast backend only
+    .venv/bin/python benchmarks/bench_render.py                      # full table (N x size grid)
+    .venv/bin/python benchmarks/bench_render.py --n 5000 --size 128x192 --reps 5
+    .venv/bin/python benchmarks/bench_render.py --no-dense           # fast backend only
 
 Median of ``--reps`` runs after one warm-up; the dense reference uses ``--dense-reps`` (default 3,
 1 run without warm-up above 50M pixel x Gaussian products) and pixel chunks with checkpointing so it fits in memory.
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from models.rendering import rasterization  # noqa: E402
-from models.rendering.random_scene import frontal_gaussians  # noqa: E402
+from benchmarks.random_scene import frontal_gaussians  # noqa: E402
 from models.rendering.reference import rasterization_dense  # noqa: E402
 
 

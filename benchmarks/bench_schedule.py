@@ -1,6 +1,6 @@
 """Cost of StageSchedule.step() over the seed's 15,000 steps, and of to_state()/from_state().
 
-    python tools/bench_schedule.py [--repeats 7]
+    .venv/bin/python benchmarks/bench_schedule.py [--repeats 7]
 
 Prints a table: median over repeats (each repeat times all 15,000 step() calls, or 10,000
 state round trips). Reference measured side by side: a linear scan over the stages (what

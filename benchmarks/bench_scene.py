@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Time generating (and loading) the default synthetic scene; prints a table of medians.
 
-  python tools/bench_scene.py              # 3 runs of configs/scene/synthetic.yaml
-  python tools/bench_scene.py --runs 5 scene.supersample=1
+  .venv/bin/python benchmarks/bench_scene.py              # 3 runs of configs/scene/synthetic.yaml
+  .venv/bin/python benchmarks/bench_scene.py --runs 5 scene.supersample=1
 
 Rows: the phases of generation (camera rendering, LiDAR, writing files), the total against the
 30 s budget, and, for reference in the same run, loading the written scene back.

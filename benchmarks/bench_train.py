@@ -2,7 +2,7 @@
 of the stage machinery in a pretrain step, checkpoint save / resume time, and optionally the wall
 time of `make demo`.
 
-    python tools/bench_train.py [--config-name omnire_sugar_quick] [--reps 7] [--demo]
+    .venv/bin/python benchmarks/bench_train.py [--config-name omnire_sugar_quick] [--reps 7] [--demo]
 
 1. trains the configured schedule once, timing every step; prints the median per stage;
 2. on the trained model, interleaves `reps` rounds of: a SingleTrainer pretrain step (stage

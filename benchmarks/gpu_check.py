@@ -1,6 +1,6 @@
 """GPU check: the PyTorch backend against gsplat's CUDA rasterizer, then fwd+bwd timings.
 
-    python tools/gpu_check.py --out gpu_check.json [--n-big 100000 --size-big 1280x1920]
+    .venv/bin/python benchmarks/gpu_check.py --out gpu_check.json [--n-big 100000 --size-big 1280x1920]
 
 Phases (each in its own try/except; a failure is printed and recorded, the rest still runs):
   0. environment (torch, CUDA, gsplat versions, device name)
@@ -66,7 +66,7 @@ def phase(name):
 
 
 def scene(n, width, height, n_cams=1, sh_degree=None, seed=0):
-    from models.rendering.random_scene import frontal_gaussians
+    from benchmarks.random_scene import frontal_gaussians
     out = frontal_gaussians(n, width, height, n_cams=n_cams, sh_degree=sh_degree, seed=seed)
     return [t.to(DEVICE) for t in out]
 

@@ -5,8 +5,8 @@ Trains the same scene for the same total number of steps as (a) pretrain only (p
 (b) shares (c)'s pretrain steps), extracts each mesh the same way, evaluates, prints one table and
 writes <out>/bench_quality.json and <out>/bench_quality.png.
 
-    python tools/bench_quality.py                                   # 1,500 steps, default scene
-    python tools/bench_quality.py --steps 300 --out /tmp/bq scene.width=80 scene.height=48 --reuse
+    .venv/bin/python benchmarks/bench_quality.py                                   # 1,500 steps, default scene
+    .venv/bin/python benchmarks/bench_quality.py --steps 300 --out /tmp/bq scene.width=80 scene.height=48 --reuse
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--points", type=int, default=200_000)
     args = p.parse_args(argv)
 
-    from models.mesh.quality_bench import format_bench, run_quality_bench
+    from benchmarks.quality_bench import format_bench, run_quality_bench
     from models.mesh.run_io import RunInputError
     try:
         results = run_quality_bench(Path(args.out), steps=args.steps, config_name=args.config_name,
