@@ -46,7 +46,7 @@ def train_bench_run(config_name: str, out: Path, schedule: list, overrides: Sequ
     from hydra import compose, initialize_config_dir
 
     from models.trainers.checkpoint import checkpoint_name
-    from models.trainers.single import SingleTrainer
+    from models.trainers.inference import trainer_class
 
     total = sum(s["steps"] for s in schedule)
     timing_file = out / "bench_timing.json"
@@ -58,8 +58,8 @@ def train_bench_run(config_name: str, out: Path, schedule: list, overrides: Sequ
     config_dir = Path(__file__).resolve().parents[1] / "configs"
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = compose(config_name, overrides=[*overrides, _schedule_override(schedule), f"output_dir={out}"])
-    try:
-        trainer = SingleTrainer(cfg, output_dir=out)
+    try:  # the configured trainer class: SingleTrainer, or MultiTrainer with trainer=MultiTrainer
+        trainer = trainer_class(str(cfg.get("trainer", "SingleTrainer")))(cfg, output_dir=out)
     except ValueError as exc:
         raise RunInputError(f"{out.name}: bad configuration: {exc}") from None
     marks: Dict[str, float] = {}

@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
+
+from models.trainers.inference import LoadedRun, open_run
 
 PathLike = Union[str, os.PathLike]
 logger = logging.getLogger("models.mesh")
@@ -38,65 +39,15 @@ class RunInputError(ValueError):
     """Bad input from the user (file, folder, option); the tools print its message, no traceback."""
 
 
-@dataclass
-class LoadedRun:
-    run_dir: Path            # the run's output folder (exports/ and eval.json go here)
-    checkpoint: Path
-    trainer: Any             # SingleTrainer with the checkpoint's state, output_dir=None
-    step: int
-
-    @property
-    def scene(self):
-        return self.trainer.scene
-
-    @property
-    def model(self):
-        return self.trainer.model
-
-
 # ----- loading ----------------------------------------------------------------------------------
-def resolve_checkpoint(path: PathLike) -> tuple[Path, Path]:
-    """(run_dir, checkpoint file) for a run folder (its newest checkpoint) or a checkpoint file."""
-    from models.trainers.checkpoint import find_latest
-
-    p = Path(path)
-    if not p.exists():
-        raise RunInputError(f"{p} does not exist (expected a run folder with checkpoints/ or a checkpoint .pt file)")
-    if p.is_dir():
-        ckpt = find_latest(p / "checkpoints") or find_latest(p)
-        if ckpt is None:
-            raise RunInputError(f"run folder {p} has no checkpoints (expected {p / 'checkpoints'}/step_XXXXXX.pt; "
-                                "has the run finished or saved one?)")
-        return p, ckpt
-    run_dir = p.parent.parent if p.parent.name == "checkpoints" else p.parent
-    return run_dir, p
-
-
 def load_run(path: PathLike, *, device: str = "cpu", num_threads: Optional[int] = None) -> LoadedRun:
-    """The trained model and scene of a run folder or checkpoint, without writing anything."""
-    from omegaconf import OmegaConf
-
-    from models.trainers.checkpoint import load_checkpoint
-    from models.trainers.single import SingleTrainer
-
-    run_dir, ckpt = resolve_checkpoint(path)
+    """The trained models and scene of a run folder or checkpoint (any trainer class), for
+    inference: no optimizer, nothing written (models.trainers.inference.open_run)."""
+    overrides = {} if num_threads is None else {"num_threads": int(num_threads)}
     try:
-        state = load_checkpoint(ckpt, required=("step", "stage", "config", "models"))
+        return open_run(path, device=device, overrides=overrides)
     except (FileNotFoundError, ValueError) as exc:
         raise RunInputError(str(exc)) from None
-    if not isinstance(state["config"], dict):
-        raise RunInputError(f"checkpoint {ckpt}: its 'config' is a {type(state['config']).__name__}, "
-                            "expected the run's resolved config as a dict")
-    cfg = OmegaConf.create(state["config"])
-    cfg.device = device
-    if num_threads is not None:
-        cfg.num_threads = int(num_threads)
-    del state  # the trainer reads the file again through its own resume path
-    try:
-        trainer = SingleTrainer(cfg, output_dir=None, resume=str(ckpt))
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        raise RunInputError(f"checkpoint {ckpt}: could not rebuild the run ({exc})") from None
-    return LoadedRun(run_dir=run_dir, checkpoint=ckpt, trainer=trainer, step=int(trainer.step))
 
 
 # ----- rendering ----------------------------------------------------------------------------------

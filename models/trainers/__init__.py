@@ -7,12 +7,12 @@ from typing import Any, Optional
 
 
 def build_trainer(cfg: Any, argv: Optional[list] = None):
-    import importlib
-    trainers = {"SingleTrainer": "models.trainers.single", "MultiTrainer": "models.trainers.scene_graph"}
+    """The configured trainer class (`trainer` key), built for training."""
+    from models.trainers.inference import TRAINERS, trainer_class
     name = str(cfg.get("trainer", "SingleTrainer"))
-    if name not in trainers:
-        raise ValueError(f"trainer={name!r} is not a trainer; expected one of {', '.join(trainers)}")
-    cls = getattr(importlib.import_module(trainers[name]), name)
+    if name not in TRAINERS:
+        raise ValueError(f"trainer={name!r} is not a trainer; expected one of {', '.join(TRAINERS)}")
+    cls = trainer_class(name)
     return cls(cfg, output_dir=cfg.output_dir, resume=cfg.get("resume", False), argv=argv)
 
 

@@ -300,7 +300,13 @@ class BasicTrainer:
     """
 
     def __init__(self, cfg: Any, output_dir: Optional[os.PathLike] = None,
-                 resume: Union[bool, str, os.PathLike, None] = False, argv: Optional[list] = None) -> None:
+                 resume: Union[bool, str, os.PathLike, None] = False, argv: Optional[list] = None, *,
+                 inference: bool = False) -> None:
+        """`inference=True` builds the models for rendering only (no optimizer, strategy or sampler;
+        nothing is written); `models.trainers.inference.open_run` is the way to get one."""
+        if inference and output_dir is not None:
+            raise ValueError("an inference trainer writes nothing: output_dir must be None")
+        self.inference = bool(inference)
         self.cfg: DictConfig = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
         try:
             self.stage_schedule = StageSchedule(_plain(OmegaConf.select(self.cfg, "optim.stage_schedule")))
@@ -406,6 +412,9 @@ class BasicTrainer:
     def train(self, num_steps: Optional[int] = None) -> None:
         """Run to the end of the schedule (or `num_steps` more steps). SIGTERM / SIGINT finish the
         current step, write a checkpoint and return, so that `resume=true` continues the run."""
+        if self.inference:
+            raise RuntimeError(f"this {type(self).__name__} was opened for inference (no optimizer); "
+                               "build it with inference=False to train")
         end = self.total_steps if num_steps is None else min(self.total_steps, self.step + num_steps)
         every = int(OmegaConf.select(self.cfg, "checkpoint.every", default=0) or 0)
         previous = self._install_signal_handlers()
@@ -490,6 +499,7 @@ class BasicTrainer:
         stage["stage_index"], stage["offset"] = self.stage_schedule.locate(position)
         return {
             "format": 1,
+            "trainer": type(self).__name__,   # which class reopens the run (models.trainers.inference)
             "step": self.step,
             "stage": stage,
             "stage_active": self._active_stage,

@@ -100,6 +100,9 @@ class SingleTrainer(BasicTrainer):
         # sigmoid(background) is the colour behind the Gaussians (the sky); fixed grey unless learned
         self.background = torch.nn.Parameter(torch.zeros(3, device=self.device),
                                              requires_grad=bool(cfg.model.get("learn_background", True)))
+        self.monitor = None
+        if self.inference:  # rendering only: no optimizer, strategy, sampler, and nothing written
+            return
         self._build_optimizers()
         self.strategy = build_strategy(OmegaConf.to_container(cfg.densify, resolve=True))
         self.strategy_states = {name: self.strategy.initialize_state(scene_scale=self.scene_scale)
@@ -376,18 +379,9 @@ class SingleTrainer(BasicTrainer):
             source = "checkpoint"
         super().load_state_dict(state)
         try:
-            if set(state["models"]) != set(self.models):
-                raise KeyError(f"models {sorted(state['models'])}, expected {sorted(self.models)}")
-            for name, m in self.models.items():
-                params = state["models"][name]
-                if set(params) != set(m.params.keys()):
-                    raise KeyError(f"{name} parameters {sorted(params)}, expected {sorted(m.params.keys())}")
-                for k, v in params.items():
-                    if v.shape[1:] != m.params[k].shape[1:]:
-                        raise ValueError(f"{name} parameter {k!r} has shape {tuple(v.shape)}, expected "
-                                         f"[N, {', '.join(map(str, m.params[k].shape[1:]))}]")
-                    m.params[k] = torch.nn.Parameter(v.to(self.device).clone(), requires_grad=m.params[k].requires_grad)
-            self.background.data.copy_(state["background"].to(self.device))
+            self._load_model_state(state)
+            if self.inference:
+                return
             self._build_optimizers()
             for name, opts in self.optimizers.items():
                 for k, opt in opts.items():
@@ -399,11 +393,26 @@ class SingleTrainer(BasicTrainer):
                                     for name in self.models}
         except (KeyError, RuntimeError, ValueError) as exc:
             raise ValueError(f"{source}: its model / optimizer state does not fit this config "
-                             f"({type(exc).__name__}: {exc}); was it written by a SingleTrainer with the same "
-                             "model settings?") from exc
+                             f"({type(exc).__name__}: {exc}); was it written by a {type(self).__name__} with the "
+                             "same model settings?") from exc
         self.sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
         self.sugar_generator.set_state(state["sugar_generator"])
         nbrs = state.get("neighbours")
         self.neighbours = None if nbrs is None else nbrs.to(self.device)
         self.neighbours_step = int(state.get("neighbours_step", -1))
+
+    def _load_model_state(self, state: Dict[str, Any]) -> None:
+        """The Gaussians of every model and the background colour (all that rendering needs)."""
+        if set(state["models"]) != set(self.models):
+            raise KeyError(f"models {sorted(state['models'])}, expected {sorted(self.models)}")
+        for name, m in self.models.items():
+            params = state["models"][name]
+            if set(params) != set(m.params.keys()):
+                raise KeyError(f"{name} parameters {sorted(params)}, expected {sorted(m.params.keys())}")
+            for k, v in params.items():
+                if v.shape[1:] != m.params[k].shape[1:]:
+                    raise ValueError(f"{name} parameter {k!r} has shape {tuple(v.shape)}, expected "
+                                     f"[N, {', '.join(map(str, m.params[k].shape[1:]))}]")
+                m.params[k] = torch.nn.Parameter(v.to(self.device).clone(), requires_grad=m.params[k].requires_grad)
+        self.background.data.copy_(state["background"].to(self.device))

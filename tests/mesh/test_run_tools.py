@@ -40,6 +40,18 @@ def tiny_run(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def tiny_multi_run(tmp_path_factory):
+    """A tiny MultiTrainer run (background + the moving car's rigid node)."""
+    from models.trainers.scene_graph import MultiTrainer
+
+    root = tmp_path_factory.mktemp("run_tools_multi")
+    out = root / "run"
+    MultiTrainer(tiny_config(root / "scene", out, "trainer=MultiTrainer", "loss.mask_dynamic=false"),
+                 output_dir=out).train()
+    return out
+
+
 def one_error_line(capsys, rc, *words):
     err = capsys.readouterr().err.strip()
     assert rc == 2
@@ -75,7 +87,31 @@ def test_extract_from_a_checkpoint_file_to_out_with_decimation(tiny_run, tmp_pat
     assert 0 < len(load_mesh(out).faces) <= 500
 
 
+def test_extract_opens_a_multitrainer_run(tiny_multi_run, capsys):
+    """The trainer class comes from the checkpoint: a scene graph's run (two models) opens and meshes."""
+    from models.trainers.scene_graph import RIGID_KEY, MultiTrainer
+
+    run = load_run(tiny_multi_run)
+    assert type(run.trainer) is MultiTrainer and RIGID_KEY in run.trainer.models
+    target = tiny_multi_run / "exports" / "mesh_tsdf.ply"
+    assert extract_tool.main([str(tiny_multi_run), "--method", "tsdf", *FAST]) == 0
+    assert str(target) in capsys.readouterr().out
+    assert len(load_mesh(target).faces) > 100
+
+
 # ----- evaluation ---------------------------------------------------------------------------------
+def test_eval_opens_a_multitrainer_run(tiny_multi_run, capsys):
+    assert eval_tool.main([str(tiny_multi_run), "--points", "20000"]) == 0
+    report = json.loads((tiny_multi_run / "eval.json").read_text())
+    assert np.isfinite(report["test"]["psnr"]) and 0 < report["test"]["ssim"] <= 1
+    # the rigid node's Gaussians are counted with the background's
+    from models.trainers.checkpoint import load_checkpoint
+    state = load_checkpoint(find_latest(tiny_multi_run / "checkpoints"))
+    assert report["num_gaussians"] == sum(len(p["means"]) for p in state["models"].values())
+    assert len(state["models"]) == 2
+
+
+
 def test_eval_writes_eval_json_with_image_and_surface_metrics(tiny_run, capsys):
     mesh = tiny_run / "exports" / "mesh_tsdf.ply"
     if not mesh.exists():
@@ -190,6 +226,26 @@ def test_normals_from_depth_of_a_fronto_parallel_plane_face_the_camera():
     K = np.array([[20.0, 0, 8], [0, 20.0, 6], [0, 0, 1]])
     n = normals_from_depth(np.full((12, 16), 3.0), K)
     assert np.allclose(np.abs(n[..., 2]), 1.0, atol=1e-6)
+
+
+def test_quality_bench_trains_and_opens_a_multitrainer_variant(tiny_multi_run, tmp_path):
+    """The quality benchmark trains the configured trainer class and reopens its runs through the
+    inference loader (its figure renders every run)."""
+    from benchmarks.quality_bench import quality_figure, train_bench_run
+    from tests.trainers.tiny_run import TINY_SCENE, TINY_TRAINING
+    from models.trainers.scene_graph import MultiTrainer
+
+    scene = load_run(tiny_multi_run).trainer.cfg.scene.path
+    out = tmp_path / "multi_variant"
+    schedule = [{"name": "pretrain", "steps": 3}, {"name": "entropy", "steps": 2}]
+    timing = train_bench_run("omnire_sugar_quick", out, schedule,
+                             [*TINY_SCENE, f"scene.path={scene}", *TINY_TRAINING, "trainer=MultiTrainer",
+                              "loss.mask_dynamic=false", "log.snapshot_every=0"])
+    assert set(timing) == {"pretrain", "entropy"}
+    assert type(load_run(out).trainer) is MultiTrainer
+    figure = quality_figure({"multi": {"run_dir": str(out), "mesh": None},
+                             "multi_full": {"run_dir": str(tiny_multi_run), "mesh": None}}, tmp_path / "q.png")
+    assert figure.stat().st_size > 10_000
 
 
 @pytest.mark.slow

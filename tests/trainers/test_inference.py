@@ -1,0 +1,73 @@
+"""Opening a run for inference: the trainer class from the checkpoint, no optimizer, same renders."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.trainers.checkpoint import find_latest, load_checkpoint
+from models.trainers.inference import open_run, open_trainer
+from models.trainers.scene_graph import RIGID_KEY, MultiTrainer
+from models.trainers.single import SingleTrainer
+
+from .tiny_run import tiny_config
+
+MULTI = ["trainer=MultiTrainer", "loss.mask_dynamic=false"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A MultiTrainer run stopped after 4 steps, and the trainer that wrote it."""
+    root = tmp_path_factory.mktemp("inference")
+    out = root / "run"
+    trainer = MultiTrainer(tiny_config(root / "scene", out, *MULTI, "log.snapshot_every=0"), output_dir=out)
+    trainer.train(num_steps=4)
+    trainer.save_checkpoint()
+    return trainer, out
+
+
+def test_the_checkpoint_names_its_trainer_class(trained):
+    trainer, out = trained
+    run = open_run(out)
+    assert type(run.trainer) is MultiTrainer and run.step == 4
+    assert list(run.trainer.models) == list(trainer.models)
+    # no optimizer, densification strategy or sampler is built; nothing is written
+    for attr in ("optimizers", "bg_optimizer", "strategy", "strategy_states", "sampler"):
+        assert not hasattr(run.trainer, attr), attr
+    assert run.trainer.output_dir is None
+    with pytest.raises(RuntimeError, match="inference"):
+        run.trainer.train(num_steps=1)
+
+
+def test_renders_match_the_trainer_that_wrote_the_run(trained):
+    trainer, out = trained
+    run = open_run(out)
+    for view in trainer.scene.train_views[:2]:
+        for a, b in zip(trainer.render_view(view), run.trainer.render_view(view)):
+            assert torch.equal(a, b)
+
+
+def test_the_class_entry_wins_over_the_config(trained):
+    """A MultiTrainer built in code with a config that says SingleTrainer still reopens as MultiTrainer;
+    a checkpoint without the entry (older runs) falls back to the config's `trainer` key."""
+    _, out = trained
+    state = load_checkpoint(find_latest(out / "checkpoints"))
+    assert state["trainer"] == "MultiTrainer"
+    state["config"]["trainer"] = "SingleTrainer"
+    assert type(open_trainer(state)) is MultiTrainer
+    del state["trainer"]
+    with pytest.raises(ValueError, match="RigidNodes"):  # a SingleTrainer cannot hold the rigid node
+        open_trainer(state)
+    state["config"]["trainer"] = "MultiTrainer"
+    assert RIGID_KEY in open_trainer(state).models
+    state["trainer"] = "NoSuchTrainer"
+    with pytest.raises(ValueError, match="NoSuchTrainer"):
+        open_trainer(state)
+
+
+def test_single_trainer_runs_open_as_single_trainers(tmp_path):
+    cfg = tiny_config(tmp_path / "scene", tmp_path / "run", "log.snapshot_every=0",
+                      "optim.stage_schedule=[{name:pretrain,steps:2}]")
+    trainer = SingleTrainer(cfg, output_dir=tmp_path / "run")
+    trainer.train()
+    run = open_run(tmp_path / "run")
+    assert type(run.trainer) is SingleTrainer and run.step == 2
