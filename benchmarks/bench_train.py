@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from models.losses import photometric_loss, sky_opacity_loss  # noqa: E402
-from models.rendering import rasterization  # noqa: E402
+from models.rendering.render import render_gaussians  # noqa: E402
 from models.trainers.single import SingleTrainer  # noqa: E402
 
 
@@ -37,14 +37,11 @@ def bare_step(tr: SingleTrainer, view, step: int) -> None:
     """Plain 3DGS with no stage machinery: render colour, 0.8 L1 + 0.2 (1 - SSIM) and the configured
     sky-opacity loss, backward, Adam, the densification strategy's bookkeeping."""
     gs = tr.model.get_gaussians()
-    viewmat = torch.linalg.inv(view.camera_to_world)
-    colors, alphas, info = rasterization(gs["means"], gs["quats"], gs["scales"], gs["opacities"], gs["colors"],
-                                         viewmat[None], view.K[None], view.width, view.height,
-                                         sh_degree=tr.model.sh_degree, render_mode="RGB", backend="torch")
+    rgb, alpha, _, info = render_gaussians(gs, view.camera, background=torch.sigmoid(tr.background),
+                                           sh_degree=tr.model.sh_degree, render_mode="RGB", backend="torch")
     info["means2d"].retain_grad()
-    rgb = colors[0] + (1 - alphas[0]) * torch.sigmoid(tr.background)
     loss, _ = photometric_loss(rgb, view.image, mask=~view.dynamic_mask)
-    loss = loss + float(tr.cfg.loss.sky_opacity) * sky_opacity_loss(alphas[0, ..., 0], view.sky_mask)
+    loss = loss + float(tr.cfg.loss.sky_opacity) * sky_opacity_loss(alpha, view.sky_mask)
     loss.backward()
     for opt in tr.optimizers["Background"].values():
         opt.step()

@@ -28,7 +28,8 @@ import torch  # noqa: E402
 
 from models.gaussians.densify import build_strategy, init_strategy_state  # noqa: E402
 from models.gaussians.vanilla import VanillaGaussians, create_optimizers  # noqa: E402
-from models.rendering import rasterization  # noqa: E402
+from models.cameras import Camera  # noqa: E402
+from models.rendering.render import render_gaussians  # noqa: E402
 
 
 def _intrinsics(width: int, height: int) -> torch.Tensor:
@@ -120,14 +121,12 @@ def fit_image(width: int = 96, height: int = 64, n_points: int = 2000, steps: in
     strategy = build_strategy(cfg)
     strategy.check_sanity(model.params, opts)
     state = init_strategy_state(strategy, scene_scale=scene_scale)
-    viewmats, Ks = torch.eye(4)[None], K[None]
-    target = img[None]
+    camera = Camera(torch.eye(4), K, width, height)
+    target = img
     t0 = time.perf_counter()
     for step in range(steps):
-        g = model.get_gaussians()
-        out, _, info = rasterization(g["means"], g["quats"], g["scales"], g["opacities"], g["colors"],
-                                     viewmats, Ks, width, height, sh_degree=model.active_sh_degree,
-                                     backend=backend)
+        out, _, _, info = render_gaussians(model.get_gaussians(), camera, sh_degree=model.active_sh_degree,
+                                           backend=backend)
         strategy.step_pre_backward(model.params, opts, state, step, info)
         loss = 0.5 * (out - target).abs().mean() + ((out - target) ** 2).mean()
         loss.backward()
@@ -140,10 +139,7 @@ def fit_image(width: int = 96, height: int = 64, n_points: int = 2000, steps: in
                   f"  gaussians {model.num_gaussians}  pairs {info['n_pairs'] if 'n_pairs' in info else '-'}"
                   f"  {time.perf_counter() - t0:.1f} s", flush=True)
     with torch.no_grad():
-        g = model.get_gaussians()
-        out, _, _ = rasterization(g["means"], g["quats"], g["scales"], g["opacities"], g["colors"],
-                                  viewmats, Ks, width, height, sh_degree=model.active_sh_degree,
-                                  backend=backend)
+        out = render_gaussians(model.get_gaussians(), camera, sh_degree=model.active_sh_degree, backend=backend).rgb
     return FitResult(psnr(out.clamp(0, 1), target), model.num_gaussians, time.perf_counter() - t0, steps)
 
 

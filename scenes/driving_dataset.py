@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.cameras import Camera
+
 from .geometry import OPENCV_TO_DATASET, rigid_inverse
 from .processed_layout import (LayoutIndex, SceneFormatError, index_layout, read_depth, read_image, read_lidar,
                                read_mask)
@@ -34,6 +36,11 @@ class View:
     cam_name: str
     time: float                    # frame time normalised to [0, 1] over the loaded frames
     image_path: Path | None = None
+
+    @property
+    def camera(self) -> Camera:
+        """The view's pinhole camera (pose, K, size; viewmat = its rigid inverse)."""
+        return Camera(self.camera_to_world, self.K, self.width, self.height)
 
 
 @dataclass(eq=False)  # tensors: compare by identity

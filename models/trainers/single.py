@@ -26,7 +26,7 @@ from models.gaussians.vanilla import VanillaGaussians, create_optimizers
 from models.losses import (knn, lidar_depth_loss, opacity_entropy_loss, photometric_loss, quat_to_rotmat,
                            sample_points_around_gaussians, sky_opacity_loss, sugar_density_loss, sugar_normal_loss,
                            sugar_sdf_loss, visible_surface_mask)
-from models.rendering import rasterization
+from models.rendering.render import RenderOutput, render_gaussians
 from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
 from models.trainers.monitor import TrainingMonitor, psnr
 from models.trainers.sampler import ImageSampler
@@ -196,16 +196,8 @@ class SingleTrainer(BasicTrainer):
         cfg = self.cfg
         sh_degree = min(self.step // int(cfg.model.sh_degree_interval), self.model.sh_degree)
         need_depth = hooks["render_depth"] or float(cfg.loss.lidar_depth) > 0
-        render_mode = "RGB+ED" if need_depth else "RGB"
-        gs, slices = self.compose_gaussians(view)
-        viewmat = torch.linalg.inv(view.camera_to_world)
-        colors, alphas, info = rasterization(
-            gs["means"], gs["quats"], gs["scales"], gs["opacities"], gs["colors"], viewmat[None], view.K[None],
-            view.width, view.height, near_plane=float(cfg.render.near_plane), far_plane=float(cfg.render.far_plane),
-            sh_degree=sh_degree, render_mode=render_mode, backend=str(cfg.render.backend))
-        alpha = alphas[0, ..., 0]
-        rgb = colors[0, ..., :3] + (1.0 - alpha)[..., None] * torch.sigmoid(self.background)
-        depth = colors[0, ..., 3] if need_depth else None
+        out, gs, slices = self.render(view, render_mode="RGB+ED" if need_depth else "RGB", sh_degree=sh_degree)
+        rgb, alpha, depth, info = out
         densify = hooks["densify"]
         if densify:
             info["means2d"].retain_grad()  # the strategy's signal, for every model's slice
@@ -224,7 +216,7 @@ class SingleTrainer(BasicTrainer):
         if hooks["sugar_losses"]:
             bg = slices[MODEL_KEY]
             losses.update(self._sugar_losses({k: v[bg] for k, v in gs.items()}, info["radii"][0, bg], depth, alpha,
-                                             viewmat, view))
+                                             view.camera.viewmat, view))
         total = sum(losses.values())
         if not torch.isfinite(total):
             values = {k: float(v.detach()) for k, v in losses.items()}
@@ -252,6 +244,19 @@ class SingleTrainer(BasicTrainer):
         if self.monitor is not None:
             self.monitor.after_step(out, view=view, rgb=rgb, alpha=alpha, depth=depth)
         return out
+
+    def render(self, view, *, render_mode: str = "RGB", sh_degree: Optional[int] = None
+               ) -> Tuple[RenderOutput, Dict[str, torch.Tensor], Dict[str, slice]]:
+        """Render a view through the one entry point (`render_gaussians`): the scene's Gaussians at
+        the view's frame, over the learned background. Returns (output, the rendered Gaussians,
+        each model's slice of them). `sh_degree` None: the model's full degree."""
+        gs, slices = self.compose_gaussians(view)
+        out = render_gaussians(
+            gs, view.camera.to(self.device), background=torch.sigmoid(self.background),
+            sh_degree=self.model.sh_degree if sh_degree is None else sh_degree, render_mode=render_mode,
+            near_plane=float(self.cfg.render.near_plane), far_plane=float(self.cfg.render.far_plane),
+            backend=str(self.cfg.render.backend))
+        return out, gs, slices
 
     def compose_gaussians(self, view) -> Tuple[Dict[str, torch.Tensor], Dict[str, slice]]:
         """The world-space Gaussians rendered for a view, and each model's slice of them."""
@@ -322,17 +327,9 @@ class SingleTrainer(BasicTrainer):
 
     @torch.no_grad()
     def render_view(self, view, render_mode: str = "RGB+ED"):
-        gs, _ = self.compose_gaussians(view)
-        viewmat = torch.linalg.inv(view.camera_to_world.to(self.device))
-        colors, alphas, _ = rasterization(
-            gs["means"], gs["quats"], gs["scales"], gs["opacities"], gs["colors"], viewmat[None],
-            view.K.to(self.device)[None], view.width, view.height, near_plane=float(self.cfg.render.near_plane),
-            far_plane=float(self.cfg.render.far_plane), sh_degree=self.model.sh_degree, render_mode=render_mode,
-            backend=str(self.cfg.render.backend))
-        alpha = alphas[0, ..., 0]
-        rgb = colors[0, ..., :3] + (1.0 - alpha)[..., None] * torch.sigmoid(self.background)
-        depth = colors[0, ..., 3] if colors.shape[-1] > 3 else None
-        return rgb.clamp(0, 1), alpha, depth
+        """(rgb clamped to [0, 1], alpha, depth or None) of a view, without gradients."""
+        out, _, _ = self.render(view, render_mode=render_mode)
+        return out.rgb.clamp(0, 1), out.alpha, out.depth
 
     @torch.no_grad()
     def evaluate(self, write_renders: bool = False) -> Dict[str, Any]:

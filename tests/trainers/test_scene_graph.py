@@ -42,11 +42,11 @@ def uninterrupted(scene_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("multi_full") / "run"
     trainer = MultiTrainer(tiny_config(scene_dir, out, *MULTI), output_dir=out)
     record = {"modes": [], "sugar_sizes": [], "stages": [], "masks": []}
-    raster, sugar, photometric = single_mod.rasterization, trainer._sugar_losses, single_mod.photometric_loss
+    raster, sugar, photometric = single_mod.render_gaussians, trainer._sugar_losses, single_mod.photometric_loss
 
     def spy_raster(*args, **kwargs):
         if torch.is_grad_enabled():
-            record["modes"].append((trainer.current_stage, kwargs["render_mode"], args[0].shape[0]))
+            record["modes"].append((trainer.current_stage, kwargs["render_mode"], args[0]["means"].shape[0]))
         return raster(*args, **kwargs)
 
     def spy_sugar(gs, *args):
@@ -66,11 +66,11 @@ def uninterrupted(scene_dir, tmp_path_factory):
     record["init"] = all_params(trainer)
     trainer.add_stage_callback(on_stage)
     trainer._sugar_losses = spy_sugar
-    single_mod.rasterization, single_mod.photometric_loss = spy_raster, spy_photometric
+    single_mod.render_gaussians, single_mod.photometric_loss = spy_raster, spy_photometric
     try:
         trainer.train()
     finally:
-        single_mod.rasterization, single_mod.photometric_loss = raster, photometric
+        single_mod.render_gaussians, single_mod.photometric_loss = raster, photometric
     return trainer, out, record
 
 

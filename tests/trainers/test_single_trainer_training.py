@@ -39,18 +39,18 @@ def uninterrupted(scene_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("full") / "run"
     trainer = SingleTrainer(tiny_config(scene_dir, out), output_dir=out)
     modes = []
-    original = single_mod.rasterization
+    original = single_mod.render_gaussians
 
     def spy(*args, **kwargs):
         if torch.is_grad_enabled():
             modes.append((trainer.current_stage, kwargs["render_mode"]))
         return original(*args, **kwargs)
 
-    single_mod.rasterization = spy
+    single_mod.render_gaussians = spy
     try:
         trainer.train()
     finally:
-        single_mod.rasterization = original
+        single_mod.render_gaussians = original
     return trainer, out, modes
 
 
