@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 
 def build_trainer(cfg: Any, argv: Optional[list] = None):
@@ -16,10 +16,13 @@ def build_trainer(cfg: Any, argv: Optional[list] = None):
     return cls(cfg, output_dir=cfg.output_dir, resume=cfg.get("resume", False), argv=argv)
 
 
-def run_training(cfg: Any, argv: Optional[list] = None):
-    """Build the configured trainer and run it to the end of its schedule (or until SIGTERM)."""
+def run_training(cfg: Any, argv: Optional[list] = None, on_built: Optional[Callable[[Any], None]] = None):
+    """Build the configured trainer and run it to the end of its schedule (or until SIGTERM).
+    `on_built(trainer)` is called before training starts (a sweep job attaches its preemption handler)."""
     logging.getLogger("models").setLevel(logging.INFO)
     trainer = build_trainer(cfg, argv=list(sys.argv if argv is None else argv))
+    if on_built is not None:
+        on_built(trainer)
     stop_after = cfg.get("stop_after")
     if stop_after is None:
         trainer.train()
