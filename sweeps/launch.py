@@ -65,15 +65,18 @@ def check_output_dirs(dirs: Sequence[Optional[str]], overrides: Sequence[Sequenc
 
 
 def wait_all(jobs: Sequence[Any], on_done: Callable[[int, Any], None], poll_s: float = 1.0,
-             submit_more: Optional[Callable[[], List[Any]]] = None) -> None:
-    """Poll submitit jobs until all are done; `submit_more()` may add jobs as slots free up."""
+             submit_more: Optional[Callable[[], List[Any]]] = None,
+             gone: Optional[Callable[[List[Any]], set]] = None) -> None:
+    """Poll submitit jobs until all are done; `submit_more()` may add jobs as slots free up.
+    `gone(running)` names (by id) jobs that ended without telling submitit (they count as done)."""
     running = list(jobs)
     index = {id(j): i for i, j in enumerate(running)}
     count = len(running)
     while running:
         still = []
+        lost = gone(running) if gone is not None else set()
         for job in running:
-            if job.done():
+            if job.done() or id(job) in lost:
                 on_done(index[id(job)], job)
             else:
                 still.append(job)
@@ -85,6 +88,36 @@ def wait_all(jobs: Sequence[Any], on_done: Callable[[int, Any], None], poll_s: f
                 running.append(job)
         if running:
             time.sleep(poll_s)
+
+
+class SlurmQueue:
+    """Which array tasks have left the SLURM queue (`squeue`), for a cluster where `sacct` (which
+    submitit asks) says nothing, e.g. one without an accounting database. A task counts as gone
+    after two polls in a row without it in the queue and without a result file."""
+
+    def __init__(self) -> None:
+        self.misses: Dict[str, int] = {}
+        self.gone_ids: set = set()
+
+    def __call__(self, running: List[Any]) -> set:
+        import subprocess
+        try:
+            out = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return set()
+        if out.returncode != 0:
+            return set()
+        queued = set(out.stdout.split())
+        lost = set()
+        for job in running:
+            if job.job_id in queued or job.paths.result_pickle.exists():
+                self.misses.pop(job.job_id, None)
+                continue
+            self.misses[job.job_id] = self.misses.get(job.job_id, 0) + 1
+            if self.misses[job.job_id] >= 2:
+                lost.add(id(job))
+                self.gone_ids.add(job.job_id)
+        return lost
 
 
 def read_status(folder: Path) -> Dict[str, Any]:

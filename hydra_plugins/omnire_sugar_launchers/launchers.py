@@ -14,21 +14,21 @@ what they do around it:
 Hydra only instantiates launchers from the `hydra_plugins` package; tools/train.py puts the
 repository on sys.path (and PYTHONPATH, for the job processes) so this folder is found.
 """
-from __future__ import annotations
 
 import logging
-import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, LocalQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import OmegaConf
 
 import sweeps.naming  # noqa: F401  (registers the scene_name resolver in every process that unpickles us)
-from sweeps.launch import check_output_dirs, read_status, summarize, wait_all, workstation_capacity
+from sweeps.launch import SlurmQueue, check_output_dirs, read_status, summarize, wait_all, workstation_capacity
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,10 @@ class _SweepLauncher(BaseSubmititLauncher):
         log.info(summarize(rows, str(self.config.hydra.sweep.dir)))
         return out
 
-    def _collect(self, job: Any, overrides: Sequence[str]) -> JobReturn:
+    def _collect(self, job: Any, overrides: Sequence[str], gone: bool = False) -> JobReturn:
         try:
+            if gone:
+                raise RuntimeError("it left the SLURM queue")
             return job.results()[0]
         except Exception as exc:                      # killed, cancelled, no result pickle: report, go on
             ret = JobReturn()
@@ -183,5 +185,32 @@ class ClusterLauncher(_SweepLauncher):
         jobs = executor.map_array(self, *zip(*args))
         log.info("submitted job array %s", jobs[0].job_id.split("_")[0] if jobs else "-")
         results: Dict[int, JobReturn] = {}
-        wait_all(jobs, lambda i, job: results.__setitem__(i, self._collect(job, job_overrides[i])), self.poll_s)
+        queue = SlurmQueue()
+        wait_all(jobs, lambda i, job: results.__setitem__(
+            i, self._collect(job, job_overrides[i], gone=job.job_id in queue.gone_ids)), self.poll_s, gone=queue)
         return self._finish(job_overrides, dirs, results)
+
+
+# ----- config schemas (configs/hydra/launcher/local.yaml and slurm.yaml extend them) -------------
+@dataclass
+class WorkstationConf(LocalQueueConf):
+    _target_: str = "hydra_plugins.omnire_sugar_launchers.launchers.WorkstationLauncher"
+    jobs: Optional[int] = None           # at most this many jobs at once; None: cores // num_threads
+    cores: Optional[int] = None          # None: the cores this process may use
+    poll_s: float = 1.0
+    timeout_min: int = 43200
+    signal_delay_s: int = 120
+    max_num_timeout: int = 3
+    setup: List[str] = field(default_factory=list)
+
+
+@dataclass
+class ClusterConf(SlurmQueueConf):
+    _target_: str = "hydra_plugins.omnire_sugar_launchers.launchers.ClusterLauncher"
+    poll_s: float = 10.0
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="omnire_local_schema", node=WorkstationConf,
+                             provider="omnire_sugar")
+ConfigStore.instance().store(group="hydra/launcher", name="omnire_slurm_schema", node=ClusterConf,
+                             provider="omnire_sugar")
