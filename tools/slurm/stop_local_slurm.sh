@@ -4,9 +4,11 @@
 set -u
 if [ "$(id -u)" != "0" ]; then echo "error: $0 must run as root" >&2; exit 2; fi
 stop() {  # pid file, name
-  if [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; then
-    kill "$(cat "$1")"
-    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$(cat "$1")" 2>/dev/null || break; sleep 0.5; done
+  [ -f "$1" ] || return 0
+  pid="$(cat "$1")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid"
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     echo "stopped $2"
   fi
 }
