@@ -28,7 +28,8 @@ import torch  # noqa: E402
 
 from models.gaussians.densify import build_strategy, init_strategy_state  # noqa: E402
 from models.gaussians.vanilla import VanillaGaussians, create_optimizers  # noqa: E402
-from models.cameras import Camera  # noqa: E402
+from models.losses import psnr  # noqa: E402
+from models.cameras import Camera, pixel_rays, unproject_pixels  # noqa: E402
 from models.rendering.render import render_gaussians  # noqa: E402
 
 
@@ -41,10 +42,8 @@ def procedural_scene(width: int = 96, height: int = 64, supersample: int = 3):
     """Return (image [H,W,3] in [0,1], depth [H,W] camera z, K [3,3]) of the analytic scene."""
     K = _intrinsics(width, height)
     s = supersample
-    ys, xs = torch.meshgrid((torch.arange(height * s) + 0.5) / s, (torch.arange(width * s) + 0.5) / s,
-                            indexing="ij")
-    d = torch.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1], torch.ones_like(xs)], -1)
-    inf = torch.full_like(xs, float("inf"))
+    d = pixel_rays(K, width, height, supersample=s)            # camera rays with z = 1
+    inf = torch.full_like(d[..., 0], float("inf"))
     # ground y = 1.5 (y points down), wall z = 9, box front z = 4.5 for x in [-1.6, 0.1], y in [-0.3, 1.5]
     t_ground = torch.where(d[..., 1] > 1e-6, 1.5 / d[..., 1], inf)
     t_wall = 9.0 / d[..., 2]
@@ -83,13 +82,8 @@ def init_points(img, depth, K, n: int, seed: int = 0, depth_noise: float = 0.02)
     v = torch.rand(n, generator=g) * H
     iu, iv = u.long().clamp(max=W - 1), v.long().clamp(max=H - 1)
     z = depth[iv, iu] * (1 + depth_noise * torch.randn(n, generator=g))
-    xyz = torch.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], -1)
+    xyz = unproject_pixels(u, v, z, K)
     return xyz, img[iv, iu]
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = torch.mean((a - b) ** 2).item()
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 @dataclass
@@ -135,12 +129,12 @@ def fit_image(width: int = 96, height: int = 64, n_points: int = 2000, steps: in
             o.step()
             o.zero_grad(set_to_none=True)
         if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f"step {step:4d}  loss {loss.item():.4f}  psnr {psnr(out.detach().clamp(0, 1), target):.2f} dB"
+            print(f"step {step:4d}  loss {loss.item():.4f}  psnr {float(psnr(out.detach().clamp(0, 1), target)):.2f} dB"
                   f"  gaussians {model.num_gaussians}  pairs {info['n_pairs'] if 'n_pairs' in info else '-'}"
                   f"  {time.perf_counter() - t0:.1f} s", flush=True)
     with torch.no_grad():
         out = render_gaussians(model.get_gaussians(), camera, sh_degree=model.active_sh_degree, backend=backend).rgb
-    return FitResult(psnr(out.clamp(0, 1), target), model.num_gaussians, time.perf_counter() - t0, steps)
+    return FitResult(float(psnr(out.clamp(0, 1), target)), model.num_gaussians, time.perf_counter() - t0, steps)
 
 
 def main(argv=None):

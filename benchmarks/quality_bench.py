@@ -10,6 +10,8 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 import torch
 
+from models.cameras import pixel_rays
+
 from models.mesh.run_io import (MIN_ALPHA, RunInputError, default_mesh_path, evaluate_run, extract_run_mesh, load_run,  # noqa: F401
                      logger, save_mesh)
 
@@ -104,8 +106,7 @@ def stage_boundaries(run_dir: Path) -> list:
 def normals_from_depth(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     """[H, W, 3] camera-frame unit normals from a depth map's gradients (0 where depth is invalid)."""
     H, W = depth.shape
-    v, u = np.mgrid[0:H, 0:W] + 0.5
-    P = np.stack([(u - K[0, 2]) / K[0, 0] * depth, (v - K[1, 2]) / K[1, 1] * depth, depth], -1)
+    P = pixel_rays(K, W, H) * depth[..., None]
     n = np.cross(np.gradient(P, axis=1), np.gradient(P, axis=0))
     n /= np.linalg.norm(n, axis=-1, keepdims=True).clip(1e-12)
     n[~(depth > 0)] = 0
@@ -119,9 +120,7 @@ def mesh_depth(mesh, K: np.ndarray, c2w: np.ndarray, width: int, height: int) ->
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
                         o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
-    v, u = np.mgrid[0:height, 0:width] + 0.5
-    d_cam = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
-    d_world = d_cam @ c2w[:3, :3].T
+    d_world = pixel_rays(K, width, height) @ c2w[:3, :3].T
     rays = np.concatenate([np.broadcast_to(c2w[:3, 3], d_world.shape), d_world], -1).astype(np.float32)
     t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()  # along the unnormalised ray: t = camera z
     return np.where(np.isfinite(t), t, 0.0)

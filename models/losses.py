@@ -27,6 +27,14 @@ from models.sugar import (  # noqa: F401  (re-exported)
 )
 
 
+def psnr(pred: torch.Tensor, gt: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB of images in [0, 1]; over the True pixels of ``mask`` [H, W]
+    when it has any (a metric, not a loss: the training monitor, evaluation and benchmarks use it)."""
+    err = (pred - gt).pow(2)
+    mse = err[mask].mean() if mask is not None and bool(mask.any()) else err.mean()
+    return -10.0 * torch.log10(mse.clamp_min(1e-12))
+
+
 def photometric_loss(
     pred: torch.Tensor, gt: torch.Tensor, mask: Optional[torch.Tensor] = None,
     ssim_lambda: float = 0.2,

@@ -16,7 +16,7 @@ from PIL import Image
 
 from models.cameras import Camera
 
-from .geometry import OPENCV_TO_DATASET, rigid_inverse
+from .geometry import OPENCV_TO_DATASET, project_points, rigid_inverse, transform_points
 from .processed_layout import (LayoutIndex, SceneFormatError, index_layout, read_depth, read_image, read_lidar,
                                read_mask)
 
@@ -64,8 +64,7 @@ class InstanceTrack:
         if len(hit) == 0:
             return torch.zeros(len(points), dtype=torch.bool)
         k = int(hit[0])
-        pose = self.obj_to_world[k].double()
-        local = (points.double() - pose[:3, 3]) @ pose[:3, :3]
+        local = transform_points(rigid_inverse(self.obj_to_world[k].double()), points.double())
         half = self.box_size[k].double() / 2 + margin
         return (local.abs() <= half).all(dim=1)
 
@@ -118,12 +117,11 @@ def _downscale_depth(depth: np.ndarray, size) -> np.ndarray:
 
 def project_depth(points: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray, width: int, height: int) -> np.ndarray:
     """Nearest camera z per pixel of the points that project inside; 0 where none."""
-    cam = points @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
+    cam = transform_points(world_to_cam, points)
     z = cam[:, 2]
     front = z > 1e-3
     cam, z = cam[front], z[front]
-    u = np.floor(K[0, 0] * cam[:, 0] / z + K[0, 2]).astype(np.int64)
-    v = np.floor(K[1, 1] * cam[:, 1] / z + K[1, 2]).astype(np.int64)
+    u, v = (np.floor(c).astype(np.int64) for c in project_points(cam, K))
     ok = (u >= 0) & (u < width) & (v >= 0) & (v < height)
     depth = np.full(height * width, np.inf)
     np.minimum.at(depth, v[ok] * width + u[ok], z[ok])
@@ -144,13 +142,10 @@ def colour_points_from_views(points: np.ndarray, frames: np.ndarray, views, sele
         sel = np.nonzero(todo)[0]
         if len(sel) == 0:
             continue
-        w2c = np.linalg.inv(v.camera_to_world.double().cpu().numpy())
-        K = v.K.double().cpu().numpy()
-        cam = points[sel] @ w2c[:3, :3].T + w2c[:3, 3]
+        w2c = rigid_inverse(v.camera_to_world.double().cpu().numpy())
+        cam = transform_points(w2c, points[sel])
         z = cam[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = np.floor(K[0, 0] * cam[:, 0] / z + K[0, 2])
-            r = np.floor(K[1, 1] * cam[:, 1] / z + K[1, 2])
+        u, r = (np.floor(c) for c in project_points(cam, v.K.double().cpu().numpy()))
         ok = (z > 1e-3) & (u >= 0) & (u < v.width) & (r >= 0) & (r < v.height)
         ui, ri = u[ok].astype(int), r[ok].astype(int)
         nearest = v.lidar_depth.cpu().numpy()[ri, ui]
@@ -310,7 +305,7 @@ class DrivingScene:
                 gt = None
                 if options.load_gt and index.gt_depth is not None:
                     gt = torch.from_numpy(_downscale_depth(read_depth(index.gt_depth[(t, cam)], (W0, H0)), (w, h)).copy())
-                lidar_depth = project_depth(per_frame_points[t], K, np.linalg.inv(c2w), w, h)
+                lidar_depth = project_depth(per_frame_points[t], K, rigid_inverse(c2w), w, h)
                 views.append(View(
                     image=torch.from_numpy(img.astype(np.float32) / 255.0),
                     K=torch.tensor(K, dtype=torch.float32),

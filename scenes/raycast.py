@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.cameras import project_points, rigid_inverse
+
 EPS_T = 1e-4  # smallest accepted ray parameter: rays never start inside boxes
 
 
@@ -117,15 +119,14 @@ class Caster:
         dirs = dirs_cam @ world_from_cam[:3, :3].T
         world_rays = _Rays(dirs)
         hits = Hits(np.full((H, W), np.inf, np.float32), np.full((H, W), -1, np.int64), np.zeros((H, W), np.int64))
-        cam_from_world = rigid_inverse_np(world_from_cam)
+        cam_from_world = rigid_inverse(world_from_cam)
         for gid, g in enumerate(self.groups):
             pose = g.pose(frame)
             corners_w = self.corners[gid] @ pose[:3, :3].T + pose[:3, 3]        # [P, 8, 3]
             cc = corners_w @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
             z = cc[..., 2]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                u = (K[0, 0] * cc[..., 0] / z + K[0, 2]) * supersample
-                v = (K[1, 1] * cc[..., 1] / z + K[1, 2]) * supersample
+            u, v = project_points(cc, K)
+            u, v = u * supersample, v * supersample
             rects = []
             for p in range(g.num_parts):
                 if (z[p] <= 1e-3).all():
@@ -187,10 +188,3 @@ class Caster:
                 if t is not None:
                     self._update(hits, sl, better, t, face, gid, p)
         return hits
-
-
-def rigid_inverse_np(pose: np.ndarray) -> np.ndarray:
-    out = np.eye(4)
-    out[:3, :3] = pose[:3, :3].T
-    out[:3, 3] = -pose[:3, :3].T @ pose[:3, 3]
-    return out

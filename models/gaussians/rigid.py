@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.cameras import rigid_inverse, transform_points
 from models.gaussians.vanilla import VanillaGaussians
 from models.rendering.sh import sh_basis
 from scenes.driving_dataset import colour_points_from_views
@@ -193,7 +194,7 @@ def instance_points(scene, tracks: Sequence, views: Sequence, max_points: int, m
                 continue
             pose = track.pose_at(int(f)).double()
             p = pts_all[inside].double()
-            local.append((p - pose[:3, 3]) @ pose[:3, :3])    # world -> object: Rᵀ(p − t)
+            local.append(transform_points(rigid_inverse(pose), p))    # world -> object
             world.append(p)
             frames.append(np.full(len(inside), int(f)))
         if not local:

@@ -1,4 +1,5 @@
-"""Small helpers shared by the mesh modules: array conversion and pinhole camera maths.
+"""Small helpers shared by the mesh modules: array conversion and input checks (the camera maths
+is models.cameras').
 
 Conventions (DESIGN.md): OpenCV cameras (x right, y down, z forward), ``camera_to_world`` 4x4,
 intrinsics K in pixels with pixel centres at +0.5 (gsplat): pixel (row i, column j) is centred at
@@ -15,18 +16,6 @@ def to_numpy(x, dtype=np.float64) -> np.ndarray:
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor, without importing torch here
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=dtype)
-
-
-def world_to_camera(camera_to_world: np.ndarray) -> np.ndarray:
-    """Inverse of a rigid 4x4 camera-to-world matrix (exact transpose of the rotation)."""
-    c2w = to_numpy(camera_to_world)
-    if c2w.shape != (4, 4):
-        raise ValueError(f"camera_to_world must be 4x4, got shape {c2w.shape}")
-    R, t = c2w[:3, :3], c2w[:3, 3]
-    w2c = np.eye(4)
-    w2c[:3, :3] = R.T
-    w2c[:3, 3] = -R.T @ t
-    return w2c
 
 
 def check_intrinsics(K) -> np.ndarray:

@@ -34,8 +34,11 @@ import open3d as o3d
 import torch
 import trimesh
 
-from models.rendering.projection import quat_to_rotmat
 from scipy.spatial import cKDTree
+
+from models.cameras import unproject_pixels
+from models.rendering.projection import quat_to_rotmat
+from models.sugar.geometry import gaussian_density
 
 from ._common import check_intrinsics, to_numpy
 from .tsdf import o3d_to_trimesh
@@ -69,8 +72,6 @@ class KnnGaussianDensity:
         self.rotmats = rotmats
         self.scales = scales
         self.opacities = opacities.reshape(-1)
-        # A_j = diag(1/s_j) R_jᵀ maps p − μ_j to the Gaussian's unit-variance frame.
-        self.A = rotmats.transpose(1, 2) / scales[:, :, None]
         self.k = int(min(k, len(means)))
         self.tree = cKDTree(means.detach().cpu().double().numpy())
 
@@ -79,21 +80,17 @@ class KnnGaussianDensity:
         idx = np.asarray(idx).reshape(len(points), self.k)
         return torch.from_numpy(idx).to(self.means.device)
 
-    def terms(self, points: torch.Tensor, idx: torch.Tensor):
-        """Per-neighbour terms α_j exp(−½‖y_j‖²) [M, k] and y_j = A_j (p − μ_j) [M, k, 3]."""
-        diff = points[:, None, :] - self.means[idx]
-        y = torch.einsum("mkij,mkj->mki", self.A[idx], diff)
-        e = self.opacities[idx] * torch.exp(-0.5 * (y * y).sum(-1))
-        return e, y
+    def terms(self, points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Per-neighbour terms α_j exp(−½‖diag(1/s_j) R_jᵀ (p − μ_j)‖²) [M, k] (SuGaR's density,
+        models.sugar.geometry.gaussian_density)."""
+        return gaussian_density(points, idx, self.means, self.rotmats, self.scales, self.opacities)[1]
 
     def __call__(self, points: torch.Tensor, with_grad: bool = False):
         idx = self.neighbours(points)
-        e, y = self.terms(points, idx)
-        d = e.sum(-1)
         if not with_grad:
-            return d
-        # ∇ of exp(−½‖A(p−μ)‖²) is −exp(...)·Aᵀ A (p−μ) = −e · Aᵀ y
-        grad = -torch.einsum("mkji,mkj->mi", self.A[idx], y * e[..., None])
+            return gaussian_density(points, idx, self.means, self.rotmats, self.scales, self.opacities)[0]
+        d, _, grad = gaussian_density(points, idx, self.means, self.rotmats, self.scales, self.opacities,
+                                      with_grad=True)
         return d, grad
 
 
@@ -121,7 +118,7 @@ def _ray_sigma(gauss: KnnGaussianDensity, surf: torch.Tensor, r_hat: torch.Tenso
     """Per-ray σ: density-weighted mean over the k Gaussians nearest to the rendered surface point
     of their standard deviation along the ray, ‖diag(s_j) R_jᵀ r̂‖ (module docstring)."""
     idx = gauss.neighbours(surf)
-    e, _ = gauss.terms(surf, idx)
+    e = gauss.terms(surf, idx)
     r_loc = torch.einsum("mkji,mj->mki", gauss.rotmats[idx], r_hat)  # R_jᵀ r̂
     std = (r_loc * gauss.scales[idx]).norm(dim=-1)  # [R, k]
     wsum = e.sum(-1)
@@ -253,9 +250,7 @@ def extract_level_set_points(
         for start in range(0, len(D), chunk_rays):
             ci, cj, cD = ii[start : start + chunk_rays], jj[start : start + chunk_rays], D[start : start + chunk_rays]
             # Ray through the pixel centre, camera frame (z = 1), then world.
-            x = (cj.float() + 0.5 - K[0, 2] - K[0, 1] * (ci.float() + 0.5 - K[1, 2]) / K[1, 1]) / K[0, 0]
-            y = (ci.float() + 0.5 - K[1, 2]) / K[1, 1]
-            r_cam = torch.stack([x, y, torch.ones_like(x)], dim=-1)
+            r_cam = unproject_pixels(cj.float() + 0.5, ci.float() + 0.5, 1.0, K)
             r_len = r_cam.norm(dim=-1)
             r_hat = (r_cam / r_len[:, None]) @ c2w[:3, :3].T
             origin = c2w[:3, 3]

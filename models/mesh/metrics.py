@@ -49,7 +49,9 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-from ._common import check_intrinsics, to_numpy, valid_depth, world_to_camera
+from models.cameras import project_points, rigid_inverse, transform_points
+
+from ._common import check_intrinsics, to_numpy, valid_depth
 
 __all__ = [
     "load_mesh",
@@ -115,7 +117,10 @@ def _unpack_camera(camera):
         )
     K, c2w, width, height, depth = camera
     K = check_intrinsics(K)
-    w2c = world_to_camera(c2w)
+    c2w = to_numpy(c2w)
+    if c2w.shape != (4, 4):
+        raise ValueError(f"camera_to_world must be 4x4, got shape {c2w.shape}")
+    w2c = rigid_inverse(c2w)
     width, height = int(width), int(height)
     if depth is not None:
         depth = to_numpy(depth)
@@ -126,12 +131,10 @@ def _unpack_camera(camera):
 
 def _project(points, K, w2c, width, height):
     """Camera z, pixel (row, col) and an inside-image mask for each point."""
-    pc = points @ w2c[:3, :3].T + w2c[:3, 3]
+    pc = transform_points(w2c, points)
     z = pc[:, 2]
     in_front = z > 1e-9
-    zs = np.where(in_front, z, 1.0)
-    u = K[0, 0] * pc[:, 0] / zs + K[0, 1] * pc[:, 1] / zs + K[0, 2]
-    v = K[1, 1] * pc[:, 1] / zs + K[1, 2]
+    u, v = project_points(np.concatenate([pc[:, :2], np.where(in_front, z, 1.0)[:, None]], 1), K)
     inside = in_front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
     col = np.clip(np.floor(np.where(inside, u, 0)).astype(np.int64), 0, width - 1)
     row = np.clip(np.floor(np.where(inside, v, 0)).astype(np.int64), 0, height - 1)

@@ -23,6 +23,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from models.cameras import transform_points, unproject_pixels
 from models.trainers.inference import LoadedRun, open_run
 
 PathLike = Union[str, os.PathLike]
@@ -195,10 +196,7 @@ def seen_points(cameras) -> np.ndarray:
         if depth is None:
             continue
         v, u = np.nonzero(np.isfinite(depth) & (depth > 0))
-        z = depth[v, u]
-        x = (u + 0.5 - K[0, 2] - K[0, 1] * (v + 0.5 - K[1, 2]) / K[1, 1]) / K[0, 0] * z
-        y = (v + 0.5 - K[1, 2]) / K[1, 1] * z
-        pts.append(np.stack([x, y, z], 1) @ c2w[:3, :3].T + c2w[:3, 3])
+        pts.append(transform_points(c2w, unproject_pixels(u + 0.5, v + 0.5, depth[v, u], K)))
     return np.concatenate(pts) if pts else np.zeros((0, 3))
 
 

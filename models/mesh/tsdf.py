@@ -18,7 +18,9 @@ import numpy as np
 import open3d as o3d
 import trimesh
 
-from ._common import check_intrinsics, to_numpy, valid_depth, world_to_camera
+from models.cameras import rigid_inverse
+
+from ._common import check_intrinsics, to_numpy, valid_depth
 
 __all__ = ["TSDFParams", "tsdf_params", "tsdf_fusion", "keep_largest_components", "o3d_to_trimesh"]
 
@@ -152,7 +154,7 @@ def tsdf_fusion(
             depth_trunc=params.depth_trunc,
             convert_rgb_to_intensity=False,
         )
-        volume.integrate(rgbd, intrinsic, world_to_camera(c2ws[i]))
+        volume.integrate(rgbd, intrinsic, rigid_inverse(to_numpy(c2ws[i])))
     mesh = volume.extract_triangle_mesh()
     mesh = keep_largest_components(mesh, n_components, min_component_triangles)
     out = o3d_to_trimesh(mesh)

@@ -123,39 +123,24 @@ def sample_points_around_gaussians(
 
 def gaussian_density(
     points: torch.Tensor, neighbour_idx: torch.Tensor, means: torch.Tensor,
-    rotmats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
-) -> Tuple[torch.Tensor, torch.Tensor]:
+    rotmats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor, with_grad: bool = False,
+):
     """d(p) = Σ_j α_j exp(−½‖diag(1/s_j) R_jᵀ (p − μ_j)‖²) over the Gaussians j of each row.
 
     points [M, 3], neighbour_idx [M, K] -> (d [M], terms [M, K]) with terms[m, j] the j-th
-    summand (α̂_j(p) in SUGAR.md). No normalisation or clipping here.
+    summand (α̂_j(p) in SUGAR.md). No normalisation or clipping here. With ``with_grad`` also the
+    analytic ∇d [M, 3] (the level-set extraction's normals): ∇ of exp(−½‖y‖²), y = A(p − μ) with
+    A = diag(1/s) Rᵀ, is −exp(…)·Aᵀ y = −exp(…)·R (y / s).
     """
     alpha = opacities.reshape(-1)
     diff = points.unsqueeze(1) - means[neighbour_idx]                          # [M, K, 3]
-    local = torch.einsum("mkij,mki->mkj", rotmats[neighbour_idx], diff)        # R_jᵀ (p − μ_j)
-    mahal2 = (local / scales[neighbour_idx]).pow(2).sum(dim=-1)                 # [M, K]
-    terms = alpha[neighbour_idx] * torch.exp(-0.5 * mahal2)
-    return terms.sum(dim=-1), terms
-
-
-def world_to_camera(points: torch.Tensor, viewmat: torch.Tensor) -> torch.Tensor:
-    """[M, 3] world points -> camera coordinates with a 4×4 world→camera matrix (OpenCV)."""
-    return points @ viewmat[:3, :3].T + viewmat[:3, 3]
-
-
-def project_to_pixels(cam_points: torch.Tensor, K: torch.Tensor,
-                      min_depth: float = 1e-6) -> torch.Tensor:
-    """Camera points [M, 3] -> continuous pixel coordinates [M, 2] (u, v).
-
-    gsplat's convention: pixel i covers [i, i+1) and its centre is i + 0.5, so u = fx·x/z + cx
-    directly. z is clamped to ``min_depth`` only to keep the division finite; callers mask
-    points behind the camera themselves.
-    """
-    z = cam_points[:, 2:3].clamp_min(min_depth)
-    xy = cam_points[:, :2] / z
-    u = K[0, 0] * xy[:, 0] + K[0, 1] * xy[:, 1] + K[0, 2]
-    v = K[1, 1] * xy[:, 1] + K[1, 2]
-    return torch.stack([u, v], dim=-1)
+    rot = rotmats[neighbour_idx]
+    y = torch.einsum("mkij,mki->mkj", rot, diff) / scales[neighbour_idx]       # diag(1/s_j) R_jᵀ (p − μ_j)
+    terms = alpha[neighbour_idx] * torch.exp(-0.5 * y.pow(2).sum(dim=-1))     # [M, K]
+    if not with_grad:
+        return terms.sum(dim=-1), terms
+    grad = -torch.einsum("mkij,mkj->mi", rot, y / scales[neighbour_idx] * terms[..., None])
+    return terms.sum(dim=-1), terms, grad
 
 
 def sample_image_bilinear(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:

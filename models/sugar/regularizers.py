@@ -21,13 +21,13 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
+from models.cameras import project_points, transform_points
+
 from .geometry import (
     gaussian_density,
     gaussian_normals,
-    project_to_pixels,
     sample_image_bilinear,
     std_along_directions,
-    world_to_camera,
 )
 
 
@@ -48,6 +48,13 @@ def _zero_loss(*tensors: torch.Tensor) -> torch.Tensor:
         z = t.sum() * 0.0
         out = z if out is None else out + z
     return out
+
+
+def _to_pixels(points: torch.Tensor, viewmat: torch.Tensor, K: torch.Tensor):
+    """World points [M, 3] -> (camera points [M, 3], pixel coordinates uv [M, 2]); z is clamped
+    at 1e-6 for the division only (callers mask points behind the camera)."""
+    cam = transform_points(viewmat, points)
+    return cam, torch.stack(project_points(cam, K, min_depth=1e-6), dim=-1)
 
 
 def _in_image(uv: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -72,9 +79,8 @@ def visible_surface_mask(
     to choose the sampling candidates (SuGaR filters the Gaussians before sampling).
     """
     h, w = depth_map.shape[-2:]
-    cam = world_to_camera(means, viewmat)
+    cam, uv = _to_pixels(means, viewmat, K)
     z = cam[:, 2]
-    uv = project_to_pixels(cam, K)
     keep = (z > near) & _in_image(uv, h, w)
     d_at = sample_image_bilinear(depth_map.detach(), uv)
     if alpha_map is not None and min_alpha > 0:
@@ -130,8 +136,7 @@ def sugar_sdf_loss(
         keep = visible_surface_mask(
             means[gauss_idx], rotmats[gauss_idx], scales[gauss_idx], depth_map, viewmat, K,
             alpha_map, threshold=surface_threshold, min_alpha=min_alpha, near=near)
-        cam_d = world_to_camera(points.detach(), viewmat)
-        uv_d = project_to_pixels(cam_d, K)
+        cam_d, uv_d = _to_pixels(points.detach(), viewmat, K)
         keep &= (cam_d[:, 2] > near) & _in_image(uv_d, h, w)
         if alpha_map is not None and min_alpha > 0:
             keep &= sample_image_bilinear(alpha_map.detach(), uv_d) >= min_alpha
@@ -144,8 +149,8 @@ def sugar_sdf_loss(
     g = gauss_idx[kept]
 
     # Step 3: estimated SDF from the depth map.
-    cam = world_to_camera(p, viewmat)
-    f_hat = sample_image_bilinear(depth_map, project_to_pixels(cam, K)) - cam[:, 2]
+    cam, uv = _to_pixels(p, viewmat, K)
+    f_hat = sample_image_bilinear(depth_map, uv) - cam[:, 2]
 
     # Step 4: ideal SDF from the density.
     nbr = _neighbour_sets(g, neighbours)

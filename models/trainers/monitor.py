@@ -9,14 +9,10 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from models.losses import psnr  # noqa: F401  (its home moved; kept importable here)
+
 if TYPE_CHECKING:  # pragma: no cover
     from models.trainers.base import BasicTrainer
-
-
-def psnr(pred: torch.Tensor, gt: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    err = (pred - gt).pow(2)
-    mse = err[mask].mean() if mask is not None and bool(mask.any()) else err.mean()
-    return -10.0 * torch.log10(mse.clamp_min(1e-12))
 
 
 def colorize_depth(depth: Optional[torch.Tensor], alpha: torch.Tensor) -> np.ndarray:

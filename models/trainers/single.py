@@ -23,12 +23,12 @@ from omegaconf import OmegaConf
 
 from models.gaussians.densify import build_strategy, load_strategy_state, strategy_state_dict
 from models.gaussians.vanilla import VanillaGaussians, create_optimizers
-from models.losses import (knn, lidar_depth_loss, opacity_entropy_loss, photometric_loss, quat_to_rotmat,
+from models.losses import (knn, lidar_depth_loss, opacity_entropy_loss, photometric_loss, psnr, quat_to_rotmat,
                            sample_points_around_gaussians, sky_opacity_loss, sugar_density_loss, sugar_normal_loss,
                            sugar_sdf_loss, visible_surface_mask)
 from models.rendering.render import RenderOutput, render_gaussians
 from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
-from models.trainers.monitor import TrainingMonitor, psnr
+from models.trainers.monitor import TrainingMonitor
 from models.trainers.sampler import ImageSampler
 from scenes import load_scene
 

@@ -7,12 +7,13 @@ from models.sugar import (
     gaussian_density,
     gaussian_normals,
     knn,
-    project_to_pixels,
     quat_to_rotmat,
     sample_image_bilinear,
     sample_points_around_gaussians,
     std_along_directions,
 )
+from models.cameras import project_points
+
 from ._scenes import random_rotmats
 
 
@@ -151,7 +152,7 @@ def test_density_is_anisotropic_and_sums_over_neighbours():
 # ---------------------------------------------------------------- camera helpers
 def test_pixel_centre_convention_of_projection_and_bilinear_read():
     K = torch.tensor([[50.0, 0, 32.0], [0, 50.0, 24.0], [0, 0, 1]])
-    uv = project_to_pixels(torch.tensor([[0.0, 0.0, 3.0], [0.3, -0.6, 3.0]]), K)
+    uv = torch.stack(project_points(torch.tensor([[0.0, 0.0, 3.0], [0.3, -0.6, 3.0]]), K), -1)
     assert torch.allclose(uv, torch.tensor([[32.0, 24.0], [37.0, 14.0]]))
     cols = torch.arange(8.0).expand(6, 8)             # value = column index
     at = torch.tensor([[2.5, 1.5], [3.0, 4.5], [0.2, 0.5], [7.9, 5.9]])

@@ -1,7 +1,6 @@
 """tools/extract_mesh.py and tools/eval.py on a tiny trained run: outputs, metrics wiring, bad input."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,20 +14,14 @@ from models.mesh import load_mesh
 from models.mesh.run_io import RunInputError, load_run
 from models.trainers.checkpoint import find_latest
 from models.trainers.single import MODEL_KEY, SingleTrainer
+from tests.script_loader import load_script
 from tests.trainers.tiny_run import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _tool(name, folder="tools"):
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", REPO / folder / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-extract_tool = _tool("extract_mesh")
-eval_tool = _tool("eval")
+extract_tool = load_script("extract_mesh")
+eval_tool = load_script("eval")
 FAST = ["--poisson-depth", "6", "--no-progress"]
 
 
@@ -253,7 +246,7 @@ def test_bench_quality_end_to_end_on_the_tiny_scene(tiny_run, tmp_path):
     """Three short runs, meshes, the table and the figure (about a minute on 2 cores)."""
     from tests.trainers.tiny_run import TINY_SCENE
 
-    bench = _tool("bench_quality", "benchmarks")
+    bench = load_script("bench_quality", "benchmarks")
     scene = load_run(tiny_run).trainer.cfg.scene.path
     out = tmp_path / "bq"
     args = ["--steps", "30", "--out", str(out), "--poisson-depth", "6", "--points", "20000", *TINY_SCENE,

@@ -1,27 +1,17 @@
 """The scene command lines: contact sheet (tools/) and generation benchmark (benchmarks/)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _tool(name, folder="tools"):
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", REPO / folder / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.script_loader import load_script
 
 
 def test_scene_sheet_writes_a_png(tiny_generated, tmp_path):
     root, _ = tiny_generated
     out = tmp_path / "sheet" / "s.png"
-    _tool("scene_sheet").main(["--scene", "processed", "--out", str(out), "--frames", "0,5", "--scale", "1",
-                               f"scene.path={root}", "scene.load_gt=true"])
+    load_script("scene_sheet").main(["--scene", "processed", "--out", str(out), "--frames", "0,5", "--scale", "1",
+                                     f"scene.path={root}", "scene.load_gt=true"])
     im = np.asarray(Image.open(out).convert("RGB"))
     # 2 frames x 3 cameras = 6 rows of 40-pixel tiles, 5 columns of 64-pixel tiles
     assert im.shape[0] >= 6 * 40 and im.shape[1] >= 5 * 64
@@ -33,6 +23,6 @@ def test_bench_scene_reports_every_phase():
     from scenes.config import compose_scene_config
     cfg = compose_scene_config("synthetic", ["scene.num_frames=2", "scene.cameras=[0]", "scene.width=32",
                                              "scene.height=24", "scene.lidar_beams=4", "scene.lidar_azimuths=60"])
-    rows = _tool("bench_scene", "benchmarks").bench(cfg, runs=1)
+    rows = load_script("bench_scene", "benchmarks").bench(cfg, runs=1)
     for key in ("cameras", "lidar", "write", "total", "load (reference)"):
         assert len(rows[key]) == 1 and rows[key][0] > 0
