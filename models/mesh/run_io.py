@@ -160,7 +160,8 @@ def save_mesh(mesh, path: PathLike) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as f:
-            f.write(mesh.export(file_type="ply"))
+            # per-vertex normals too (viewers shade with them; trimesh writes them only when asked)
+            f.write(mesh.export(file_type="ply", vertex_normal=True))
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -27,7 +27,6 @@ Moving instances that are not vehicles (pedestrians, cyclists) have no node here
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import torch
@@ -127,13 +126,3 @@ class MultiTrainer(SingleTrainer):
         return {name: {"stage": self.current_stage, "stage_step": self.stage_step, "hooks": dict(hooks),
                        "sugar_losses": bool(hooks["sugar_losses"]) and name == MODEL_KEY}
                 for name in self.models}
-
-    # ----- export --------------------------------------------------------------------------------
-    def export_gaussians(self, folder: Path) -> None:
-        """exports/gaussians.ply (the background, as SingleTrainer) and exports/rigid_nodes.ply (the
-        rigid nodes in their object frames, with an instance_id per vertex; the header's
-        `comment instance <id> <track id>` lines name the tracks)."""
-        super().export_gaussians(folder)
-        if RIGID_KEY in self.models:
-            self.models[RIGID_KEY].export_ply(folder / "rigid_nodes.ply",
-                                              instance_names=[t.id for t in self.rigid_tracks])

@@ -322,8 +322,10 @@ class SingleTrainer(BasicTrainer):
             self.monitor.close()
 
     def export_gaussians(self, folder: Path) -> None:
-        """The background as a standard 3DGS PLY (exports/gaussians.ply)."""
-        self.model.export_ply(folder / "gaussians.ply")
+        """gaussians.ply (INRIA's 3DGS layout), cameras.json, export_info.json (axes, background colour)
+        and, for a scene graph, rigid_nodes.ply/.json, in the axes of `export.axes` (models/exports.py)."""
+        from models.exports import export_run
+        export_run(self, folder, axes=str(OmegaConf.select(self.cfg, "export.axes", default="viewer")))
 
     @torch.no_grad()
     def render_view(self, view, render_mode: str = "RGB+ED"):

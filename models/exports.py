@@ -1,0 +1,259 @@
+"""Exports that other splat tools open: Gaussians, cameras, background colour, scene graph.
+
+What a run's ``exports/`` folder gets (``export_run``; at the end of training and from
+``tools/export.py``):
+
+  gaussians.ply        the background Gaussians, INRIA's 3DGS vertex layout (float32 only)
+  cameras.json         every training and test view in INRIA's layout: id, img_name, width,
+                       height, position (camera centre), rotation (camera -> world, OpenCV camera
+                       axes, rows), fx, fy — as INRIA's ``camera_to_JSON`` writes it
+  rigid_nodes.ply      (scene graph) every rigid node in its own object frame, INRIA's layout plus
+                       a float32 ``instance_id`` (splat readers expect float properties only)
+  rigid_nodes.json     (scene graph) per instance: its id, track name, class and its
+                       object -> export-axes pose at every frame it exists
+  scene_frame_K.ply    (``--frame K``) background and rigid nodes posed at frame K, one standard PLY
+  export_info.json     the axes and the 4x4 transform from the training world, the learned
+                       background colour, the step, the SH degree, which camera ids are test views
+
+Axes. The training world is the first ego frame: x forward, y left, z up (drivestudio's processed
+layout). Splat viewers are written for INRIA/COLMAP scenes, whose world is close to a camera's
+OpenCV frame: x right, **y down**, z forward. SuperSplat turns a loaded PLY 180 degrees about z for
+that reason, and antimatter15's splat viewer and INRIA's SIBR viewer take "up" as -y. A z-up
+street therefore lies on its side there. ``axes="viewer"`` (the default) writes everything in
+x right, y down, z forward of the first ego frame (so a level front camera looks along +z), which
+is a rotation of the world: means, quaternions and the SH coefficients are rotated with it (view-
+dependent colour turns with the scene), scales and opacities are unchanged, and cameras.json is
+written in the same axes, so the scene opens upright and a viewer can jump to a training camera.
+``axes="world"`` writes the training world as it is (what the checkpoint holds).
+
+Meshes (tools/extract_mesh.py) stay in the training world: tools/eval.py compares them with the
+ground-truth surface there; export_info.json's transform maps them to the viewer axes.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+AXES = ("viewer", "world")
+
+# export = VIEWER_FROM_WORLD @ world: x right (= -left), y down (= -up), z forward.
+VIEWER_FROM_WORLD = torch.tensor([[0.0, -1.0, 0.0],
+                                  [0.0, 0.0, -1.0],
+                                  [1.0, 0.0, 0.0]])
+
+# INRIA's vertex properties, in INRIA's order (gaussian_model.construct_list_of_attributes, SH degree 3).
+INRIA_FIELDS = (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+                + [f"f_rest_{i}" for i in range(45)]
+                + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
+
+PARAM_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
+
+
+def axes_rotation(axes: str) -> Tensor:
+    """3x3 rotation from the training world to the export axes."""
+    if axes not in AXES:
+        raise ValueError(f"axes={axes!r}: expected one of {', '.join(AXES)}")
+    return VIEWER_FROM_WORLD.clone() if axes == "viewer" else torch.eye(3)
+
+
+def _rigid(R: Tensor, t: Optional[Tensor] = None) -> Tensor:
+    T = torch.eye(4, dtype=R.dtype)
+    T[:3, :3] = R
+    if t is not None:
+        T[:3, 3] = t
+    return T
+
+
+# ----- moving Gaussians -------------------------------------------------------------------------
+@torch.no_grad()
+def transform_params(params: Dict[str, Tensor], R: Tensor, t: Optional[Tensor] = None, sh_degree: int = 3
+                     ) -> Dict[str, Tensor]:
+    """Raw Gaussian parameters (log scales, logit opacities, wxyz quaternions, SH) moved by the
+    rigid motion x -> R x + t; per-Gaussian ``R [N, 3, 3]`` / ``t [N, 3]`` or one shared ``R [3, 3]``."""
+    from models.gaussians.rigid import quat_multiply, rotmat_to_quat, sh_rotation
+
+    means = params["means"].float()
+    R = R.to(means)
+    if R.dim() == 2 and t is None and torch.equal(R, torch.eye(3, dtype=R.dtype, device=R.device)):
+        return {k: v.detach().clone() for k, v in params.items()}  # exact: no SH least squares
+    shared = R.dim() == 2
+    Rn = R.expand(len(means), 3, 3) if shared else R
+    out = {k: v.detach().clone() for k, v in params.items()}
+    out["means"] = torch.einsum("nij,nj->ni", Rn, means) + (0 if t is None else t.to(means))
+    q = rotmat_to_quat(R)
+    out["quats"] = quat_multiply(q.expand(len(means), 4) if shared else q, params["quats"].float())
+    if params["shN"].shape[1] > 0:  # band 0 (sh0) is the same in every direction
+        colors = torch.cat([params["sh0"], params["shN"]], dim=1).float()
+        M = sh_rotation(R, sh_degree)
+        rotated = torch.einsum("kj,njc->nkc", M, colors) if shared else torch.einsum("nkj,njc->nkc", M, colors)
+        out["shN"] = rotated[:, 1:].contiguous()
+    return out
+
+
+def model_params(model) -> Dict[str, Tensor]:
+    return {k: model.params[k].detach().cpu().float() for k in PARAM_KEYS}
+
+
+def posed_node_params(nodes, poses: Tensor, present: Tensor) -> Dict[str, Tensor]:
+    """The rigid nodes' raw parameters moved to the world by their instances' poses ``[I, 4, 4]``;
+    Gaussians of instances absent from the frame (``present [I]`` false) are left out."""
+    params = model_params(nodes)
+    ids = nodes.instance_ids.cpu()
+    poses, present = poses.detach().cpu().float(), present.detach().cpu()
+    keep = present[ids]
+    params = {k: v[keep] for k, v in params.items()}
+    ids = ids[keep]
+    out = transform_params(params, poses[ids, :3, :3], poses[ids, :3, 3], nodes.sh_degree)
+    out["instance_ids"] = ids.float()
+    return out
+
+
+# ----- writing ----------------------------------------------------------------------------------
+def _atomic_write_bytes(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_gaussians_ply(path: Union[str, Path], params: Dict[str, Tensor],
+                        extra: Optional[Dict[str, np.ndarray]] = None, comments: Sequence[str] = ()) -> Path:
+    """INRIA's 3DGS PLY (binary little endian, float32 properties only): x y z nx ny nz f_dc_0..2
+    f_rest_0..44 (channel-major; SH degree 3, bands a lower-degree model lacks written as 0) opacity
+    (logit) scale_0..2 (log) rot_0..3 (wxyz); ``extra`` float columns are appended after INRIA's."""
+    from plyfile import PlyData, PlyElement
+
+    n = int(params["means"].shape[0])
+    shN = params["shN"].detach().cpu().float()
+    if shN.shape[1] < 15:  # INRIA's readers (SIBR, its load_ply) take degree 3: higher bands are zero, same colours
+        shN = torch.cat([shN, torch.zeros(n, 15 - shN.shape[1], 3)], dim=1)
+    f_rest = shN.transpose(1, 2).reshape(n, -1).numpy()
+    columns: List[tuple] = [("x", params["means"][:, 0]), ("y", params["means"][:, 1]), ("z", params["means"][:, 2]),
+                            ("nx", torch.zeros(n)), ("ny", torch.zeros(n)), ("nz", torch.zeros(n))]
+    columns += [(f"f_dc_{i}", params["sh0"].reshape(n, 3)[:, i]) for i in range(3)]
+    columns += [(f"f_rest_{i}", f_rest[:, i]) for i in range(f_rest.shape[1])]
+    columns += [("opacity", params["opacities"].reshape(n))]
+    columns += [(f"scale_{i}", params["scales"][:, i]) for i in range(3)]
+    columns += [(f"rot_{i}", params["quats"][:, i]) for i in range(4)]
+    for name, values in (extra or {}).items():
+        columns.append((name, np.asarray(values)))
+    arr = np.empty(n, dtype=[(name, "<f4") for name, _ in columns])
+    for name, values in columns:
+        arr[name] = (values.detach().cpu().numpy() if isinstance(values, Tensor) else values).astype(np.float32)
+    ply = PlyData([PlyElement.describe(arr, "vertex")], byte_order="<", comments=list(comments))
+    return _atomic_write_bytes(Path(path), lambda tmp: ply.write(str(tmp)))
+
+
+def _write_json(path: Path, data: Any) -> Path:
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+    return _atomic_write_bytes(path, write)
+
+
+def view_image_name(view) -> str:
+    path = getattr(view, "image_path", None)
+    return Path(path).stem if path else f"{view.frame_idx:03d}_{view.cam_name}"
+
+
+def cameras_json(views: Sequence, R: Tensor) -> List[Dict[str, Any]]:
+    """INRIA's cameras.json entries (``utils/camera_utils.camera_to_JSON``) for ``views`` in the
+    export axes: position = camera centre, rotation = camera -> world rotation (OpenCV camera
+    axes) as a list of rows, fx / fy in pixels at the view's size."""
+    R = R.double()
+    out = []
+    for i, view in enumerate(views):
+        c2w = view.camera_to_world.detach().cpu().double()
+        K = view.K.detach().cpu().double()
+        out.append({"id": i, "img_name": view_image_name(view), "width": int(view.width), "height": int(view.height),
+                    "position": (R @ c2w[:3, 3]).tolist(), "rotation": (R @ c2w[:3, :3]).tolist(),
+                    "fy": float(K[1, 1]), "fx": float(K[0, 0])})
+    return out
+
+
+def background_rgb(trainer) -> List[float]:
+    return [float(x) for x in torch.sigmoid(trainer.background.detach().cpu().float())]
+
+
+def export_run(trainer, folder: Union[str, Path], axes: str = "viewer", frame: Optional[int] = None) -> Dict[str, Path]:
+    """Write the exports of a trained Single/MultiTrainer into ``folder`` (see the module doc);
+    with ``frame`` also ``scene_frame_<frame>.ply``. Returns {name: path}."""
+    from models.trainers.scene_graph import RIGID_KEY
+
+    folder = Path(folder)
+    R = axes_rotation(axes)
+    scene = trainer.scene
+    frames = sorted(int(f) for f in scene.frames)
+    if frame is not None and int(frame) not in frames:
+        raise ValueError(f"--frame {frame}: the scene has frames {frames[0]}..{frames[-1]} "
+                         f"({len(frames)} frames: {', '.join(map(str, frames[:12]))}{' ...' if len(frames) > 12 else ''})")
+    written: Dict[str, Path] = {}
+    bg = trainer.model
+    bg_params = transform_params(model_params(bg), R, sh_degree=bg.sh_degree)
+    written["gaussians"] = write_gaussians_ply(folder / "gaussians.ply", bg_params)
+    views = list(scene.train_views) + list(scene.test_views)
+    written["cameras"] = _write_json(folder / "cameras.json", cameras_json(views, R))
+    T = _rigid(R)
+    nodes = trainer.models.get(RIGID_KEY)
+    tracks = list(getattr(trainer, "rigid_tracks", []))
+    if nodes is not None:
+        names = [t.id for t in tracks]
+        written["rigid_nodes"] = write_gaussians_ply(
+            folder / "rigid_nodes.ply", model_params(nodes),
+            extra={"instance_id": nodes.instance_ids.cpu().numpy().astype(np.float32)},
+            comments=[f"instance {i} {name}" for i, name in enumerate(names)])
+        instances = []
+        for i, track in enumerate(tracks):
+            poses = {}
+            for f in frames:
+                pose = track.pose_at(f)
+                if pose is not None:
+                    poses[str(f)] = (T @ pose.detach().cpu().float()).tolist()
+            instances.append({"instance_id": i, "track": track.id, "class": track.class_name,
+                              "obj_to_export": poses})
+        written["rigid_nodes_json"] = _write_json(folder / "rigid_nodes.json", {
+            "axes": axes, "ply": "rigid_nodes.ply",
+            "note": "Gaussians are in their instance's object frame (x forward, y left, z up, box centre); "
+                    "obj_to_export[frame] is the 4x4 pose into this export's axes",
+            "instances": instances})
+    if frame is not None:
+        parts = [model_params(bg)]
+        if nodes is not None:
+            poses, present = trainer.instance_poses(int(frame))
+            posed = posed_node_params(nodes, poses, present)
+            posed.pop("instance_ids")
+            parts.append(posed)
+        world = {k: torch.cat([p[k] for p in parts]) for k in PARAM_KEYS}
+        posed_all = transform_params(world, R, sh_degree=bg.sh_degree)
+        written["scene_frame"] = write_gaussians_ply(folder / f"scene_frame_{int(frame):03d}.ply", posed_all)
+    test_ids = list(range(len(scene.train_views), len(views)))
+    written["info"] = _write_json(folder / "export_info.json", {
+        "axes": axes,
+        "axes_meaning": ("x right, y down, z forward of the first ego frame (INRIA/COLMAP viewers' y-down)"
+                         if axes == "viewer" else "the training world: first ego frame, x forward, y left, z up"),
+        "export_from_world": T.tolist(),
+        "background_rgb": background_rgb(trainer),
+        "step": int(trainer.step),
+        "sh_degree": int(bg.sh_degree),
+        "num_gaussians": {name: int(m.num_gaussians) for name, m in trainer.models.items()},
+        "cameras": {"file": "cameras.json", "train_ids": list(range(len(scene.train_views))), "test_ids": test_ids},
+        "frame": None if frame is None else int(frame),
+        "files": sorted(p.name for p in written.values()),
+        "meshes": "exports/mesh_*.ply stay in the training world (tools/eval.py scores them there); "
+                  "apply export_from_world to view them with these Gaussians",
+    })
+    return written
+
