@@ -23,6 +23,10 @@ def run_training(cfg: Any, argv: Optional[list] = None, on_built: Optional[Calla
     trainer = build_trainer(cfg, argv=list(sys.argv if argv is None else argv))
     if on_built is not None:
         on_built(trainer)
+    viewer = None
+    if cfg.get("viewer", False):
+        from models.viewer.server import attach_live_viewer
+        viewer = attach_live_viewer(trainer, cfg)
     stop_after = cfg.get("stop_after")
     if stop_after is None:
         trainer.train()
@@ -33,4 +37,8 @@ def run_training(cfg: Any, argv: Optional[list] = None, on_built: Optional[Calla
             logging.getLogger("models.trainers").info(
                 "stopped after step %d as asked (stop_after=%d): %s; continue with resume=true",
                 trainer.step, int(stop_after), path)
+    if viewer is not None:
+        logging.getLogger("models.viewer").info("training ended at step %d; the viewer stays up at "
+                                                "http://localhost:%d until Ctrl-C", trainer.step, viewer.port)
+        viewer.serve_forever()
     return trainer

@@ -61,24 +61,39 @@ class _At:
 
 
 @torch.no_grad()
-def render(trainer, camera_to_world: torch.Tensor, K: torch.Tensor, width: int, height: int,
-           frame_idx: int, with_depth: bool = True) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-    """(rgb [H, W, 3] over the learned background, alpha [H, W], ED depth [H, W] or None) of the
-    trainer's scene posed at ``frame_idx``, seen by an OpenCV camera ``camera_to_world`` with ``K``."""
+def snapshot(trainer, frame_idx: int) -> Dict[str, object]:
+    """A detached copy of what a render needs (the scene composed at ``frame_idx``, the background
+    colour, the SH degree), so that rendering can run while training changes the parameters."""
+    gs, _ = trainer.compose_gaussians(_At(frame_idx))
+    return {"gs": {k: v.detach().clone() for k, v in gs.items()}, "background": trainer.background.detach().clone(),
+            "sh_degree": _sh_degree(trainer)}
+
+
+@torch.no_grad()
+def render_snapshot(trainer, snap, camera_to_world: torch.Tensor, K: torch.Tensor, width: int, height: int,
+                    with_depth: bool = True) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """(rgb [H, W, 3] over the learned background, alpha [H, W], ED depth [H, W] or None) seen by
+    an OpenCV camera ``camera_to_world`` with intrinsics ``K``."""
     from models.rendering import rasterization
 
-    dev = trainer.device
-    gs, _ = trainer.compose_gaussians(_At(frame_idx))
+    gs = snap["gs"]
+    dev = gs["means"].device
     viewmat = torch.linalg.inv(camera_to_world.to(dev, torch.float32))
     colors, alphas, _ = rasterization(
         gs["means"], gs["quats"], gs["scales"], gs["opacities"], gs["colors"], viewmat[None],
         K.to(dev, torch.float32)[None], int(width), int(height), near_plane=float(trainer.cfg.render.near_plane),
-        far_plane=float(trainer.cfg.render.far_plane), sh_degree=_sh_degree(trainer),
+        far_plane=float(trainer.cfg.render.far_plane), sh_degree=int(snap["sh_degree"]),
         render_mode="RGB+ED" if with_depth else "RGB", backend=str(trainer.cfg.render.backend))
     alpha = alphas[0, ..., 0]
-    rgb = colors[0, ..., :3] + (1.0 - alpha)[..., None] * torch.sigmoid(trainer.background)
+    rgb = colors[0, ..., :3] + (1.0 - alpha)[..., None] * torch.sigmoid(snap["background"])
     depth = colors[0, ..., 3] if with_depth else None
-    return rgb.clamp(0, 1), alpha, depth
+    return rgb.clamp(0, 1).cpu(), alpha.cpu(), None if depth is None else depth.cpu()
+
+
+def render(trainer, camera_to_world: torch.Tensor, K: torch.Tensor, width: int, height: int, frame_idx: int,
+           with_depth: bool = True):
+    """render_snapshot of the trainer's scene as it is now, posed at ``frame_idx``."""
+    return render_snapshot(trainer, snapshot(trainer, frame_idx), camera_to_world, K, width, height, with_depth)
 
 
 def _sh_degree(trainer) -> int:
@@ -87,12 +102,17 @@ def _sh_degree(trainer) -> int:
     return min(int(trainer.step) // max(1, interval), int(trainer.model.sh_degree))
 
 
-def add_step_callback(trainer, fn: Callable[[object, Dict[str, float]], None]) -> None:
-    """Call ``fn(trainer, losses)`` after every training step of ``trainer`` (wraps its train_step)."""
+def add_step_callback(trainer, fn: Callable[[object, Dict[str, float]], None], lock=None) -> None:
+    """Call ``fn(trainer, losses)`` after every training step of ``trainer`` (wraps its train_step);
+    with ``lock``, each step holds it, so that a reader holding it sees no half-updated parameters."""
     inner = trainer.train_step
 
     def train_step():
-        out = inner()
+        if lock is None:
+            out = inner()
+        else:
+            with lock:
+                out = inner()
         fn(trainer, out)
         return out
 
