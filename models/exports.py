@@ -12,6 +12,8 @@ What a run's ``exports/`` folder gets (``export_run``; at the end of training an
   rigid_nodes.json     (scene graph) per instance: its id, track name, class and its
                        object -> export-axes pose at every frame it exists
   scene_frame_K.ply    (``--frame K``) background and rigid nodes posed at frame K, one standard PLY
+  supersplat_settings.json   (viewer axes) the SuperSplat viewer's settings: opens at the first
+                       training camera on the learned background (its ?settings= parameter)
   export_info.json     the axes and the 4x4 transform from the training world, the learned
                        background colour, the step, the SH degree, which camera ids are test views
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -184,6 +187,40 @@ def cameras_json(views: Sequence, R: Tensor) -> List[Dict[str, Any]]:
     return out
 
 
+# SuperSplat's viewer rolls a loaded PLY 180 degrees about z (a y-down capture becomes its y-up world):
+# a point (x, y, z) of the file is drawn at (-x, -y, z).
+SUPERSPLAT_FROM_FILE = torch.diag(torch.tensor([-1.0, -1.0, 1.0]))
+
+
+def supersplat_settings(views: Sequence, R: Tensor, background: Sequence[float], orbit_distance: float) -> Dict[str, Any]:
+    """The SuperSplat viewer's settings.json (version 2) that opens at ``views[0]`` (the first
+    training camera), orbiting a point ``orbit_distance`` ahead of it, on the learned background.
+    Exact in a browser window of the view's aspect ratio; another aspect shows more or less."""
+    def pose(view) -> Dict[str, Any]:
+        c2w = view.camera_to_world.detach().cpu().double()
+        M = SUPERSPLAT_FROM_FILE.double() @ R.double()
+        position = M @ c2w[:3, 3]
+        forward = M @ c2w[:3, 2]
+        # the viewer takes fov as horizontal on a landscape canvas and vertical otherwise
+        # (camera.horizontalFov = width > height): give the one a canvas of the view's shape uses
+        if view.width > view.height:
+            fov = math.degrees(2 * math.atan(0.5 * view.width / float(view.K[0, 0])))
+        else:
+            fov = math.degrees(2 * math.atan(0.5 * view.height / float(view.K[1, 1])))
+        return {"initial": {"position": position.tolist(), "target": (position + orbit_distance * forward).tolist(),
+                            "fov": fov}}
+
+    return {"version": 2, "tonemapping": "none", "highPrecisionRendering": False,
+            "background": {"color": [float(c) for c in background]},
+            "postEffectSettings": {
+                "sharpness": {"enabled": False, "amount": 0},
+                "bloom": {"enabled": False, "intensity": 0.1, "blurLevel": 2},
+                "grading": {"enabled": False, "brightness": 1, "contrast": 1, "saturation": 1, "tint": [1, 1, 1]},
+                "vignette": {"enabled": False, "intensity": 0.5, "inner": 0.3, "outer": 0.75, "curvature": 1},
+                "fringing": {"enabled": False, "intensity": 0.5}},
+            "animTracks": [], "cameras": [pose(v) for v in views[:1]], "annotations": [], "startMode": "default"}
+
+
 def background_rgb(trainer) -> List[float]:
     return [float(x) for x in torch.sigmoid(trainer.background.detach().cpu().float())]
 
@@ -239,6 +276,9 @@ def export_run(trainer, folder: Union[str, Path], axes: str = "viewer", frame: O
         world = {k: torch.cat([p[k] for p in parts]) for k in PARAM_KEYS}
         posed_all = transform_params(world, R, sh_degree=bg.sh_degree)
         written["scene_frame"] = write_gaussians_ply(folder / f"scene_frame_{int(frame):03d}.ply", posed_all)
+    if axes == "viewer":  # SuperSplat's roll assumes a y-down file
+        written["supersplat"] = _write_json(folder / "supersplat_settings.json", supersplat_settings(
+            views, R, background_rgb(trainer), orbit_distance=0.25 * float(scene.scene_radius)))
     test_ids = list(range(len(scene.train_views), len(views)))
     written["info"] = _write_json(folder / "export_info.json", {
         "axes": axes,

@@ -209,7 +209,7 @@ def test_export_tool_on_a_checkpoint(trainer, tmp_path):
     assert r.returncode == 0, r.stderr
     files = sorted(p.name for p in (run / "exports").iterdir())
     assert files == sorted(["gaussians.ply", "cameras.json", "rigid_nodes.ply", "rigid_nodes.json",
-                            f"scene_frame_{frame:03d}.ply", "export_info.json"])
+                            f"scene_frame_{frame:03d}.ply", "export_info.json", "supersplat_settings.json"])
     bad = subprocess.run([sys.executable, "tools/export.py", str(run), "--frame", "999"], cwd=REPO,
                          capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert bad.returncode == 2 and bad.stderr.startswith("error: --frame 999") and len(bad.stderr.splitlines()) == 1
@@ -226,3 +226,20 @@ def test_meshes_carry_vertex_normals(tmp_path):
     normals = np.stack([np.asarray(v[c]) for c in ("nx", "ny", "nz")], 1)
     radial = np.asarray(mesh.vertices) / np.linalg.norm(mesh.vertices, axis=1, keepdims=True)
     assert (np.sum(normals * radial, 1) > 0.95).all()  # outward, unit, per vertex
+
+
+def test_supersplat_settings_open_at_the_first_training_camera(trainer, exported):
+    out, _, _ = exported
+    settings = json.loads((out / "supersplat_settings.json").read_text())
+    cam = json.loads((out / "cameras.json").read_text())[0]
+    initial = settings["cameras"][0]["initial"]
+    roll = np.diag([-1.0, -1.0, 1.0])  # SuperSplat draws file point (x, y, z) at (-x, -y, z)
+    assert np.allclose(initial["position"], roll @ np.array(cam["position"]), atol=1e-6)
+    forward = np.array(initial["target"]) - np.array(initial["position"])
+    assert np.allclose(forward / np.linalg.norm(forward), roll @ np.array(cam["rotation"])[:, 2], atol=1e-6)
+    # upright in SuperSplat's y-up world: the camera's up (-y of the OpenCV camera) points to +y there
+    assert (roll @ np.array(cam["rotation"]) @ np.array([0.0, -1.0, 0.0]))[1] > 0.9
+    # the viewer reads fov as horizontal on a landscape canvas (the tiny views are 48 x 32)
+    assert cam["width"] > cam["height"]
+    assert initial["fov"] == pytest.approx(np.degrees(2 * np.arctan(0.5 * cam["width"] / cam["fx"])))
+    assert settings["background"]["color"] == pytest.approx(torch.sigmoid(trainer.background.detach()).tolist())

@@ -1,0 +1,142 @@
+"""Open a run's exports in the SuperSplat viewer (npm @playcanvas/supersplat-viewer) in headless
+Chromium and compare what it shows with this project's render of the first training camera.
+
+    python tools/check_splat_viewer.py outputs/demo [--out outputs/demo/supersplat_check]
+
+It writes the exports (viewer axes) into a scratch folder, serves them beside the viewer's static
+site, opens `index.html?webgl&noui&content=gaussians.ply&settings=supersplat_settings.json`, and
+prints the mean absolute difference of the screenshot to our render, to our render turned 180
+degrees (what a y-up/y-down mix-up shows) and to our render of another camera; it writes
+ours | SuperSplat side by side as check.png. The viewer package is installed with npm into
+`--viewer-dir` (default outputs/.supersplat_viewer) on first use. Exit status 1 when the
+screenshot is not closest to the upright render of the camera.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+VIEWER_PACKAGE = "@playcanvas/supersplat-viewer@1.36.2"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+def viewer_site(viewer_dir: Path) -> Path:
+    site = viewer_dir / "node_modules" / "@playcanvas" / "supersplat-viewer" / "public"
+    if not (site / "index.html").is_file():
+        if shutil.which("npm") is None:
+            raise SystemExit("error: npm is needed to install the SuperSplat viewer (apt-get install npm)")
+        viewer_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "install", "--prefix", str(viewer_dir), "--no-audit", "--no-fund", VIEWER_PACKAGE],
+                       check=True, stdout=subprocess.DEVNULL)
+    return site
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def serve(root: Path):
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def main(argv=None) -> int:
+    import numpy as np
+    from PIL import Image
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", help="run folder (its newest checkpoint) or a checkpoint file")
+    p.add_argument("--out", default=None, help="folder for check.png and the screenshot (default <run>/supersplat_check)")
+    p.add_argument("--viewer-dir", default=str(REPO / "outputs" / ".supersplat_viewer"))
+    p.add_argument("--scale", type=int, default=6, help="browser pixels per training-image pixel")
+    p.add_argument("--timeout", type=float, default=120.0)
+    args = p.parse_args(argv)
+
+    from playwright.sync_api import sync_playwright
+
+    from models.exports import export_run
+    from models.mesh.run_io import RunInputError
+    from models.viewer.adapter import open_run
+
+    try:
+        trainer, run_dir, ckpt = open_run(args.run)
+    except RunInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else run_dir / "supersplat_check"
+    site = out / "site"
+    shutil.rmtree(site, ignore_errors=True)
+    shutil.copytree(viewer_site(Path(args.viewer_dir)), site)
+    export_run(trainer, site, axes="viewer")
+    views = trainer.scene.train_views
+    view = views[0]
+    # the contrast: the training camera that looks most away from camera 0
+    forward = lambda v: v.camera_to_world[:3, 2]  # noqa: E731
+    other = min(views[1:], key=lambda v: float(forward(v) @ forward(view)))
+    W, H = view.width, view.height
+
+    def ours(v):
+        return trainer.render_view(v)[0].cpu().numpy()
+
+    want, other_render = ours(view), ours(other)
+    httpd = serve(site)
+    url = (f"http://127.0.0.1:{httpd.server_address[1]}/index.html?webgl&noui&nofx"
+           "&content=gaussians.ply&settings=supersplat_settings.json")
+    shot_path = out / "supersplat.png"
+    exe = shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": W * args.scale, "height": H * args.scale})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        deadline = time.monotonic() + args.timeout
+        previous, shot = None, None
+        while time.monotonic() < deadline:  # until the picture has content and stops changing
+            time.sleep(2.0)
+            page.screenshot(path=str(shot_path))
+            shot = np.asarray(Image.open(shot_path).convert("RGB"), dtype=np.float32) / 255
+            if shot.std() > 0.03 and previous is not None and np.abs(shot - previous).mean() < 0.002:
+                break
+            previous = shot
+        browser.close()
+    httpd.shutdown()
+    if shot is None or shot.std() <= 0.03:
+        print(f"error: the SuperSplat viewer showed nothing in {args.timeout:.0f} s (page errors: {errors[:3]})",
+              file=sys.stderr)
+        return 1
+    small = np.asarray(Image.fromarray((shot * 255).astype(np.uint8)).resize((W, H), Image.BOX),
+                       dtype=np.float32) / 255
+    d_upright = float(np.abs(small - want).mean())
+    d_turned = float(np.abs(small - want[::-1, ::-1]).mean())
+    d_other = float(np.abs(small - other_render).mean())
+    side = np.concatenate([np.asarray(Image.fromarray((want * 255).astype(np.uint8)).resize(
+        (W * args.scale, H * args.scale), Image.NEAREST), dtype=np.float32) / 255, shot], axis=1)
+    Image.fromarray((side * 255).astype(np.uint8)).save(out / "check.png")
+    print(f"{ckpt}: SuperSplat viewer ({VIEWER_PACKAGE}) at training camera 0 ({W}x{H}, shown at "
+          f"{W * args.scale}x{H * args.scale}), mean abs difference to our render:")
+    print(f"  upright, same camera      {d_upright:.4f}")
+    print(f"  turned 180 degrees        {d_turned:.4f}")
+    print(f"  another training camera   {d_other:.4f}  ({other.cam_name}, frame {other.frame_idx})")
+    print(f"side by side (ours | SuperSplat): {out / 'check.png'}")
+    ok = d_upright < d_turned and d_upright < d_other
+    print("upright at the training camera" if ok else "NOT upright at the training camera")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
