@@ -100,3 +100,69 @@ def test_viewer_draws_and_jumps_to_a_training_camera(tiny_run, tmp_path):
     assert inner.mean() < 0.04, f"mean abs difference {inner.mean():.3f} to the training render"
     assert np.abs(got - other_render).mean() > 2 * inner.mean()
     assert not np.allclose(first, first.mean(axis=(0, 1)), atol=0.02)
+
+
+@pytest.mark.slow
+def test_live_training_viewer_pauses_and_resumes(tiny_run, tmp_path):
+    """`tools/train.py ... viewer=true`: the browser shows the training stage and step; Pause
+    training stops the steps, Resume lets the run finish; the viewer stays up after training."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.trainers.tiny_run import TINY_SCENE, TINY_TRAINING
+
+    _, run = tiny_run
+    port = free_port()
+    longer = [o for o in TINY_TRAINING if not o.startswith("optim.stage_schedule")]
+    cmd = [sys.executable, "tools/train.py", "--config-name", "omnire_sugar_quick", *TINY_SCENE, *longer,
+           f"scene.path={run.parent / 'scene'}", f"output_dir={tmp_path / 'live'}", "viewer=true",
+           f"viewer_port={port}", "optim.stage_schedule=[{name:pretrain,steps:40},{name:entropy,steps:10},"
+           "{name:sugar,steps:10}]"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    log = open(tmp_path / "train.out", "w")  # a file, not a pipe: nobody reads it while the browser runs
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        with browser() as b:
+            page = b.new_page(viewport={"width": 960, "height": 640})
+            wait_for(lambda: _try_goto(page, f"http://127.0.0.1:{port}"), 120, "the live viewer")
+            wait_for(lambda: "(training)" in page.inner_text("body"), 120, "the training status")
+            page.get_by_role("button", name="Pause training").click()
+            wait_for(lambda: "(paused)" in page.inner_text("body"), 30, "the paused status")
+            time.sleep(1.0)
+            paused_at = _shown_step(page)
+            time.sleep(3.0)
+            assert _shown_step(page) == paused_at, "training went on while paused"
+            page.get_by_role("button", name="Resume training").click()
+            wait_for(lambda: "(finished)" in page.inner_text("body"), 300,
+                     f"the end of training ({(tmp_path / 'train.out').read_text()[-2000:]})")
+            assert "60 / 60" in page.inner_text("body")
+        assert proc.poll() is None, "the viewer should stay up after training until Ctrl-C"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    out = (tmp_path / "train.out").read_text()
+    assert "Traceback" not in out, out[-3000:]
+    assert (tmp_path / "live" / "exports" / "gaussians.ply").is_file()
+
+
+def _try_goto(page, url) -> bool:
+    try:
+        page.goto(url, timeout=5_000)
+        page.wait_for_selector("canvas", timeout=30_000)
+        return True
+    except Exception:  # not listening yet
+        time.sleep(1.0)
+        return False
+
+
+def _shown_step(page) -> int:
+    import re
+    m = re.search(r"step\s+(\d+)\s*/\s*60\b", page.inner_text("body"))
+    assert m, page.inner_text("body")
+    return int(m.group(1))
