@@ -40,11 +40,11 @@ FREE = "(free camera)"
 def normals_from_depth(depth: torch.Tensor, K: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """[H, W, 3] camera-frame unit normals (OpenCV axes, facing the camera) from the gradients of the
     back-projected depth map; 0 where the depth is not valid."""
+    from models.cameras import pixel_rays
+
     H, W = depth.shape
-    v, u = torch.meshgrid(torch.arange(H, dtype=depth.dtype) + 0.5, torch.arange(W, dtype=depth.dtype) + 0.5,
-                          indexing="ij")
     d = torch.where(valid, depth, torch.zeros_like(depth))
-    P = torch.stack([(u - K[0, 2]) / K[0, 0] * d, (v - K[1, 2]) / K[1, 1] * d, d], -1)
+    P = pixel_rays(K.to(depth.dtype), W, H) * d[..., None]  # camera points: rays with z = 1, times camera z
     du = torch.gradient(P, dim=1)[0]
     dv = torch.gradient(P, dim=0)[0]
     n = torch.nn.functional.normalize(torch.cross(du, dv, dim=-1), dim=-1)
