@@ -19,9 +19,9 @@ CACHE_DIR = REPO_ROOT / "data"
 
 GENERATOR_KEYS = {f.name for f in fields(SyntheticParams)}
 LOADER_KEYS = {"downscale", "test_every", "start_frame", "end_frame", "max_init_points", "load_gt",
-               "moving_threshold"}
+               "moving_threshold", "class_map"}
 COMMON_KEYS = {"type", "path"}
-PROCESSED_KEYS = COMMON_KEYS | LOADER_KEYS | {"cameras", "seed"}
+PROCESSED_KEYS = COMMON_KEYS | LOADER_KEYS | {"cameras", "seed", "dataset", "undistort"}
 SYNTHETIC_KEYS = COMMON_KEYS | LOADER_KEYS | GENERATOR_KEYS
 
 
@@ -134,7 +134,7 @@ def prepare_scene(scene_cfg) -> Path:
     path = Path(os.path.expanduser(str(path)))
     if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
         path = REPO_ROOT / path
-    index_layout(path, _cameras(cfg))
+    index_layout(path, _cameras(cfg), cfg.get("dataset") or "auto")
     return path
 
 
@@ -149,8 +149,15 @@ def load_options(scene_cfg) -> LoadOptions:
     opts = {k: cfg[k] for k in LOADER_KEYS if k in cfg and cfg[k] is not None}
     if kind == "synthetic":
         opts["cameras"] = [str(c) for c in synthetic_params(cfg).cameras]
+        opts["dataset"] = "waymo"          # the generator writes Waymo's format
     else:
         opts["cameras"] = _cameras(cfg)
+        opts["dataset"] = cfg.get("dataset") or "auto"
+        if cfg.get("undistort") is not None:
+            opts["undistort"] = bool(cfg["undistort"])
+    if opts.get("class_map") is not None and not isinstance(opts["class_map"], dict):
+        raise SceneFormatError(f"scene.class_map: expected a mapping of class name -> node type; found "
+                               f"{opts['class_map']!r}")
     opts["seed"] = int(cfg.get("seed", 0) or 0)
     return LoadOptions(**opts)
 
