@@ -126,6 +126,12 @@ def prepare_scene(scene_cfg) -> Path:
     if kind == "synthetic":
         params = synthetic_params(cfg)
         return prepare_synthetic(params, synthetic_path(params, cfg.get("path")))
+    path = _processed_path(cfg)
+    index_layout(path, _cameras(cfg), cfg.get("dataset") or "auto")
+    return path
+
+
+def _processed_path(cfg: dict) -> Path:
     _check_keys(cfg, PROCESSED_KEYS, "processed")
     path = cfg.get("path")
     if path in (None, "", "???"):
@@ -134,7 +140,6 @@ def prepare_scene(scene_cfg) -> Path:
     path = Path(os.path.expanduser(str(path)))
     if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
         path = REPO_ROOT / path
-    index_layout(path, _cameras(cfg), cfg.get("dataset") or "auto")
     return path
 
 
@@ -164,8 +169,12 @@ def load_options(scene_cfg) -> LoadOptions:
 
 def load_scene(scene_cfg) -> DrivingScene:
     """Prepare (generate or validate) the scene folder and load it; all checks happen here."""
-    path = prepare_scene(scene_cfg)
-    return DrivingScene.load(path, load_options(scene_cfg))
+    cfg = _as_dict(scene_cfg)
+    if _scene_type(cfg) == "synthetic":
+        return DrivingScene.load(prepare_scene(cfg), load_options(cfg))
+    path = _processed_path(cfg)
+    options = load_options(cfg)
+    return DrivingScene.load(path, options, index=index_layout(path, options.cameras, options.dataset))
 
 
 def compose_scene_config(option: str = "synthetic", overrides=()):

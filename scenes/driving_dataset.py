@@ -288,9 +288,10 @@ class DrivingScene:
 
     # ------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, root: Path, options: LoadOptions | None = None) -> "DrivingScene":
+    def load(cls, root: Path, options: LoadOptions | None = None, index: LayoutIndex | None = None) -> "DrivingScene":
         options = options or LoadOptions()
-        index = index_layout(Path(root), options.cameras, options.dataset)
+        if index is None:
+            index = index_layout(Path(root), options.cameras, options.dataset)
         fmt = index.dataset
         undistort = fmt.undistort if options.undistort is None else bool(options.undistort)
         node_of = _class_map(fmt, options.class_map)
@@ -298,7 +299,7 @@ class DrivingScene:
         start = int(options.start_frame)
         end = T if options.end_frame in (None, -1) else int(options.end_frame)
         if not (0 <= start < end <= T):
-            raise SceneFormatError(f"{root}: expected 0 <= start_frame < end_frame <= {T} (frames in ego_pose/); "
+            raise SceneFormatError(f"{root}: expected 0 <= start_frame < end_frame <= {T} (frames in {fmt.poses}/); "
                                    f"found start_frame={start}, end_frame={end}")
         if options.test_every == 1 or options.test_every < 0:
             raise SceneFormatError(f"scene.test_every: expected 0 (no test views) or >= 2; found {options.test_every}")
