@@ -13,8 +13,6 @@ from tests.trainers.tiny_run import REPO, TINY_TRAINING
 
 from .drivestudio_fixtures import DATASETS, write_fixture
 
-FAST = ("nuscenes",)     # the default suite trains one dataset; `make test-all` trains all six
-
 
 def _config(truth, out, *extra):
     scene = ["scene=processed", f"scene.path={truth.root}", "scene.test_every=0", "scene.max_init_points=400"]
@@ -24,7 +22,7 @@ def _config(truth, out, *extra):
         return compose("omnire_sugar_quick", overrides=[*scene, f"output_dir={out}", *TINY_TRAINING, *extra])
 
 
-@pytest.mark.parametrize("dataset", [pytest.param(d, marks=() if d in FAST else pytest.mark.slow) for d in DATASETS])
+@pytest.mark.parametrize("dataset", DATASETS)     # ~1 s each here (3 s for the first, warming up)
 def test_trains_with_both_trainers(dataset, tmp_path):
     truth = write_fixture(dataset, tmp_path / "scene", num_frames=3, width=32, height=24)
     single = SingleTrainer(_config(truth, tmp_path / "single"), output_dir=tmp_path / "single")
