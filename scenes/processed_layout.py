@@ -335,10 +335,14 @@ def index_layout(root: Path, cameras=None, dataset="auto") -> LayoutIndex:
         _fail(root / "extrinsics" / odd, f"per-frame camera -> world files {{t:03d}}_{{cam}}.txt, as {fmt.title} "
               "writes", "a per-camera file, which Waymo, Argoverse 2, KITTI and nuPlan write (set scene.dataset)")
 
-    if cameras is None:
-        cameras = _sort_cameras(p.stem for p in (root / "intrinsics").glob("*.txt"))
+    if cameras is None:   # every camera with extrinsics
+        if fmt.extrinsics == "camera_to_ego":
+            cameras = _sort_cameras(n[:-4] for n in ext_names)
+        else:
+            cameras = _sort_cameras({_VIEW_FILE.match(n).group(2) for n in per_frame})
         if not cameras:
-            _fail(root / "intrinsics", "one {cam}.txt per camera", "none")
+            _fail(root / "extrinsics", "{cam}.txt per camera" if fmt.extrinsics == "camera_to_ego"
+                  else "{t:03d}_{cam}.txt per frame and camera", "none")
     cameras = [str(c) for c in cameras]
     known = {str(c) for c in fmt.cameras}
     for c in cameras:

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 # Node types as drivestudio's sourceloaders name them (OBJECT_CLASS_NODE_MAPPING values).
 RIGID = "RigidNodes"
 SMPL = "SMPLNodes"
@@ -144,7 +146,6 @@ def detect_format(root: Path) -> tuple:
 def _camera_axes(ext_dir: Path, cams: list):
     """'waymo' if every camera -> ego rotation has the camera's z axis pointing up (Waymo's camera axes:
     x forward, y left, z up), 'opencv' if every one has its y axis pointing down; None otherwise."""
-    import numpy as np
     votes = set()
     for c in cams:
         try:
