@@ -19,9 +19,9 @@ CACHE_DIR = REPO_ROOT / "data"
 
 GENERATOR_KEYS = {f.name for f in fields(SyntheticParams)}
 LOADER_KEYS = {"downscale", "test_every", "start_frame", "end_frame", "max_init_points", "load_gt",
-               "moving_threshold"}
+               "moving_threshold", "class_map"}
 COMMON_KEYS = {"type", "path"}
-PROCESSED_KEYS = COMMON_KEYS | LOADER_KEYS | {"cameras", "seed"}
+PROCESSED_KEYS = COMMON_KEYS | LOADER_KEYS | {"cameras", "seed", "dataset", "undistort"}
 SYNTHETIC_KEYS = COMMON_KEYS | LOADER_KEYS | GENERATOR_KEYS
 
 
@@ -126,6 +126,12 @@ def prepare_scene(scene_cfg) -> Path:
     if kind == "synthetic":
         params = synthetic_params(cfg)
         return prepare_synthetic(params, synthetic_path(params, cfg.get("path")))
+    path = _processed_path(cfg)
+    index_layout(path, _cameras(cfg), cfg.get("dataset") or "auto")
+    return path
+
+
+def _processed_path(cfg: dict) -> Path:
     _check_keys(cfg, PROCESSED_KEYS, "processed")
     path = cfg.get("path")
     if path in (None, "", "???"):
@@ -134,7 +140,6 @@ def prepare_scene(scene_cfg) -> Path:
     path = Path(os.path.expanduser(str(path)))
     if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
         path = REPO_ROOT / path
-    index_layout(path, _cameras(cfg))
     return path
 
 
@@ -149,16 +154,27 @@ def load_options(scene_cfg) -> LoadOptions:
     opts = {k: cfg[k] for k in LOADER_KEYS if k in cfg and cfg[k] is not None}
     if kind == "synthetic":
         opts["cameras"] = [str(c) for c in synthetic_params(cfg).cameras]
+        opts["dataset"] = "waymo"          # the generator writes Waymo's format
     else:
         opts["cameras"] = _cameras(cfg)
+        opts["dataset"] = cfg.get("dataset") or "auto"
+        if cfg.get("undistort") is not None:
+            opts["undistort"] = bool(cfg["undistort"])
+    if opts.get("class_map") is not None and not isinstance(opts["class_map"], dict):
+        raise SceneFormatError(f"scene.class_map: expected a mapping of class name -> node type; found "
+                               f"{opts['class_map']!r}")
     opts["seed"] = int(cfg.get("seed", 0) or 0)
     return LoadOptions(**opts)
 
 
 def load_scene(scene_cfg) -> DrivingScene:
     """Prepare (generate or validate) the scene folder and load it; all checks happen here."""
-    path = prepare_scene(scene_cfg)
-    return DrivingScene.load(path, load_options(scene_cfg))
+    cfg = _as_dict(scene_cfg)
+    if _scene_type(cfg) == "synthetic":
+        return DrivingScene.load(prepare_scene(cfg), load_options(cfg))
+    path = _processed_path(cfg)
+    options = load_options(cfg)
+    return DrivingScene.load(path, options, index=index_layout(path, options.cameras, options.dataset))
 
 
 def compose_scene_config(option: str = "synthetic", overrides=()):

@@ -1,13 +1,16 @@
 """A driving scene in memory: views (image, camera, masks, depths), LiDAR, instance tracks.
 
-World = the ego frame of the first loaded frame (drivestudio's alignment):
-    camera_to_world = inv(ego_pose[start]) @ ego_pose[t] @ cam_to_ego @ OPENCV_TO_DATASET
+World = the ego frame of the first loaded frame (drivestudio's alignment), for every dataset:
+    camera_to_world = world_from_log @ camera_to_log(t, cam)
+where the dataset's format (scenes/sources.py) says how a camera reaches the log world (camera -> ego
+-> ego_pose, or a per-frame camera -> world file) and whether its axes need the Waymo -> OpenCV change.
 Cameras are OpenCV (x right, y down, z forward); K is at the loaded resolution with pixel centres
 at +0.5. Everything is read and checked in `DrivingScene.load`, before any training starts.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +19,13 @@ from PIL import Image
 
 from models.cameras import Camera
 
-from .geometry import OPENCV_TO_DATASET, project_points, rigid_inverse, transform_points
+from .geometry import project_points, rigid_inverse, transform_points
 from .processed_layout import (LayoutIndex, SceneFormatError, index_layout, read_depth, read_image, read_lidar,
                                read_mask)
+from .sources import NODE_TYPES
+from .undistort import has_distortion, undistort_image, undistort_mask
+
+logger = logging.getLogger("scenes")
 
 
 @dataclass(eq=False)  # tensors: compare by identity
@@ -53,6 +60,7 @@ class InstanceTrack:
     obj_to_world: torch.Tensor     # float32 [F, 4, 4] in the scene world
     box_size: torch.Tensor         # float32 [F, 3] l, w, h
     moving: bool
+    node_type: str | None = None   # RigidNodes / SMPLNodes / DeformableNodes by the class map; None: no node
 
     def pose_at(self, frame: int) -> torch.Tensor | None:
         hit = np.nonzero(self.frame_idx == frame)[0]
@@ -92,6 +100,9 @@ class LoadOptions:
     load_gt: bool = True
     moving_threshold: float = 1.0     # metres a track's centre must travel to count as moving
     seed: int = 0
+    dataset: str = "auto"             # a name in scenes.sources.available(), or auto-detect
+    undistort: bool | None = None     # None: the dataset's drivestudio default (Waymo: on)
+    class_map: dict = field(default_factory=dict)  # instance class -> node type, over the dataset's own map
 
 
 def _resize(arr: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
@@ -154,6 +165,48 @@ def colour_points_from_views(points: np.ndarray, frames: np.ndarray, views, sele
     return rgb
 
 
+def _class_map(fmt, overrides):
+    """class name -> node type: the dataset's map (drivestudio's OBJECT_CLASS_NODE_MAPPING), then the
+    config's scene.class_map entries over it (a value of null/none removes a class)."""
+    table = dict(fmt.class_nodes)
+    for name, node in dict(overrides or {}).items():
+        if node in (None, "none", "None", ""):
+            table.pop(str(name), None)
+            continue
+        if node not in NODE_TYPES:
+            raise SceneFormatError(f"scene.class_map[{name!r}]: expected one of {list(NODE_TYPES)} or null; "
+                                   f"found {node!r}")
+        table[str(name)] = node
+    return table.get
+
+
+def _lidar_columns(raw: np.ndarray, layout, path, dataset: str) -> dict:
+    """The columns the loader uses, by the dataset's layout; what a dataset does not store is zero
+    (ray origins: the sensor at the origin of the file's frame, as drivestudio assumes)."""
+    n = len(raw)
+    xyz = [layout.col(c) for c in ("x", "y", "z")]
+    point = raw[:, xyz].astype(np.float64)
+    if layout.col("origin_x") is not None:
+        origin = raw[:, [layout.col(c) for c in ("origin_x", "origin_y", "origin_z")]].astype(np.float64)
+        # Waymo's ray origins are the sensors on the car; far-off origins mean the file is not
+        # laid out as this dataset's (a silent misreading would train on garbage).
+        far = np.linalg.norm(origin, axis=1) > 10.0
+        if n and far.mean() > 0.01:
+            raise SceneFormatError(f"{path}: expected {dataset} LiDAR rows ({layout.describe()}) with ray origins on "
+                                   f"the vehicle; found {int(far.sum())} of {n} origins more than 10 m away - is this "
+                                   "scene from another dataset? (set scene.dataset)")
+    else:
+        origin = np.zeros_like(point)
+    flow = np.zeros_like(point)
+    if layout.col("flow_x") is not None:
+        flow = raw[:, [layout.col(c) for c in ("flow_x", "flow_y", "flow_z")]].astype(np.float64)
+    extra = np.zeros((n, 3), np.float32)
+    for j, name in enumerate(("flow_class", "ground", "intensity")):
+        if layout.col(name) is not None:
+            extra[:, j] = raw[:, layout.col(name)]
+    return {"origin": origin, "point": point, "flow": flow, "extra": extra}
+
+
 class DrivingScene:
     """Views, LiDAR and tracks of one scene, in the world of the first loaded ego frame."""
 
@@ -172,8 +225,12 @@ class DrivingScene:
         self.frames = sorted({v.frame_idx for v in views})
         self.gt_mesh_path: Path | None = index.gt_mesh if options.load_gt else None
         self.gt_vehicle_mesh_paths: dict = dict(index.gt_vehicle_meshes) if options.load_gt else {}
+        self.dataset = index.dataset.name
+        self.dataset_title = index.dataset.title
+        self.warnings = list(index.warnings)
         # The GT static mesh is stored in the ego frame of frame 0; this maps it into the scene world.
-        self.gt_mesh_to_world = torch.tensor(world_from_log @ index.ego_poses[0], dtype=torch.float32)
+        first_ego = index.ego_poses[0] if index.ego_poses is not None else np.eye(4)
+        self.gt_mesh_to_world = torch.tensor(world_from_log @ first_ego, dtype=torch.float32)
         positions = torch.stack([v.camera_to_world[:3, 3] for v in views])
         self.scene_center = positions.mean(dim=0)
         # gsplat's "scene scale": 1.1 x the largest camera distance from the centre of the cameras.
@@ -231,14 +288,18 @@ class DrivingScene:
 
     # ------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, root: Path, options: LoadOptions | None = None) -> "DrivingScene":
+    def load(cls, root: Path, options: LoadOptions | None = None, index: LayoutIndex | None = None) -> "DrivingScene":
         options = options or LoadOptions()
-        index = index_layout(Path(root), options.cameras)
+        if index is None:
+            index = index_layout(Path(root), options.cameras, options.dataset)
+        fmt = index.dataset
+        undistort = fmt.undistort if options.undistort is None else bool(options.undistort)
+        node_of = _class_map(fmt, options.class_map)
         T = index.num_frames
         start = int(options.start_frame)
         end = T if options.end_frame in (None, -1) else int(options.end_frame)
         if not (0 <= start < end <= T):
-            raise SceneFormatError(f"{root}: expected 0 <= start_frame < end_frame <= {T} (frames in ego_pose/); "
+            raise SceneFormatError(f"{root}: expected 0 <= start_frame < end_frame <= {T} (frames in {fmt.poses}/); "
                                    f"found start_frame={start}, end_frame={end}")
         if options.test_every == 1 or options.test_every < 0:
             raise SceneFormatError(f"scene.test_every: expected 0 (no test views) or >= 2; found {options.test_every}")
@@ -250,18 +311,19 @@ class DrivingScene:
         test_frames = set()
         if options.test_every >= 2:
             test_frames = {t for t in frames if (t - start) % options.test_every == options.test_every // 2}
-        world_from_log = rigid_inverse(index.ego_poses[start])
+        world_from_log = index.world_from_log(start)
 
         # LiDAR first: its depth maps go into the views.
         origins, points, fidx, extra, flows = [], [], [], [], []
         for t in frames:
-            raw = read_lidar(index.lidar_path(t))
-            ego_to_world = world_from_log @ index.ego_poses[t]
-            origins.append(raw[:, 0:3].astype(np.float64) @ ego_to_world[:3, :3].T + ego_to_world[:3, 3])
-            points.append(raw[:, 3:6].astype(np.float64) @ ego_to_world[:3, :3].T + ego_to_world[:3, 3])
-            fidx.append(np.full(len(raw), t, np.int64))
-            flows.append(raw[:, 6:9].astype(np.float64) @ ego_to_world[:3, :3].T)
-            extra.append(raw[:, 9:12])
+            cols = _lidar_columns(read_lidar(index.lidar_path(t), fmt.lidar, fmt.name), fmt.lidar,
+                                  index.lidar_path(t), fmt.name)
+            to_world = world_from_log @ index.lidar_to_log(t)
+            origins.append(cols["origin"] @ to_world[:3, :3].T + to_world[:3, 3])
+            points.append(cols["point"] @ to_world[:3, :3].T + to_world[:3, 3])
+            fidx.append(np.full(len(cols["point"]), t, np.int64))
+            flows.append(cols["flow"] @ to_world[:3, :3].T)
+            extra.append(cols["extra"])
         points_np = np.concatenate(points)
         fidx_np = np.concatenate(fidx)
         extra_np = np.concatenate(extra)
@@ -279,6 +341,7 @@ class DrivingScene:
 
         views = []
         sizes = {}
+        warned = set()
         for t in frames:
             for cam in index.cameras:
                 path = index.images[(t, cam)]
@@ -291,17 +354,29 @@ class DrivingScene:
                 w = max(int(round(W0 / options.downscale)), 1)
                 h = max(int(round(H0 / options.downscale)), 1)
                 fx, fy, cx, cy = index.intrinsics[cam][:4]
+                dist = index.intrinsics[cam][4:9]
+                K0 = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
                 sx, sy = w / W0, h / H0
                 K = np.array([[fx * sx, 0, cx * sx], [0, fy * sy, cy * sy], [0, 0, 1.0]])
-                c2w = world_from_log @ index.ego_poses[t] @ index.extrinsics[cam] @ OPENCV_TO_DATASET
+                c2w = world_from_log @ index.camera_to_log(t, cam)
+                lens = undistort and has_distortion(dist)
+                if lens:   # at the stored resolution, where the coefficients' K holds
+                    img = undistort_image(img, K0, dist)
+                elif has_distortion(dist) and cam not in warned:
+                    warned.add(cam)
+                    logger.warning("camera %s: intrinsics/%s.txt has distortion coefficients %s but scene.undistort "
+                                   "is off; the images are used as pinhole images", cam, cam, np.round(dist, 5).tolist())
                 if (w, h) != (W0, H0):
                     img = _resize(img, (w, h), Image.BOX)
-                sky = np.zeros((h, w), bool)
-                if index.sky_masks is not None:
-                    sky = _downscale_mask(read_mask(index.sky_masks[(t, cam)], (W0, H0)), (w, h))
-                dyn = np.zeros((h, w), bool)
-                if index.dynamic_masks is not None:
-                    dyn = _downscale_mask(read_mask(index.dynamic_masks[(t, cam)], (W0, H0)), (w, h))
+
+                def mask(files):
+                    if files is None:
+                        return np.zeros((h, w), bool)
+                    m = read_mask(files[(t, cam)], (W0, H0))
+                    return _downscale_mask(undistort_mask(m, K0, dist) if lens else m, (w, h))
+
+                sky = mask(index.sky_masks)
+                dyn = mask(index.dynamic_masks)
                 gt = None
                 if options.load_gt and index.gt_depth is not None:
                     gt = torch.from_numpy(_downscale_depth(read_depth(index.gt_depth[(t, cam)], (W0, H0)), (w, h)).copy())
@@ -328,5 +403,9 @@ class DrivingScene:
             instances.append(InstanceTrack(
                 id=rec.id, class_name=rec.class_name, frame_idx=rec.frame_idx[sel],
                 obj_to_world=torch.tensor(o2w, dtype=torch.float32),
-                box_size=torch.tensor(rec.box_size[sel], dtype=torch.float32), moving=moving))
+                box_size=torch.tensor(rec.box_size[sel], dtype=torch.float32), moving=moving,
+                node_type=node_of(rec.class_name)))
+        unmapped = sorted({t.class_name for t in instances if t.node_type is None})
+        if unmapped:
+            logger.info("instance classes without a node type in the %s class map: %s", fmt.name, ", ".join(unmapped))
         return cls(root, views, test_frames, lidar, instances, world_from_log, index, options)

@@ -7,8 +7,11 @@ street frame by a seeded rigid transform, as real logs do, so the loader's align
 ego frame is exercised.
 
 Output (one folder): images/, ego_pose/, extrinsics/, intrinsics/, lidar/, sky_masks/,
-dynamic_masks/{all,vehicle}/, instances/, and gt/ (static_mesh.ply in the first ego frame,
+dynamic_masks/{all,human,vehicle}/, instances/, and gt/ (static_mesh.ply in the first ego frame,
 vehicles/<id>.ply in each object's frame, depth/<t>_<cam>.npy camera z-depth with inf for sky).
+The files are Waymo's format as drivestudio's waymo_preprocess.py writes it (scenes/waymo.py), with
+instances_info.json / frame_instances.json keyed by integer ids as its readers require. drivestudio's
+reader opens images/{t}_{cam}.jpg only: generate with image_format=jpg for a scene it can load.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from .geometry import OPENCV_TO_DATASET, intrinsics_matrix, make_pose, pixel_ray
 from .mesh import MeshBuilder
 from .raycast import Caster, Group, Hits
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2   # 2: drivestudio's instance ids (integers) and dynamic_masks/human
 COMPLETE_MARKER = ".complete.json"
 
 # Waymo camera ids as drivestudio names them in file names: 0 FRONT, 1 FRONT_LEFT, 2 FRONT_RIGHT
@@ -454,7 +457,7 @@ def write_scene(scene: StreetScene, out: Path, timings: dict | None = None) -> N
     timings = {} if timings is None else timings
     out = Path(out)
     for sub in ("images", "ego_pose", "extrinsics", "intrinsics", "lidar", "sky_masks", "dynamic_masks/all",
-                "dynamic_masks/vehicle", "instances", "gt/depth", "gt/vehicles"):
+                "dynamic_masks/human", "dynamic_masks/vehicle", "instances", "gt/depth", "gt/vehicles"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     caster = Caster(scene.groups)
     shader = Shader(scene, caster)
@@ -472,6 +475,7 @@ def write_scene(scene: StreetScene, out: Path, timings: dict | None = None) -> N
             _save_png_mask(out / "sky_masks" / f"{name}.png", fr.sky)
             _save_png_mask(out / "dynamic_masks" / "all" / f"{name}.png", fr.dynamic)
             _save_png_mask(out / "dynamic_masks" / "vehicle" / f"{name}.png", fr.dynamic)
+            _save_png_mask(out / "dynamic_masks" / "human" / f"{name}.png", np.zeros_like(fr.dynamic))  # no people
             np.save(out / "gt" / "depth" / f"{name}.npy", fr.depth)
     timings["cameras"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -487,9 +491,11 @@ def write_scene(scene: StreetScene, out: Path, timings: dict | None = None) -> N
         K = scene.K[cam]
         np.savetxt(out / "intrinsics" / f"{cam}.txt", np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2], 0, 0, 0, 0, 0.0]),
                    fmt="%.10f")
-    info, frame_instances = {}, {str(t): [] for t in range(T)}
-    for v in scene.moving_vehicles():
-        info[v.id] = {
+    # As drivestudio's preprocessors: instances keyed 0..N-1 in order (the "simplified ids"), "id" the
+    # source's own id, and every frame listing the integer keys of the instances annotated there.
+    info, frame_instances = {}, {t: [] for t in range(T)}
+    for key, v in enumerate(scene.moving_vehicles()):
+        info[key] = {
             "id": v.id,
             "class_name": "Vehicle",
             "frame_annotations": {
@@ -499,9 +505,9 @@ def write_scene(scene: StreetScene, out: Path, timings: dict | None = None) -> N
             },
         }
         for t in range(T):
-            frame_instances[str(t)].append(v.id)
-    (out / "instances" / "instances_info.json").write_text(json.dumps(info, indent=1))
-    (out / "instances" / "frame_instances.json").write_text(json.dumps(frame_instances, indent=1))
+            frame_instances[t].append(key)
+    (out / "instances" / "instances_info.json").write_text(json.dumps(info, indent=4))
+    (out / "instances" / "frame_instances.json").write_text(json.dumps(frame_instances, indent=4))
     # Ground truth: static mesh in the first ego frame, vehicles in their object frames.
     E = scene.first_ego_from_street
     mb = MeshBuilder()

@@ -39,7 +39,6 @@ from models.trainers.single import MODEL_KEY, SingleTrainer
 logger = logging.getLogger("models.trainers")
 
 RIGID_KEY = "RigidNodes"
-DEFAULT_RIGID_CLASSES = ("vehicle", "car", "truck", "bus")
 
 
 class MultiTrainer(SingleTrainer):
@@ -49,12 +48,21 @@ class MultiTrainer(SingleTrainer):
     # ----- construction ------------------------------------------------------------------------
     def build_extra_models(self) -> Dict[str, VanillaGaussians]:
         rcfg = OmegaConf.select(self.cfg, "model.rigid", default=None) or {}
-        classes = {str(c).lower() for c in rcfg.get("classes", DEFAULT_RIGID_CLASSES)}
+        # Which tracks get a rigid node: by default the scene's class map (each dataset's vehicle
+        # classes, scenes/<dataset>.py, plus scene.class_map); model.rigid.classes, where set, names
+        # the classes instead (case-insensitive).
+        names = rcfg.get("classes", None)
+        names = None if names is None else {str(c).lower() for c in names}
+
+        def is_rigid(track) -> bool:
+            if names is not None:
+                return track.class_name.lower() in names
+            return getattr(track, "node_type", None) == RIGID_KEY
         max_points = int(rcfg.get("max_points_per_instance", 5000))
         margin = float(rcfg.get("box_margin", 0.1))  # as scene.static_lidar_mask: what the background lacks
         if max_points < 1:
             raise ValueError(f"model.rigid.max_points_per_instance must be >= 1, got {max_points}")
-        candidates = [t for t in self.scene.moving_instances if t.class_name.lower() in classes]
+        candidates = [t for t in self.scene.moving_instances if is_rigid(t)]
         per_track, counts = instance_points(self.scene, candidates, self.scene.train_views, max_points, margin,
                                             seed=int(self.cfg.get("seed", 0)),
                                             drop_ground=bool(rcfg.get("drop_ground", True)))
@@ -69,7 +77,7 @@ class MultiTrainer(SingleTrainer):
             self.rigid_tracks.append(track)
             xyz.append(pts)
             rgb.append(col)
-        skipped = [t.id for t in self.scene.moving_instances if t.class_name.lower() not in classes]
+        skipped = [t.id for t in self.scene.moving_instances if not is_rigid(t)]
         if skipped:
             logger.info("moving instances of other classes (not rigid nodes): %s", ", ".join(skipped))
         self._build_pose_table()
