@@ -15,7 +15,7 @@ venv: $(STAMP)
 # CPU build; an unpinned torch (pulled in by another package) would fetch a multi-GB CUDA build.
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	@sh tools/ensure_system_deps.sh
+	@sh tools/ensure_system_deps.sh $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@

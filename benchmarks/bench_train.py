@@ -38,7 +38,8 @@ def bare_step(tr: SingleTrainer, view, step: int) -> None:
     sky-opacity loss, backward, Adam, the densification strategy's bookkeeping."""
     gs = tr.model.get_gaussians()
     rgb, alpha, _, info = render_gaussians(gs, view.camera, background=torch.sigmoid(tr.background),
-                                           sh_degree=tr.model.sh_degree, render_mode="RGB", backend="torch")
+                                           sh_degree=tr.model.sh_degree, render_mode="RGB",
+                                           backend=str(tr.cfg.render.backend))
     info["means2d"].retain_grad()
     loss, _ = photometric_loss(rgb, view.image, mask=~view.dynamic_mask)
     loss = loss + float(tr.cfg.loss.sky_opacity) * sky_opacity_loss(alpha, view.sky_mask)

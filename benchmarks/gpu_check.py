@@ -1,4 +1,5 @@
-"""GPU check: the PyTorch backend against gsplat's CUDA rasterizer, then fwd+bwd timings.
+"""GPU check: the PyTorch backend against gsplat's CUDA rasterizer, then fwd+bwd timings; and the
+compiled CPU backend ("cpp", run on this machine's CPU) against gsplat.
 
     .venv/bin/python benchmarks/gpu_check.py --out gpu_check.json [--n-big 100000 --size-big 1280x1920]
 
@@ -10,7 +11,11 @@ Phases (each in its own try/except; a failure is printed and recorded, the rest 
      means/quats/scales/opacities/SH and of means2d, radii agreement
   3. timings: forward+backward at ~100k Gaussians, 1280x1920 (halving N / resolution on
      out-of-memory), median of 5 after a warm-up, both backends, peak GPU memory
-Prints a table and writes the JSON to --out.
+  4. cpp_vs_gsplat: the compiled CPU backend (built on first use here: its compile time is
+     recorded) on the CPU copy of the agreement scene against gsplat on CUDA: output and gradient
+     differences as in phase 2, bitwise repeatability of two CPU calls, and CPU fwd+bwd timings of
+     cpp against the PyTorch backend (5k and 20k Gaussians at 128x192, median of 5)
+Prints a table and writes the JSON to --out. Needs only the project and a gsplat build.
 """
 from __future__ import annotations
 
@@ -140,6 +145,66 @@ def _time(fn, reps=5):
     return statistics.median(ts)
 
 
+def _compare(outs, grads, a, b):
+    """Differences of backend b against backend a (tensors on any device)."""
+    (ca, aa, ra), (cb, ab, rb) = [tuple(t.cpu() for t in outs[k]) for k in (a, b)]
+    cov = aa[..., 0] > 0.05
+    res = {"max_abs_rgb": (ca[..., :3] - cb[..., :3]).abs().max().item(),
+           "max_abs_alpha": (aa - ab).abs().max().item(),
+           "max_abs_ed_covered": (ca[..., 3] - cb[..., 3]).abs()[cov].max().item(),
+           "radii_visible_agree": ((ra > 0).all(-1) == (rb > 0).all(-1)).float().mean().item()}
+    vis = (ra > 0).all(-1)
+    for k in grads[a]:
+        ga, gb = grads[a][k].cpu(), grads[b][k].cpu()
+        if k == "means2d":
+            ga, gb = ga[vis], gb[vis]
+        res[f"grad_rel_{k}"] = ((ga - gb).abs().max() / ga.abs().max().clamp(min=1e-20)).item()
+    return res
+
+
+def _render_with_grads(base, width, height, be):
+    inp = [t.clone().requires_grad_(True) for t in base]
+    c, a, meta = render(*inp, width, height, sh_degree=3, render_mode="RGB+ED", backend=be)
+    meta["means2d"].retain_grad()
+    w = torch.randn(c.shape, generator=torch.Generator().manual_seed(0)).to(c.device)
+    ((c[..., :3] * w[..., :3]).sum() + a.sum() + 0.1 * (c[..., 3:] * (a > 0.05)).sum()).backward()
+    grads = {k: t.grad for k, t in zip(["means", "quats", "scales", "opacities", "sh"], inp[:5])}
+    grads["means2d"] = meta["means2d"].grad
+    return (c.detach(), a.detach(), meta["radii"]), grads
+
+
+@phase("cpp_vs_gsplat")
+def cpp_vs_gsplat(n=20000, width=320, height=192):
+    from models.rendering import cpp_backend
+    if DRY:
+        width, height = 48, 32
+    t0 = time.perf_counter()
+    if not cpp_backend.available():
+        raise RuntimeError(f"the compiled CPU backend did not build: {cpp_backend._error}")
+    res = {"n": n, "width": width, "height": height, "cpu_threads": torch.get_num_threads(),
+           "extension_load_s": time.perf_counter() - t0, "extension": cpp_backend.extension_name()}
+    base = scene(n, width, height, n_cams=2, sh_degree=3, seed=1)
+    outs, grads = {}, {}
+    outs["gsplat"], grads["gsplat"] = _render_with_grads(base, width, height, "gsplat")
+    cpu = [t.cpu() for t in base]
+    outs["cpp"], grads["cpp"] = _render_with_grads(cpu, width, height, "cpp")
+    again, grads_again = _render_with_grads(cpu, width, height, "cpp")
+    res.update(_compare(outs, grads, "gsplat", "cpp"))
+    res["cpp_bitwise_repeatable"] = all(torch.equal(x, y) for x, y in zip(outs["cpp"], again)) and all(
+        torch.equal(grads["cpp"][k], grads_again[k]) for k in grads_again)
+    for n_t in ((500,) if DRY else (5000, 20000)):
+        inp = [t.cpu() for t in scene(n_t, 192, 128, seed=3)]
+        for be in ("cpp", "torch"):
+            def step():
+                params = [t.clone().requires_grad_(True) for t in inp]
+                c, a, _ = render(*params, 192, 128, backend=be)
+                (c.sum() + a.sum()).backward()
+            res[f"cpu_fwd_bwd_ms_{be}_{n_t}_128x192"] = _time(step) * 1e3
+    for k, v in res.items():
+        print(f"  {k:34s} {v}")
+    return res
+
+
 @phase("timing")
 def timing(n_big, height, width, budget_s=240.0):
     rows = []
@@ -202,6 +267,7 @@ def main(argv=None):
         warmup()
         agreement(args.n_agree)
         rows = timing(args.n_big, h, w) or []
+        cpp_vs_gsplat(args.n_agree)
         print(f"\n{'backend':8s} {'N':>8s} {'HxW':>10s} {'fwd+bwd ms':>11s} {'peak MB':>8s}")
         for r in rows:
             if "error" in r:

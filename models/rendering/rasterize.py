@@ -1,4 +1,4 @@
-"""``rasterization()``: gsplat's signature (``packed=False``) with a PyTorch or a gsplat backend."""
+"""``rasterization()``: gsplat's signature (``packed=False``) with a compiled CPU, a PyTorch or a gsplat backend."""
 from __future__ import annotations
 
 from typing import Optional
@@ -6,9 +6,12 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from . import cpp_backend
 from .projection import project_gaussians
 from .sh import eval_sh
 from .torch_backend import rasterize_to_pixels_torch
+
+BACKENDS = ("auto", "cpp", "torch", "gsplat")
 
 TILE = 4  # pixel bin size of the torch backend (gsplat uses 16x16 tiles; small bins waste less)
 RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
@@ -44,18 +47,26 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
     """Render N Gaussians into C cameras; returns ``(render_colors [C,H,W,D'], render_alphas
     [C,H,W,1], meta)`` exactly as ``gsplat.rasterization(..., packed=False)``.
 
-    ``backend``: "torch" (pure PyTorch, any device), "gsplat" (CUDA tensors only) or "auto"
-    (gsplat for CUDA tensors, torch otherwise). ``meta['means2d']`` is in the autograd graph, so
+    ``backend``: "cpp" (the compiled C++ kernels of ``csrc/``, CPU tensors), "torch" (pure PyTorch,
+    any device), "gsplat" (CUDA tensors only) or "auto" (gsplat for CUDA tensors, cpp for CPU
+    tensors, torch where the C++ extension cannot be built: one warning says why). ``meta['means2d']`` is in the autograd graph, so
     ``gsplat.strategy.DefaultStrategy`` works unchanged with either backend. Extra keyword
     arguments are passed to gsplat (the torch backend rejects them).
     """
-    if backend not in ("auto", "torch", "gsplat"):
-        raise ValueError(f"backend must be 'auto', 'torch' or 'gsplat', got {backend!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if packed:
         raise ValueError("only packed=False is supported (gsplat.strategy needs [C,N] meta)")
     _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode)
     if backend == "auto":
-        backend = "gsplat" if means.is_cuda else "torch"
+        if means.is_cuda:
+            backend = "gsplat"
+        elif means.device.type == "cpu" and cpp_backend.available():
+            backend = "cpp"
+        else:
+            backend = "torch"
+    if backend == "cpp" and means.device.type != "cpu":
+        raise ValueError(f"backend='cpp' needs CPU tensors, got {means.device}; use 'gsplat' or 'torch'")
     if backend == "gsplat":
         if not means.is_cuda:
             raise ValueError("backend='gsplat' needs CUDA tensors; use backend='torch' on "
@@ -67,7 +78,7 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
             sh_degree=sh_degree, packed=False, tile_size=tile_size, backgrounds=backgrounds,
             render_mode=render_mode, rasterize_mode=rasterize_mode, **gsplat_kwargs)
     if gsplat_kwargs:
-        raise ValueError(f"the torch backend does not support {sorted(gsplat_kwargs)}")
+        raise ValueError(f"the {backend} backend does not support {sorted(gsplat_kwargs)}")
     if rasterize_mode not in ("classic", "antialiased"):
         raise ValueError(f"rasterize_mode must be 'classic' or 'antialiased', got {rasterize_mode!r}")
     C, N = viewmats.shape[0], means.shape[0]
@@ -92,9 +103,13 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
         cols = proj.depths[..., None]
         if bgs is not None:
             bgs = torch.zeros_like(bgs[:, :1])
-    render_colors, render_alphas, n_pairs = rasterize_to_pixels_torch(
-        proj.means2d, proj.conics, cols, proj.opacities, proj.radii, proj.depths, width, height, bgs,
-        tile_size=TILE)
+    if backend == "cpp":
+        render_colors, render_alphas, n_pairs = cpp_backend.rasterize_to_pixels_cpp(
+            proj.means2d, proj.conics, cols, proj.opacities, proj.radii, proj.depths, width, height, bgs)
+    else:
+        render_colors, render_alphas, n_pairs = rasterize_to_pixels_torch(
+            proj.means2d, proj.conics, cols, proj.opacities, proj.radii, proj.depths, width, height, bgs,
+            tile_size=TILE)
     if render_mode in ("ED", "RGB+ED"):
         render_colors = torch.cat([render_colors[..., :-1],
                                    render_colors[..., -1:] / render_alphas.clamp(min=1e-10)], -1)

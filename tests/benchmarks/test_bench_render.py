@@ -15,5 +15,5 @@ def test_bench_render_runs_a_tiny_subset(capsys):
     finally:
         torch.set_num_threads(n)
     out = capsys.readouterr().out
-    assert "fast s" in out and "dense s" in out
-    assert rows[0]["fast_s"] > 0 and rows[0]["dense_s"] > 0
+    assert "compiled s" in out and "pytorch s" in out and "dense s" in out
+    assert rows[0]["cpp_s"] > 0 and rows[0]["fast_s"] > 0 and rows[0]["dense_s"] > 0

@@ -1,4 +1,5 @@
-"""The fast PyTorch backend against the dense reference, and gsplat conventions."""
+"""The fast backends (compiled C++ "cpp" and PyTorch "torch") against the dense reference, and gsplat
+conventions. Every agreement test runs once per backend."""
 import pytest
 import torch
 
@@ -8,6 +9,15 @@ from models.rendering.sh import eval_sh
 from tests.rendering.scenes import random_scene
 
 NAMES = ["means", "quats", "scales", "opacities", "colors", "viewmats", "Ks"]
+BACKENDS = ["cpp", "torch"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    if request.param == "cpp":
+        from models.rendering import cpp_backend
+        assert cpp_backend.available(), f"the C++ extension did not build: {cpp_backend._error}"
+    return request.param
 
 
 @pytest.fixture(autouse=True)
@@ -18,10 +28,10 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def _run_both(inputs, width, height, **kw):
+def _run_both(inputs, width, height, backend="torch", **kw):
     a = [t.clone().requires_grad_(True) for t in inputs]
     b = [t.clone().requires_grad_(True) for t in inputs]
-    out_f = rasterization(*a, width, height, backend="torch", **kw)
+    out_f = rasterization(*a, width, height, backend=backend, **kw)
     out_d = rasterization_dense(*b, width, height, **kw)
     return a, b, out_f, out_d
 
@@ -52,9 +62,9 @@ def _grads_close(a, b, out_f, out_d, seed=0, rtol=1e-4):
     (1500, 96, 64, 1, 2),
     (800, 40, 72, 3, 3),
 ])
-def test_fast_matches_dense_rgb(n, width, height, n_cams, seed):
+def test_fast_matches_dense_rgb(n, width, height, n_cams, seed, backend):
     inputs = random_scene(n, width, height, n_cams, seed)
-    a, b, out_f, out_d = _run_both(inputs, width, height)
+    a, b, out_f, out_d = _run_both(inputs, width, height, backend)
     assert out_f[0].shape == (n_cams, height, width, 3) and out_f[1].shape == (n_cams, height, width, 1)
     assert out_d[1].max() > 0.5  # the scene is not empty
     assert (out_f[0] - out_d[0]).abs().max() <= 1e-5
@@ -63,9 +73,9 @@ def test_fast_matches_dense_rgb(n, width, height, n_cams, seed):
     _grads_close(a, b, out_f, out_d, seed)
 
 
-def test_extremes_are_culled_and_gradients_finite():
+def test_extremes_are_culled_and_gradients_finite(backend):
     inputs = random_scene(200, 48, 32, 1, seed=7)
-    _, _, (_, _, meta), _ = _run_both(inputs, 48, 32)
+    _, _, (_, _, meta), _ = _run_both(inputs, 48, 32, backend)
     radii = meta["radii"][0]
     k = 10
     assert (radii[:k] == 0).all()           # behind the camera
@@ -75,10 +85,10 @@ def test_extremes_are_culled_and_gradients_finite():
 
 
 @pytest.mark.parametrize("mode", ["D", "ED", "RGB+D", "RGB+ED"])
-def test_depth_modes_match_dense(mode):
+def test_depth_modes_match_dense(mode, backend):
     inputs = random_scene(400, 48, 40, 2, seed=11)
     bg = torch.rand(2, 3)
-    a, b, out_f, out_d = _run_both(inputs, 48, 40, render_mode=mode, backgrounds=bg)
+    a, b, out_f, out_d = _run_both(inputs, 48, 40, backend, render_mode=mode, backgrounds=bg)
     cf, cd = out_f[0], out_d[0]
     assert cf.shape[-1] == (1 if mode in ("D", "ED") else 4)
     if cf.shape[-1] == 4:
@@ -92,11 +102,11 @@ def test_depth_modes_match_dense(mode):
     _grads_close(a, b, out_f, out_d, rtol=2e-4 if "ED" in mode else 1e-4)
 
 
-def test_sh_colors_match_dense():
+def test_sh_colors_match_dense(backend):
     inputs = random_scene(300, 40, 32, 2, seed=5)
     g = torch.Generator().manual_seed(0)
     inputs[4] = 0.3 * torch.randn(300, 16, 3, generator=g)
-    a, b, out_f, out_d = _run_both(inputs, 40, 32, sh_degree=3)
+    a, b, out_f, out_d = _run_both(inputs, 40, 32, backend, sh_degree=3)
     assert (out_f[0] - out_d[0]).abs().max() <= 1e-5
     _grads_close(a, b, out_f, out_d)
 
@@ -127,20 +137,20 @@ def test_projection_matches_gsplat_torch_impl():
     assert ((proj.radii <= radii) | (radii == 0)).all()
 
 
-def test_gradcheck_float64_tiny_scene():
+def test_gradcheck_float64_tiny_scene(backend):
     inputs = random_scene(5, 8, 6, 1, seed=4, dtype=torch.float64, extremes=False)
     inputs[3] = torch.tensor([0.6, 0.8, 0.5, 0.7, 0.9], dtype=torch.float64)
     fixed = inputs[5:]
 
     def f(means, quats, scales, opac, colors):
-        c, a, _ = rasterization(means, quats, scales, opac, colors, *fixed, 8, 6, backend="torch")
+        c, a, _ = rasterization(means, quats, scales, opac, colors, *fixed, 8, 6, backend=backend)
         return c, a
 
     args = [t.clone().requires_grad_(True) for t in inputs[:5]]
     assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-6, rtol=1e-4)
 
 
-def test_expected_depth_of_a_wall_is_its_depth():
+def test_expected_depth_of_a_wall_is_its_depth(backend):
     # a wall of flat, opaque, overlapping Gaussians at z = 4 filling the view
     W, H, f, zw = 40, 30, 40.0, 4.0
     xs = torch.linspace(-3.0, 3.0, 31)
@@ -153,7 +163,7 @@ def test_expected_depth_of_a_wall_is_its_depth():
     opac = torch.full((n,), 0.9)
     K = torch.tensor([[[f, 0, W / 2], [0, f, H / 2], [0, 0, 1]]])
     col, alpha, _ = rasterization(means, quats, scales, opac, torch.rand(n, 3), torch.eye(4)[None], K,
-                                  W, H, render_mode="RGB+ED", backend="torch")
+                                  W, H, render_mode="RGB+ED", backend=backend)
     assert alpha.min() > 0.99
     assert (col[..., 3] - zw).abs().max() < 1e-4
 
@@ -183,11 +193,11 @@ def test_gsplat_backend_refuses_cpu_tensors():
         rasterization(*inputs, 16, 12, backend="gsplat")
 
 
-def test_empty_view_renders_background():
+def test_empty_view_renders_background(backend):
     inputs = random_scene(10, 16, 12, extremes=False)
     inputs[0] = inputs[0] * torch.tensor([1.0, 1.0, -1.0])  # all behind the camera
     bg = torch.tensor([[0.2, 0.4, 0.6]])
-    c, a, _ = rasterization(*inputs, 16, 12, backgrounds=bg)
+    c, a, _ = rasterization(*inputs, 16, 12, backgrounds=bg, backend=backend)
     assert a.abs().max() == 0 and torch.allclose(c, bg[:, None, None, :].expand_as(c))
 
 

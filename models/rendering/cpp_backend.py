@@ -1,0 +1,160 @@
+"""The compiled CPU backend: gsplat's tile pipeline as deterministic C++ kernels (``csrc/``).
+
+The extension is compiled on first use with ``torch.utils.cpp_extension.load`` (as gsplat compiles
+its CUDA kernels) into ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``), in a
+folder named after a hash of the sources, the torch version and the flags, so builds of other
+versions never collide and a finished build is reused by every later process. One log line is
+written while it compiles. Where it cannot be built (no C++ compiler, no ninja, no Python headers,
+a failing build), :func:`load_extension` returns ``None`` after ONE warning naming what is
+missing, and ``rasterization(backend="auto")`` falls back to the PyTorch backend.
+
+Projection and SH stay in PyTorch (a few percent of a step); the kernels do tile intersection,
+forward compositing and its backward. Outputs and gradients are bitwise the same on every call and
+for any thread count: see the comments in ``csrc/rasterize_to_pixels_bwd.cpp``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sysconfig
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+SOURCES = ("ext.cpp", "intersect_tile.cpp", "rasterize_to_pixels_fwd.cpp", "rasterize_to_pixels_bwd.cpp")
+HEADERS = ("kernels.h",)
+# portable flags: no -march, so a cached build also runs on an older CPU sharing the cache folder
+CFLAGS = ["-O3", "-fopenmp", "-fno-trapping-math"]  # no FP traps: lets GCC vectorize the masks
+LDFLAGS = ["-fopenmp"]
+TILE = 8  # pixel tile of the compiled backend (gsplat uses 16 on a GPU; 8 wastes fewer tests on a CPU)
+
+_lock = threading.Lock()
+_ext = None
+_error: Optional[str] = None
+
+
+def extension_name() -> str:
+    h = hashlib.sha256()
+    for f in SOURCES + HEADERS:
+        h.update((CSRC / f).read_bytes())
+    h.update(" ".join([torch.__version__, *CFLAGS, *LDFLAGS]).encode())
+    return f"omnire_sugar_cpu_rasterizer_{h.hexdigest()[:12]}"
+
+
+def build_root() -> Path:
+    from torch.utils.cpp_extension import get_default_build_root
+    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
+
+
+def _missing_tools() -> Optional[str]:
+    from torch.utils.cpp_extension import is_ninja_available
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None:
+        return f"no C++ compiler ('{cxx}' not on PATH; on Debian: apt-get install g++)"
+    if not is_ninja_available():
+        return "ninja is not installed (pip install ninja==1.13.2)"
+    include = sysconfig.get_paths().get("include", "")
+    if not (Path(include) / "Python.h").exists():
+        return f"the Python headers are missing ({include}/Python.h; on Debian: apt-get install python3-dev)"
+    return None
+
+
+def load_extension():
+    """The compiled module, building it on first use; ``None`` (after one warning) if it cannot be built."""
+    global _ext, _error
+    if _ext is not None or _error is not None:
+        return _ext
+    with _lock:
+        if _ext is not None or _error is not None:
+            return _ext
+        _error = _missing_tools()
+        if _error is None:
+            try:
+                _ext = _build()
+            except Exception as e:  # a failed build must not stop training: fall back to PyTorch
+                lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+                _error = f"its build failed: {lines[-1] if lines else type(e).__name__}"
+        if _ext is None:
+            warnings.warn(f"the compiled CPU rasterizer is unavailable: {_error}; "
+                          "rendering on the CPU uses the (slower) PyTorch backend", RuntimeWarning, stacklevel=3)
+    return _ext
+
+
+def _build():
+    from torch.utils.cpp_extension import load
+    name = extension_name()
+    build_dir = build_root() / name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    fresh = not (build_dir / f"{name}.so").exists()
+    t0 = time.perf_counter()
+    if fresh:
+        logger.info("compiling the C++ CPU rasterizer (first use; cached in %s)", build_dir)
+    ext = load(name=name, sources=[str(CSRC / f) for f in SOURCES], extra_cflags=CFLAGS, extra_ldflags=LDFLAGS,
+               build_directory=str(build_dir), verbose=False)
+    if fresh:
+        logger.debug("C++ CPU rasterizer built in %.1f s", time.perf_counter() - t0)
+    return ext
+
+
+def available() -> bool:
+    return load_extension() is not None
+
+
+class _RasterizeToPixels(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means2d, conics, colors, opacities, offsets, flat_ids, width, height, tile):
+        ext = load_extension()
+        out_c, out_a, last, n_pairs = ext.rasterize_fwd(means2d, conics, colors, opacities, offsets, flat_ids,
+                                                        width, height, tile)
+        ctx.save_for_backward(means2d, conics, colors, opacities, offsets, flat_ids, last)
+        ctx.size = (width, height, tile)
+        ctx.mark_non_differentiable(n_pairs)
+        return out_c, out_a, n_pairs
+
+    @staticmethod
+    def backward(ctx, v_colors, v_alphas, _v_pairs):
+        means2d, conics, colors, opacities, offsets, flat_ids, last = ctx.saved_tensors
+        width, height, tile = ctx.size
+        if v_colors is None:
+            v_colors = torch.zeros(last.shape + (colors.shape[-1],), dtype=colors.dtype)
+        if v_alphas is None:
+            v_alphas = torch.zeros(last.shape + (1,), dtype=colors.dtype)
+        v_m, v_con, v_col, v_op = load_extension().rasterize_bwd(
+            means2d, conics, colors, opacities, offsets, flat_ids, width, height, tile, last, v_colors, v_alphas)
+        return v_m, v_con, v_col, v_op, None, None, None, None, None
+
+
+def rasterize_to_pixels_cpp(means2d: Tensor, conics: Tensor, colors: Tensor, opacities: Tensor, radii: Tensor,
+                            depths: Tensor, width: int, height: int, backgrounds: Optional[Tensor] = None,
+                            tile_size: int = TILE):
+    """Composite [C,N,*] projected Gaussians to ``(colors [C,H,W,D], alphas [C,H,W,1], n_pairs)``,
+    the interface of ``torch_backend.rasterize_to_pixels_torch``."""
+    ext = load_extension()
+    if ext is None:
+        raise RuntimeError(f"the compiled CPU rasterizer is unavailable: {_error}")
+    if means2d.device.type != "cpu":
+        raise ValueError(f"backend='cpp' needs CPU tensors, got {means2d.device}")
+    dtype = means2d.dtype
+    C, N = depths.shape
+    m2 = means2d.contiguous()
+    con = conics.to(dtype).contiguous()
+    op = opacities.to(dtype).reshape(C, N).contiguous()
+    col = colors.to(dtype).contiguous()
+    with torch.no_grad():
+        offsets, flat_ids = ext.intersect_tiles(m2.detach(), radii.to(torch.int32).contiguous(),
+                                                depths.detach().to(dtype).contiguous(), con.detach(), op.detach(),
+                                                width, height, tile_size)
+    out_c, out_a, n_pairs = _RasterizeToPixels.apply(m2, con, col, op, offsets, flat_ids, width, height, tile_size)
+    if backgrounds is not None:
+        out_c = out_c + backgrounds[:, None, None, :] * (1.0 - out_a)
+    return out_c, out_a, int(n_pairs)

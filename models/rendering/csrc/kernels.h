@@ -1,0 +1,141 @@
+// CPU kernels of the tile rasterizer (gsplat's rasterize_to_pixels pipeline), one file per stage:
+//   intersect_tile.cpp            (Gaussian, tile) pairs, ordered by (camera, tile, depth)
+//   rasterize_to_pixels_fwd.cpp   front-to-back compositing, per-pixel final T and last contributor
+//   rasterize_to_pixels_bwd.cpp   back-to-front gradients, reduced per Gaussian in a fixed order
+//   ext.cpp                       tensor plumbing and Python bindings
+// The kernels take raw pointers (no torch headers) so that only ext.cpp pays for them at build time.
+// Every kernel is a template on the floating-point type (float for training, double for gradcheck).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+// The per-Gaussian pixel loops are small functions with restrict-qualified arguments, never inlined
+// (inlined into the tile loop GCC does not vectorize them). On x86-64 GCC also builds an AVX2+FMA
+// clone of each and picks it at load time where the CPU has it (ifunc), so the build stays portable
+// (no -march) yet uses 8-wide vectors on current CPUs. Results are deterministic on a machine; two
+// machines with and without AVX2 may differ in the last bits.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#define CPU_RAST_SIMD __attribute__((noinline, target_clones("arch=x86-64-v3", "default")))
+#else
+#define CPU_RAST_SIMD __attribute__((noinline))
+#endif
+
+namespace cpu_rast {
+
+// gsplat's constants (rasterize_to_pixels_fwd.cu / bwd.cu)
+constexpr double ALPHA_THRESHOLD = 1.0 / 255.0;
+constexpr double MAX_ALPHA = 0.999;
+constexpr double T_MIN = 1e-4;
+
+struct Grid {
+    int64_t C, N, width, height, tile, tiles_x, tiles_y;
+    int64_t n_tiles() const { return C * tiles_x * tiles_y; }
+};
+
+// Projected Gaussians, [C, N, *] contiguous
+template <typename T>
+struct Splats {
+    const T* means2d;    // [C, N, 2]
+    const T* conics;     // [C, N, 3]  (a, b, c) of the inverse 2D covariance
+    const T* opacities;  // [C, N]
+    const T* colors;     // [C, N, D]
+    int64_t D;
+};
+
+// (Gaussian, tile) pairs: tile t holds flat ids (c * N + n) flat_ids[offsets[t] .. offsets[t + 1])
+struct Intersections {
+    std::vector<int64_t> offsets;  // [n_tiles + 1]
+    std::vector<int32_t> flat_ids;
+};
+
+template <typename T>
+Intersections intersect_tiles(const T* means2d, const int32_t* radii, const T* depths, const T* conics,
+                              const T* opacities, const Grid& g);
+
+// Outputs: colors [C, H, W, D], alphas [C, H, W], last [C, H, W] (number of tile entries a pixel walked
+// through up to and including its last contributor; 0 = none). Returns the number of contributing
+// (pixel, Gaussian) pairs.
+template <typename T>
+int64_t rasterize_fwd(const Splats<T>& s, const Grid& g, const int64_t* offsets, const int32_t* flat_ids,
+                      T* out_colors, T* out_alphas, int32_t* last, int n_threads);
+
+// Gradients [C, N, *] (zero-initialised by the caller) from v_colors [C, H, W, D], v_alphas [C, H, W].
+template <typename T>
+void rasterize_bwd(const Splats<T>& s, const Grid& g, const int64_t* offsets, const int32_t* flat_ids,
+                   int64_t n_isects, const int32_t* last, const T* v_colors, const T* v_alphas,
+                   T* v_means2d, T* v_conics, T* v_colors_out, T* v_opacities, int n_threads);
+
+// sigma = 0.5 (a dx^2 + c dy^2) + b dx dy, with d = mean - pixel centre (gsplat's convention)
+template <typename T>
+inline T gauss_sigma(T a, T b, T c, T dx, T dy) {
+    return T(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy;
+}
+
+// exp for the pixel loops. float: a branch-free Cephes-style polynomial (range reduction to
+// [-ln2/2, ln2/2], degree-6 polynomial, 2^n from the exponent bits; about 1 ulp from expf) that the
+// compiler vectorizes over a tile's pixels, which libm's expf prevents. double (gradcheck): libm.
+inline float fast_exp(float x) {
+    x = std::min(std::max(x, -80.0f), 80.0f);  // exp(-80) * (o >= 1/255) stays a normal float: no slow denormals
+    const float shift = 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer
+    const float t = x * 1.44269504088896341f + shift;
+    const float n = t - shift;
+    float r = x - n * 0.693359375f;   // ln 2 split in two for an exact product with n
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float y = p * r * r + r + 1.0f;
+    const int32_t e = (static_cast<int32_t>(n) + 127) << 23;
+    float scale;
+    __builtin_memcpy(&scale, &e, sizeof(scale));
+    return y * scale;
+}
+inline double fast_exp(double x) { return std::exp(x); }
+
+// A tile's Gaussians gathered contiguously (structure of arrays), in the tile's depth order.
+template <typename T>
+struct TileSplats {
+    std::vector<T> buf;
+    T *mx, *my, *ca, *cb, *cc, *op, *col;  // col: [n, D]
+    int64_t n;
+    TileSplats(const Splats<T>& s, const int32_t* ids, int64_t n_) : buf(n_ * (6 + s.D)), n(n_) {
+        mx = buf.data(); my = mx + n; ca = my + n; cb = ca + n; cc = cb + n; op = cc + n; col = op + n;
+        for (int64_t k = 0; k < n; ++k) {
+            const int64_t i = ids[k];
+            mx[k] = s.means2d[2 * i];
+            my[k] = s.means2d[2 * i + 1];
+            ca[k] = s.conics[3 * i];
+            cb[k] = s.conics[3 * i + 1];
+            cc[k] = s.conics[3 * i + 2];
+            op[k] = s.opacities[i];
+            for (int64_t d = 0; d < s.D; ++d) col[k * s.D + d] = s.colors[i * s.D + d];
+        }
+    }
+};
+
+// Pixel centres of a tile, row-major; pixels outside the image are flagged (they never composite).
+template <typename T>
+struct TilePixels {
+    int64_t P, x0, y0, ts;
+    std::vector<T> fx, fy;
+    std::vector<unsigned char> inside;
+    TilePixels(int64_t tx, int64_t ty, int64_t ts_, int64_t width, int64_t height)
+        : P(ts_ * ts_), x0(tx * ts_), y0(ty * ts_), ts(ts_), fx(P), fy(P), inside(P) {
+        for (int64_t q = 0; q < P; ++q) {
+            const int64_t x = x0 + q % ts, y = y0 + q / ts;
+            fx[q] = static_cast<T>(x) + T(0.5);
+            fy[q] = static_cast<T>(y) + T(0.5);
+            inside[q] = (x < width && y < height) ? 1 : 0;
+        }
+    }
+    int64_t pixel(int64_t c, int64_t q, int64_t width, int64_t height) const {
+        return (c * height + y0 + q / ts) * width + x0 + q % ts;
+    }
+};
+
+}  // namespace cpu_rast
