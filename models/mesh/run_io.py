@@ -64,12 +64,12 @@ def cli_message(exc: BaseException, parser=None, renames: Optional[Dict[str, str
 
 
 # ----- loading ----------------------------------------------------------------------------------
-def load_run(path: PathLike, *, device: str = "cpu", num_threads: Optional[int] = None) -> LoadedRun:
+def load_run(path: PathLike, *, device: str = "cpu") -> LoadedRun:
     """The trained models and scene of a run folder or checkpoint (any trainer class), for
-    inference: no optimizer, nothing written (models.trainers.inference.open_run)."""
-    overrides = {} if num_threads is None else {"num_threads": int(num_threads)}
+    inference: no optimizer, nothing written, the process's thread count and random state left
+    alone (models.trainers.inference.open_run)."""
     try:
-        return open_run(path, device=device, overrides=overrides)
+        return open_run(path, device=device)
     except (FileNotFoundError, ValueError) as exc:
         raise RunInputError(str(exc)) from None
 

@@ -96,10 +96,11 @@ class SingleTrainer(BasicTrainer):
                 raise ValueError(f"optim.stage_schedule: stage {spec.name!r} turns on sugar_losses, which need the "
                                  "rendered depth: set its render_depth hook too")
         self.device = resolve_device(str(cfg.get("device", "auto")))
-        if self.device.type == "cpu" and cfg.get("num_threads"):
-            torch.set_num_threads(int(cfg.num_threads))
         seed = int(cfg.get("seed", 0))
-        seed_everything(seed)
+        if not self.inference:  # an inference trainer leaves the process's threads and RNGs alone
+            if self.device.type == "cpu" and cfg.get("num_threads"):
+                torch.set_num_threads(int(cfg.num_threads))
+            seed_everything(seed)
         self.scene = load_scene(cfg.scene)
         if not self.scene.train_views:
             raise ValueError(f"scene {cfg.scene.get('path')}: no training views after the train/test split")
