@@ -17,6 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+RENAMES = {"total": "--steps"}  # library parameter -> flag, where the names differ
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("overrides", nargs="*", help="Hydra overrides for all three runs (e.g. scene.width=80)")
@@ -33,14 +36,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from benchmarks.quality_bench import format_bench, run_quality_bench
-    from models.mesh.run_io import RunInputError
+    from models.mesh.run_io import RunInputError, cli_message
     try:
         results = run_quality_bench(Path(args.out), steps=args.steps, config_name=args.config_name,
                                     overrides=args.overrides, reuse=args.reuse, method=args.method,
                                     poisson_depth=args.poisson_depth, pixel_stride=args.pixel_stride, tau=args.tau,
                                     max_depth=args.max_depth, n_points=args.points)
     except RunInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_message(exc, p, renames=RENAMES)}", file=sys.stderr)
         return 2
     print(format_bench(results, args.tau))
     print(f"figure: {Path(args.out) / 'bench_quality.png'}")

@@ -69,19 +69,11 @@ def main(argv=None) -> None:
     tr = SingleTrainer(cfg, output_dir=cfg.output_dir)
     setup_s = time.perf_counter() - t0
     per_stage = defaultdict(list)
-    step_fn = tr.train_step
-
-    def timed_step():
-        t = time.perf_counter()
-        out = step_fn()
-        per_stage[tr.current_stage].append(time.perf_counter() - t)
-        return out
-
-    tr.train_step = timed_step
+    tr.add_step_callback(lambda _, info: per_stage[info.stage].append(info.seconds))
     t0 = time.perf_counter()
     tr.train()
     train_s = time.perf_counter() - t0
-    tr.train_step = step_fn
+    step_fn = tr.train_step
 
     print(f"config {args.config_name}: {tr.stage_schedule.describe()}; setup {setup_s:.1f} s; "
           f"training {train_s:.1f} s (incl. final evaluation and export); torch threads {torch.get_num_threads()}")

@@ -25,7 +25,7 @@ def bench_schedules(total: int) -> Dict[str, list]:
     proportions (700 / 200 / 600 for 1,500); (b) shares (c)'s pretrain and spends the rest in the
     entropy stage, so (b) vs (c) isolates the sugar stage and (a) vs (b) the entropy stage."""
     if total < 15:
-        raise RunInputError(f"--steps {total}: expected at least 15 (three stages of >= 2 steps)")
+        raise RunInputError(f"total={total}: expected at least 15 steps (three stages of >= 2 steps)", param="total")
     pre, ent = round(total * 7 / 15), round(total * 2 / 15)
     return {
         "a_pretrain": [{"name": "pretrain", "steps": total}],

@@ -1,7 +1,7 @@
 """Dataset axes, poses and intrinsics of the generator and the loader (the rigid / pinhole maths
 itself is models.cameras', re-exported here).
 
-Conventions (see DESIGN.md): cameras are OpenCV (x right, y down, z forward); dataset/ego axes are
+Conventions (see docs/design.md): cameras are OpenCV (x right, y down, z forward); dataset/ego axes are
 Waymo's (x forward, y left, z up); poses are 4x4 matrices mapping local -> parent coordinates.
 """
 from __future__ import annotations

@@ -25,12 +25,12 @@ def main(argv=None) -> int:
     p.add_argument("--points", type=int, default=200_000, help="surface samples per mesh")
     args = p.parse_args(argv)
 
-    from models.mesh.run_io import RunInputError, evaluate_run, format_eval, load_run
+    from models.mesh.run_io import RunInputError, cli_message, evaluate_run, format_eval, load_run
     try:
         report = evaluate_run(load_run(args.run), mesh=args.mesh, tau=args.tau, n_points=args.points,
                               max_depth=args.max_depth)
     except RunInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_message(exc, p)}", file=sys.stderr)
         return 2
     print(format_eval(report))
     return 0

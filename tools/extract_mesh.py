@@ -18,6 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+RENAMES = {"path": "--out"}  # library parameter -> flag, where the names differ
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", help="run folder (its newest checkpoint is used) or a checkpoint file")
@@ -35,7 +38,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
-    from models.mesh.run_io import RunInputError, default_mesh_path, extract_run_mesh, load_run, save_mesh
+    from models.mesh.run_io import RunInputError, cli_message, default_mesh_path, extract_run_mesh, load_run, save_mesh
     try:
         t0 = time.perf_counter()
         run = load_run(args.run)
@@ -46,7 +49,7 @@ def main(argv=None) -> int:
                                 progress=not args.no_progress)
         out = save_mesh(mesh, args.out or default_mesh_path(run, args.method))
     except RunInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_message(exc, p, renames=RENAMES)}", file=sys.stderr)
         return 2
     print(f"{args.method} mesh of {run.checkpoint} (step {run.step}): {len(mesh.vertices)} vertices, "
           f"{len(mesh.faces)} triangles -> {out} ({time.perf_counter() - t0:.1f} s)")

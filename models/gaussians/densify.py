@@ -1,20 +1,66 @@
 """Densification via ``gsplat.strategy.DefaultStrategy`` (pure PyTorch; runs on CPU).
 
 The strategy object is built from a plain config dict; its running state (``grad2d``, ``count``,
-optionally ``radii``, and ``scene_scale``) can be saved and restored exactly for resume.
+optionally ``radii``, and ``scene_scale``) can be saved and restored exactly for resume. It is
+used as gsplat's simple_trainer uses it: ``check_sanity`` once the optimizers exist,
+``step_pre_backward`` before and ``step_post_backward`` after ``loss.backward()``.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Dict, Mapping, Optional
 
+import gsplat
 import torch
 from gsplat.strategy import DefaultStrategy
+from gsplat.strategy.ops import reset_opa
+from packaging.version import Version
 
 STRATEGY_KEYS = tuple(f.name for f in dataclasses.fields(DefaultStrategy))
 
+# gsplat's DefaultStrategy.step_post_backward tests `step % self.reset_every == 0 & step > 0`, which
+# Python reads as the chained comparison `step % every == (0 & step) > 0`: always false, so its
+# periodic opacity reset never runs. 1.5.3 (the pinned version) has it; when a newer gsplat is
+# pinned, tests/gaussians/test_densify.py tells whether it still does and this bound is moved.
+OPACITY_RESET_BROKEN_UP_TO = Version("1.5.3")
 
-def build_strategy(cfg: Optional[Mapping[str, Any]] = None) -> DefaultStrategy:
+
+def opacity_reset_needs_fix(version: str = gsplat.__version__) -> bool:
+    """Whether this gsplat version's DefaultStrategy never runs its periodic opacity reset."""
+    return Version(version) <= OPACITY_RESET_BROKEN_UP_TO
+
+
+@dataclasses.dataclass
+class StagedDefaultStrategy(DefaultStrategy):
+    """gsplat's DefaultStrategy with the opacity reset under the trainer's control.
+
+    reset_opacity: whether the current stage allows the periodic opacity reset (the trainer sets it
+        from the stage's ``reset_opacity`` hook before each ``step_post_backward``).
+    fix_opacity_reset: run the reset gsplat intends (every ``reset_every`` steps after step 0,
+        before ``refine_stop_iter``, to 2 x ``prune_opa``) where the installed gsplat never does;
+        by default true exactly for those versions (``opacity_reset_needs_fix``).
+    """
+
+    reset_opacity: bool = True
+    fix_opacity_reset: bool = dataclasses.field(default_factory=opacity_reset_needs_fix)
+
+    def step_post_backward(self, params, optimizers, state, step, info, packed=False):
+        if self.fix_opacity_reset or self.reset_opacity:
+            super().step_post_backward(params, optimizers, state, step, info, packed=packed)
+        else:
+            # a gsplat whose own reset works would reset here: make its test false for this call
+            # (reset_every only gates the reset and the pause after it, pause_refine_after_reset = 0 here)
+            every, self.reset_every = self.reset_every, step + 1
+            try:
+                super().step_post_backward(params, optimizers, state, step, info, packed=packed)
+            finally:
+                self.reset_every = every
+        if (self.fix_opacity_reset and self.reset_opacity and 0 < step < self.refine_stop_iter
+                and self.reset_every > 0 and step % self.reset_every == 0):
+            reset_opa(params=params, optimizers=optimizers, state=state, value=self.prune_opa * 2.0)
+
+
+def build_strategy(cfg: Optional[Mapping[str, Any]] = None) -> StagedDefaultStrategy:
     """``DefaultStrategy`` from a dict such as ``{"refine_start_iter": 500, "refine_stop_iter":
     15000, "refine_every": 100, "reset_every": 3000, "grow_grad2d": 2e-4, "prune_opa": 0.005}``.
     Unknown keys raise one clear error."""
@@ -22,7 +68,7 @@ def build_strategy(cfg: Optional[Mapping[str, Any]] = None) -> DefaultStrategy:
     unknown = sorted(set(cfg) - set(STRATEGY_KEYS))
     if unknown:
         raise ValueError(f"unknown densification keys {unknown}; expected a subset of {list(STRATEGY_KEYS)}")
-    return DefaultStrategy(**cfg)
+    return StagedDefaultStrategy(**cfg)
 
 
 def init_strategy_state(strategy: DefaultStrategy, scene_scale: float = 1.0) -> Dict[str, Any]:

@@ -1,7 +1,7 @@
 """Small helpers shared by the mesh modules: array conversion and input checks (the camera maths
 is models.cameras').
 
-Conventions (DESIGN.md): OpenCV cameras (x right, y down, z forward), ``camera_to_world`` 4x4,
+Conventions (docs/design.md): OpenCV cameras (x right, y down, z forward), ``camera_to_world`` 4x4,
 intrinsics K in pixels with pixel centres at +0.5 (gsplat): pixel (row i, column j) is centred at
 u = j + 0.5, v = i + 0.5.
 """

@@ -22,7 +22,7 @@ near the rendered surface instead of being rasterized. The rendered depth of a s
 centre's depth across the whole footprint, so the error of D grows with that projected spread,
 which is why the window follows it.
 
-Following SUGAR.md, Gaussians with opacity < 0.5 are dropped first (``min_opacity``).
+Following docs/sugar.md, Gaussians with opacity < 0.5 are dropped first (``min_opacity``).
 """
 
 from __future__ import annotations

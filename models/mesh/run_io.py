@@ -37,16 +37,39 @@ MIN_ALPHA = 0.5
 
 
 class RunInputError(ValueError):
-    """Bad input from the user (file, folder, option); the tools print its message, no traceback."""
+    """Bad input from the user (file, folder, option); the tools print its message, no traceback.
+
+    An error about one argument names it as the library does (`views='x': expected ...`) and
+    carries it in `param`; `cli_message` turns that into the command line's flag."""
+
+    def __init__(self, message: str, param: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def cli_message(exc: BaseException, parser=None, renames: Optional[Dict[str, str]] = None) -> str:
+    """The error's message for a command line: a parameter it names (`pixel_stride=0: ...`)
+    becomes the parser's flag for it (`--pixel-stride 0: ...`); `renames` maps parameters whose
+    flag has another name (save_mesh's `path` is extract_mesh's `--out`)."""
+    message, param = str(exc), getattr(exc, "param", None)
+    if param is None or not message.startswith(f"{param}="):
+        return message
+    flags = dict(renames or {})
+    if parser is not None:
+        for action in parser._actions:
+            if action.option_strings:
+                flags.setdefault(action.dest, action.option_strings[-1])
+    flag = flags.get(param)
+    return f"{flag} {message[len(param) + 1:]}" if flag else message
 
 
 # ----- loading ----------------------------------------------------------------------------------
-def load_run(path: PathLike, *, device: str = "cpu", num_threads: Optional[int] = None) -> LoadedRun:
+def load_run(path: PathLike, *, device: str = "cpu") -> LoadedRun:
     """The trained models and scene of a run folder or checkpoint (any trainer class), for
-    inference: no optimizer, nothing written (models.trainers.inference.open_run)."""
-    overrides = {} if num_threads is None else {"num_threads": int(num_threads)}
+    inference: no optimizer, nothing written, the process's thread count and random state left
+    alone (models.trainers.inference.open_run)."""
     try:
-        return open_run(path, device=device, overrides=overrides)
+        return open_run(path, device=device)
     except (FileNotFoundError, ValueError) as exc:
         raise RunInputError(str(exc)) from None
 
@@ -54,7 +77,7 @@ def load_run(path: PathLike, *, device: str = "cpu", num_threads: Optional[int] 
 # ----- rendering ----------------------------------------------------------------------------------
 def select_views(run: LoadedRun, views: str = "train") -> list:
     if views not in VIEW_SETS:
-        raise RunInputError(f"--views {views!r}: expected one of {', '.join(VIEW_SETS)}")
+        raise RunInputError(f"views={views!r}: expected one of {', '.join(VIEW_SETS)}", param="views")
     scene = run.scene
     return list(scene.train_views) + (list(scene.test_views) if views == "all" else [])
 
@@ -110,13 +133,14 @@ def extract_run_mesh(run: LoadedRun, *, method: str = "levelset", views: str = "
     from .tsdf import tsdf_fusion
 
     if method not in METHODS:
-        raise RunInputError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+        raise RunInputError(f"method={method!r}: expected one of {', '.join(METHODS)}", param="method")
     if pixel_stride < 1:
-        raise RunInputError(f"--pixel-stride {pixel_stride}: expected an integer >= 1")
+        raise RunInputError(f"pixel_stride={pixel_stride}: expected an integer >= 1", param="pixel_stride")
     if target_triangles is not None and target_triangles < 1:
-        raise RunInputError(f"--target-triangles {target_triangles}: expected a positive integer")
+        raise RunInputError(f"target_triangles={target_triangles}: expected a positive integer",
+                            param="target_triangles")
     if not 0 < level < 1:
-        raise RunInputError(f"--level {level}: expected a density level in (0, 1)")
+        raise RunInputError(f"level={level}: expected a density level in (0, 1)", param="level")
     chosen = select_views(run, views)
     r = render_depths(run, chosen, progress=progress)
     if method == "tsdf":
@@ -124,7 +148,8 @@ def extract_run_mesh(run: LoadedRun, *, method: str = "levelset", views: str = "
             valid = np.concatenate([d[d > 0] for d in r["depths"]])
             depth_trunc = max(2.0 * float(run.scene.scene_radius), float(np.quantile(valid, 0.98)))
         elif not depth_trunc > 0:
-            raise RunInputError(f"--depth-trunc {depth_trunc}: expected a positive distance in metres")
+            raise RunInputError(f"depth_trunc={depth_trunc}: expected a positive distance in metres",
+                                param="depth_trunc")
         mesh = tsdf_fusion(r["depths"], r["Ks"], r["c2ws"], r["rgbs"], depth_trunc=float(depth_trunc),
                            progress=progress)
     else:
@@ -155,7 +180,7 @@ def save_mesh(mesh, path: PathLike) -> Path:
     """Write a PLY atomically (temporary file + rename) so a failed export never leaves half a file."""
     path = Path(path)
     if path.suffix.lower() != ".ply":
-        raise RunInputError(f"--out {path}: expected a .ply path")
+        raise RunInputError(f"path={path}: expected a .ply path", param="path")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -295,9 +320,9 @@ def evaluate_run(run: LoadedRun, *, mesh: Optional[PathLike] = None, tau: float 
     """PSNR/SSIM on the test views and, where the scene has ground truth and a mesh exists (mesh, or
     <run>/exports/mesh_levelset.ply, or mesh_tsdf.ply), surface metrics. Writes <run>/eval.json."""
     if not tau > 0:
-        raise RunInputError(f"--tau {tau}: expected a positive distance in metres")
+        raise RunInputError(f"tau={tau}: expected a positive distance in metres", param="tau")
     if max_depth is not None and not max_depth > 0:
-        raise RunInputError(f"--max-depth {max_depth}: expected a positive distance in metres")
+        raise RunInputError(f"max_depth={max_depth}: expected a positive distance in metres", param="max_depth")
     if mesh is not None and not Path(mesh).is_file():
         raise RunInputError(f"mesh file {mesh} does not exist (expected a .ply written by tools/extract_mesh.py)")
     image = run.trainer.evaluate()

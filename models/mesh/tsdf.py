@@ -1,6 +1,6 @@
 """TSDF fusion of rendered depth maps into a mesh (2DGS's alternative to SuGaR's Poisson mesh).
 
-Defaults (SUGAR.md, "Mesh after the sugar stage"): depth_trunc = 2·scene radius,
+Defaults (docs/sugar.md, "Mesh after the sugar stage"): depth_trunc = 2·scene radius,
 voxel = depth_trunc / 1024, sdf_trunc = 5·voxel; afterwards only the largest connected components
 (by triangle count) are kept.
 
@@ -39,7 +39,7 @@ def tsdf_params(
     voxel_size: float | None = None,
     sdf_trunc: float | None = None,
 ) -> TSDFParams:
-    """The fusion parameters: each one given wins, the others follow SUGAR.md's defaults."""
+    """The fusion parameters: each one given wins, the others follow docs/sugar.md's defaults."""
     if depth_trunc is None:
         if scene_radius is None:
             raise ValueError("tsdf fusion needs scene_radius or depth_trunc (metres)")

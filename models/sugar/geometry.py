@@ -1,4 +1,4 @@
-"""Geometry of a set of 3D Gaussians, as SuGaR's regularizers need it (see shared/SUGAR.md).
+"""Geometry of a set of 3D Gaussians, as SuGaR's regularizers need it (see docs/sugar.md).
 
 Pure functions of tensors, device-agnostic. Conventions: Gaussian g has centre ``means[g]``,
 rotation ``rotmats[g]`` whose *columns* are its axes, ``scales[g]`` (3 values, already exp'd)
@@ -128,7 +128,7 @@ def gaussian_density(
     """d(p) = Σ_j α_j exp(−½‖diag(1/s_j) R_jᵀ (p − μ_j)‖²) over the Gaussians j of each row.
 
     points [M, 3], neighbour_idx [M, K] -> (d [M], terms [M, K]) with terms[m, j] the j-th
-    summand (α̂_j(p) in SUGAR.md). No normalisation or clipping here. With ``with_grad`` also the
+    summand (α̂_j(p) in docs/sugar.md). No normalisation or clipping here. With ``with_grad`` also the
     analytic ∇d [M, 3] (the level-set extraction's normals): ∇ of exp(−½‖y‖²), y = A(p − μ) with
     A = diag(1/s) Rᵀ, is −exp(…)·Aᵀ y = −exp(…)·R (y / s).
     """

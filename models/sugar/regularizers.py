@@ -1,10 +1,10 @@
-"""SuGaR's surface regularizers (shared/SUGAR.md), as pure functions of tensors.
+"""SuGaR's surface regularizers (docs/sugar.md), as pure functions of tensors.
 
 Each returns ``(loss, stats)``: ``loss`` a scalar tensor already multiplied by ``weight`` and
 always part of the graph (a zero that still back-propagates when no sample survives),
 ``stats`` a dict of Python numbers for logging.
 
-Choices made where SUGAR.md leaves room (shared by all three terms):
+Choices made where docs/sugar.md leaves room (shared by all three terms):
 
 * **Which Gaussians j enter d(p).** For a sample p drawn around Gaussian g, j runs over
   ``[g] + neighbours[g]`` (k + 1 Gaussians). ``knn`` excludes self, but SuGaR's neighbour
@@ -68,7 +68,7 @@ def visible_surface_mask(
     alpha_map: Optional[torch.Tensor] = None, threshold: float = 2.0,
     min_alpha: float = 0.5, near: float = 0.01,
 ) -> torch.Tensor:
-    """Bool [n]: Gaussians that lie on the surface seen in ``depth_map`` (SUGAR.md SDF step 2).
+    """Bool [n]: Gaussians that lie on the surface seen in ``depth_map`` (docs/sugar.md SDF step 2).
 
     Kept when the centre is in front of the camera (z > ``near``), projects inside the image,
     the rendered alpha there is ≥ ``min_alpha`` (where a pixel is mostly empty its "ED" depth is
@@ -101,7 +101,7 @@ def sugar_sdf_loss(
     max_residual: float = 1.0, min_alpha: float = 0.5, near: float = 0.01,
     density_eps: float = 1e-16,
 ) -> Tuple[torch.Tensor, Dict[str, float]]:
-    """SuGaR's SDF-estimation loss from the rendered depth map (SUGAR.md, steps 2–5).
+    """SuGaR's SDF-estimation loss from the rendered depth map (docs/sugar.md, steps 2–5).
 
     Args:
         points [M, 3], gauss_idx [M]: samples from ``sample_points_around_gaussians``.
@@ -199,7 +199,7 @@ def sugar_normal_loss(
     points: torch.Tensor, gauss_idx: torch.Tensor, neighbours: torch.Tensor,
     gaussians: Sequence[torch.Tensor], weight: float = 0.2,
 ) -> Tuple[torch.Tensor, Dict[str, float]]:
-    """SuGaR's normal regularizer (SUGAR.md "Normal regularizer").
+    """SuGaR's normal regularizer (docs/sugar.md "Normal regularizer").
 
     For j ∈ [g] + neighbours[g]: ñ_j = sign(⟨n_j, n_g⟩)·n_j (sign detached);
     w_j ∝ α̂_j(p)·|⟨p − μ_j, ñ_j⟩| / max(s_j^min, 1e-6)², with α̂_j(p) the j-th term of d(p);

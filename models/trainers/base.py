@@ -13,6 +13,7 @@ import numbers
 import os
 import signal
 import threading
+import time
 import warnings
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -279,6 +280,21 @@ logger = logging.getLogger("models.trainers")
 StageCallback = Callable[[str, "BasicTrainer", StageSpec], None]
 
 
+@dataclass
+class StepInfo:
+    """What a step callback receives after every training step."""
+
+    step: int                   # the global step that ran (0-indexed; trainer.step is now step + 1)
+    stage: str                  # its stage and the step within it
+    stage_step: int
+    values: Dict[str, float]    # what train_step returned (losses, psnr, num_gaussians, ...)
+    seconds: float              # wall time of train_step
+    outputs: Any = None         # the trainer's own outputs of the step (SingleTrainer: StepOutputs)
+
+
+StepCallback = Callable[["BasicTrainer", StepInfo], None]
+
+
 class ScheduleChangedWarning(UserWarning):
     """A checkpoint made under another stage schedule was loaded."""
 
@@ -328,6 +344,8 @@ class BasicTrainer:
         self.render_cfg.opacity_entropy_weight = self.opacity_entropy_scheduler.weight(self.current_stage)
         self._active_stage: Optional[int] = None     # stage whose start event has fired, not yet ended
         self._stage_callbacks: List[StageCallback] = []
+        self._step_callbacks: List[StepCallback] = []
+        self.last_outputs: Any = None                # set by train_step for the step callbacks
         self._stop_requested = False
         self.output_dir = Path(output_dir) if output_dir is not None else None
 
@@ -361,6 +379,11 @@ class BasicTrainer:
     def add_stage_callback(self, callback: StageCallback) -> None:
         """`callback(event, trainer, stage)` with event "stage_start" or "stage_end"."""
         self._stage_callbacks.append(callback)
+
+    def add_step_callback(self, callback: StepCallback) -> None:
+        """`callback(trainer, StepInfo)` after every step that `train()` runs: monitoring, snapshots,
+        a viewer. Called in the order added, before the step's checkpoint or a requested stop."""
+        self._step_callbacks.append(callback)
 
     @property
     def current_stage_spec(self) -> StageSpec:
@@ -421,8 +444,13 @@ class BasicTrainer:
         try:
             while self.step < end:
                 self.update_stage()
-                self.train_step()
+                t0 = time.perf_counter()
+                values = self.train_step()
+                info = StepInfo(self.step, self.current_stage, self.stage_step, values or {},
+                                time.perf_counter() - t0, self.last_outputs)
                 self.step += 1
+                for callback in self._step_callbacks:
+                    callback(self, info)
                 if self._stop_requested:
                     path = self.save_checkpoint() if self.output_dir is not None else None
                     logger.warning("stop requested: checkpoint %s written at step %d; continue with resume=true",

@@ -63,7 +63,7 @@ class TrainingMonitor:
         tr = self.trainer
         if self._bar is None:
             from tqdm import tqdm
-            self._bar = tqdm(total=tr.total_steps, initial=tr.step, dynamic_ncols=True, unit="step",
+            self._bar = tqdm(total=tr.total_steps, initial=tr.step - 1, dynamic_ncols=True, unit="step",
                              disable=not self._use_bar)
         spec = tr.current_stage_spec
         self._bar.set_description(f"{tr.current_stage} {tr.stage_step + 1}/{spec.steps}", refresh=False)
@@ -71,18 +71,20 @@ class TrainingMonitor:
                               gs=values["num_gaussians"], refresh=False)
         self._bar.update(1)
 
-    def after_step(self, values: Dict[str, float], view, rgb, alpha, depth) -> None:
-        tr = self.trainer
-        step = tr.step + 1  # the step has run
+    def on_step(self, tr: "BasicTrainer", info) -> None:
+        """Step callback: progress bar, TensorBoard scalars, and every log.snapshot_every steps a PNG."""
+        values = info.values
+        step = tr.step  # the step has run
         self._progress(values)
-        if self.writer is not None and (step % self.scalars_every == 0 or tr.stage_step == 0):
+        if self.writer is not None and (step % self.scalars_every == 0 or info.stage_step == 0):
             for key, value in values.items():
                 self.writer.add_scalar(f"train/{key}", value, step)
             self.writer.add_scalar("train/stage_index", tr.stage_schedule.stage_index, step)
             self.writer.add_scalar("train/opacity_entropy_weight", tr.render_cfg.opacity_entropy_weight, step)
-        if self.snapshot_every and step % self.snapshot_every == 0:
+        if self.snapshot_every and step % self.snapshot_every == 0 and info.outputs is not None:
+            view = info.outputs.view
             rgb_s, alpha_s, depth_s = tr.render_view(view)  # depth for the snapshot even when not trained
-            self.write_snapshot(f"step_{step:06d}_{tr.current_stage}", view.image, rgb_s, alpha_s, depth_s)
+            self.write_snapshot(f"step_{step:06d}_{info.stage}", view.image, rgb_s, alpha_s, depth_s)
 
     def write_snapshot(self, name: str, gt, rgb, alpha, depth) -> Path:
         self.renders.mkdir(parents=True, exist_ok=True)

@@ -13,12 +13,13 @@ import json
 import logging
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
-from gsplat.strategy.ops import remove, reset_opa
+from gsplat.strategy.ops import remove
 from omegaconf import OmegaConf
 
 from models.gaussians.densify import build_strategy, load_strategy_state, strategy_state_dict
@@ -66,6 +67,16 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@dataclass
+class StepOutputs:
+    """A SingleTrainer step's own outputs, handed to step callbacks (StepInfo.outputs)."""
+
+    view: Any                        # the training view of the step
+    render: RenderOutput             # its render (rgb over the background, alpha, depth, info)
+    mask: Optional[torch.Tensor]     # the photometric loss's pixel mask (None: every pixel counts)
+    slices: Dict[str, slice]         # each model's slice of the rendered Gaussians
+
+
 class _GradSlice:
     """Stands in for `info["means2d"]` when gsplat's strategy reads one model's part of its gradient."""
 
@@ -85,10 +96,11 @@ class SingleTrainer(BasicTrainer):
                 raise ValueError(f"optim.stage_schedule: stage {spec.name!r} turns on sugar_losses, which need the "
                                  "rendered depth: set its render_depth hook too")
         self.device = resolve_device(str(cfg.get("device", "auto")))
-        if self.device.type == "cpu" and cfg.get("num_threads"):
-            torch.set_num_threads(int(cfg.num_threads))
         seed = int(cfg.get("seed", 0))
-        seed_everything(seed)
+        if not self.inference:  # an inference trainer leaves the process's threads and RNGs alone
+            if self.device.type == "cpu" and cfg.get("num_threads"):
+                torch.set_num_threads(int(cfg.num_threads))
+            seed_everything(seed)
         self.scene = load_scene(cfg.scene)
         if not self.scene.train_views:
             raise ValueError(f"scene {cfg.scene.get('path')}: no training views after the train/test split")
@@ -105,6 +117,8 @@ class SingleTrainer(BasicTrainer):
             return
         self._build_optimizers()
         self.strategy = build_strategy(OmegaConf.to_container(cfg.densify, resolve=True))
+        for name, m in self.models.items():
+            self.strategy.check_sanity(m.params, self.optimizers[name])
         self.strategy_states = {name: self.strategy.initialize_state(scene_scale=self.scene_scale)
                                 for name in self.models}
         self.sampler = ImageSampler(len(self._views), seed=seed)
@@ -113,6 +127,8 @@ class SingleTrainer(BasicTrainer):
         self.neighbours_step = -1
         self.last_losses: Dict[str, float] = {}
         self.monitor = TrainingMonitor(self) if self.output_dir is not None else None
+        if self.monitor is not None:
+            self.add_step_callback(self.monitor.on_step)
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             OmegaConf.save(cfg, self.output_dir / "config.yaml", resolve=True)
@@ -199,8 +215,9 @@ class SingleTrainer(BasicTrainer):
         out, gs, slices = self.render(view, render_mode="RGB+ED" if need_depth else "RGB", sh_degree=sh_degree)
         rgb, alpha, depth, info = out
         densify = hooks["densify"]
-        if densify:
-            info["means2d"].retain_grad()  # the strategy's signal, for every model's slice
+        if densify:  # the strategy's screen-space signal (all models' means2d; each reads its slice)
+            self.strategy.step_pre_backward(self.model.params, self.optimizers[MODEL_KEY],
+                                            self.strategy_states[MODEL_KEY], self.step, info)
 
         mask = ~view.dynamic_mask if bool(cfg.loss.mask_dynamic) else None
         loss, terms = photometric_loss(rgb, view.image, mask=mask, ssim_lambda=float(cfg.loss.ssim_lambda))
@@ -241,8 +258,8 @@ class SingleTrainer(BasicTrainer):
         out["psnr"] = float(psnr(rgb.detach(), view.image, mask))
         out["num_gaussians"] = self.num_gaussians
         self.last_losses = out
-        if self.monitor is not None:
-            self.monitor.after_step(out, view=view, rgb=rgb, alpha=alpha, depth=depth)
+        self.last_outputs = StepOutputs(view=view, render=RenderOutput(rgb.detach(), alpha.detach(),
+                                        None if depth is None else depth.detach(), info), mask=mask, slices=slices)
         return out
 
     def render(self, view, *, render_mode: str = "RGB", sh_degree: Optional[int] = None
@@ -265,18 +282,12 @@ class SingleTrainer(BasicTrainer):
     def _densify(self, info: Dict[str, Any], slices: Dict[str, slice]) -> None:
         """gsplat's DefaultStrategy on each model, with that model's slice of the screen-space signal."""
         means2d = info["means2d"]
-        every, stop = int(self.cfg.densify.reset_every), int(self.cfg.densify.refine_stop_iter)
+        self.strategy.reset_opacity = bool(self.stage_hooks["reset_opacity"])  # StagedDefaultStrategy
         for name, m in self.models.items():
             sl = slices[name]
             model_info = dict(info, radii=info["radii"][:, sl], means2d=_GradSlice(means2d.grad[:, sl]))
             self.strategy.step_post_backward(m.params, self.optimizers[name], self.strategy_states[name],
                                              self.step, model_info, packed=False)
-            # gsplat 1.5.3's DefaultStrategy tests `step % reset_every == 0 & step > 0`, which Python reads as
-            # a chained comparison that is always false, so its opacity reset never runs: do it here.
-            if (self.stage_hooks["reset_opacity"] and every > 0 and self.step > 0 and self.step % every == 0
-                    and self.step < stop):
-                reset_opa(m.params, self.optimizers[name], self.strategy_states[name],
-                          value=self.strategy.prune_opa * 2.0)
 
     def _sugar_losses(self, gs, radii, depth, alpha, viewmat, view) -> Dict[str, torch.Tensor]:
         scfg = self.cfg.sugar

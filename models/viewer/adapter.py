@@ -24,7 +24,9 @@ def open_run(path, *, device: str = "cpu", num_threads: Optional[int] = None):
     raises models.mesh.run_io.RunInputError with one line naming the file."""
     from models.mesh.run_io import load_run
 
-    run = load_run(path, device=device, num_threads=num_threads)
+    if num_threads is not None:  # the command line's request (opening a run itself sets no threads)
+        torch.set_num_threads(int(num_threads))
+    run = load_run(path, device=device)
     return run.trainer, Path(run.run_dir), Path(run.checkpoint)
 
 

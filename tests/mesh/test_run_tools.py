@@ -188,6 +188,17 @@ def test_library_errors_are_run_input_errors(tmp_path):
         load_run(tmp_path / "missing")
 
 
+def test_library_errors_name_parameters_and_the_tools_name_flags(tiny_run, capsys):
+    from models.mesh.run_io import extract_run_mesh
+
+    with pytest.raises(RunInputError, match=r"^pixel_stride=0: expected an integer >= 1") as err:
+        extract_run_mesh(load_run(tiny_run), pixel_stride=0)
+    assert err.value.param == "pixel_stride"
+    one_error_line(capsys, extract_tool.main([str(tiny_run), "--pixel-stride", "0", *FAST]),
+                   "error: --pixel-stride 0: expected an integer >= 1")
+    one_error_line(capsys, eval_tool.main([str(tiny_run), "--tau", "-1"]), "error: --tau -1.0: expected a positive")
+
+
 def test_tool_process_exits_non_zero_without_traceback(tmp_path):
     missing = tmp_path / "no_such_run"
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "extract_mesh.py"), str(missing)],

@@ -38,6 +38,21 @@ def test_the_checkpoint_names_its_trainer_class(trained):
         run.trainer.train(num_steps=1)
 
 
+def test_opening_a_run_leaves_the_process_alone(trained):
+    """No thread count (the run's config says num_threads=1) and no reseeding or RNG restore."""
+    _, out = trained
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        torch.manual_seed(1234)
+        before = torch.get_rng_state()
+        open_run(out)
+        assert torch.get_num_threads() == 2
+        assert torch.equal(torch.get_rng_state(), before)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_renders_match_the_trainer_that_wrote_the_run(trained):
     trainer, out = trained
     run = open_run(out)

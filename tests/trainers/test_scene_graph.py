@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-import models.trainers.single as single_mod
 from models.gaussians.rigid import INSTANCE_KEY, quat_multiply, rotmat_to_quat, sh_rotation
 from models.exports import VIEWER_FROM_WORLD
 from models.gaussians.vanilla import VanillaGaussians
@@ -43,20 +42,16 @@ def uninterrupted(scene_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("multi_full") / "run"
     trainer = MultiTrainer(tiny_config(scene_dir, out, *MULTI), output_dir=out)
     record = {"modes": [], "sugar_sizes": [], "stages": [], "masks": []}
-    raster, sugar, photometric = single_mod.render_gaussians, trainer._sugar_losses, single_mod.photometric_loss
+    sugar = trainer._sugar_losses
 
-    def spy_raster(*args, **kwargs):
-        if torch.is_grad_enabled():
-            record["modes"].append((trainer.current_stage, kwargs["render_mode"], args[0]["means"].shape[0]))
-        return raster(*args, **kwargs)
+    def on_step(tr, info):
+        render = info.outputs.render
+        record["modes"].append((info.stage, render.info["render_mode"], render.info["radii"].shape[1]))
+        record["masks"].append(info.outputs.mask)
 
     def spy_sugar(gs, *args):
         record["sugar_sizes"].append((gs["means"].shape[0], trainer.model.num_gaussians))
         return sugar(gs, *args)
-
-    def spy_photometric(*args, **kwargs):
-        record["masks"].append(kwargs.get("mask"))
-        return photometric(*args, **kwargs)
 
     def on_stage(event, tr, stage):
         if event == "stage_start":
@@ -66,12 +61,9 @@ def uninterrupted(scene_dir, tmp_path_factory):
 
     record["init"] = all_params(trainer)
     trainer.add_stage_callback(on_stage)
+    trainer.add_step_callback(on_step)
     trainer._sugar_losses = spy_sugar
-    single_mod.render_gaussians, single_mod.photometric_loss = spy_raster, spy_photometric
-    try:
-        trainer.train()
-    finally:
-        single_mod.render_gaussians, single_mod.photometric_loss = raster, photometric
+    trainer.train()
     return trainer, out, record
 
 
@@ -199,7 +191,7 @@ def test_sugar_prune_applies_to_all_models_and_regularizers_to_the_background(un
     assert sizes == {n: m.num_gaussians for n, m in trainer.models.items()}  # no densification in sugar
 
 
-def test_dynamic_pixels_train_the_rigid_nodes(uninterrupted, make_cfg, monkeypatch):
+def test_dynamic_pixels_train_the_rigid_nodes(uninterrupted, make_cfg):
     trainer, _, record = uninterrupted
     assert len(record["masks"]) == 15 and all(m is None for m in record["masks"])  # the whole image counts
     init = record["init"]
@@ -208,10 +200,9 @@ def test_dynamic_pixels_train_the_rigid_nodes(uninterrupted, make_cfg, monkeypat
         "the car's colours never changed: its pixels do not reach the rigid nodes"
     # contrast: the SingleTrainer config leaves dynamic pixels out, so this test can tell the two apart
     seen = []
-    real = single_mod.photometric_loss
-    monkeypatch.setattr(single_mod, "photometric_loss", lambda *a, **k: seen.append(k.get("mask")) or real(*a, **k))
     cfg = tiny_config(trainer.scene.root, make_cfg().output_dir + "_single")
     single = SingleTrainer(cfg, output_dir=None)
+    single.add_step_callback(lambda tr, info: seen.append(info.outputs.mask))
     single.train(num_steps=1)
     assert seen[0] is not None and not bool(seen[0].all())
 

@@ -39,18 +39,8 @@ def uninterrupted(scene_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("full") / "run"
     trainer = SingleTrainer(tiny_config(scene_dir, out), output_dir=out)
     modes = []
-    original = single_mod.render_gaussians
-
-    def spy(*args, **kwargs):
-        if torch.is_grad_enabled():
-            modes.append((trainer.current_stage, kwargs["render_mode"]))
-        return original(*args, **kwargs)
-
-    single_mod.render_gaussians = spy
-    try:
-        trainer.train()
-    finally:
-        single_mod.render_gaussians = original
+    trainer.add_step_callback(lambda tr, info: modes.append((info.stage, info.outputs.render.info["render_mode"])))
+    trainer.train()
     return trainer, out, modes
 
 
@@ -130,15 +120,11 @@ def test_seed_acceptance_on_real_training(make_cfg):
 def test_sigterm_finishes_the_step_checkpoints_and_resume_continues(make_cfg, uninterrupted):
     cfg = make_cfg()
     trainer = SingleTrainer(cfg, output_dir=cfg.output_dir)
-    original = trainer.train_step
-
-    def step_then_signal():
-        out = original()
-        if trainer.step == 4:
+    def signal_after_step_4(tr, info):
+        if info.step == 4:
             os.kill(os.getpid(), signal.SIGTERM)  # delivered to the handler train() installed
-        return out
 
-    trainer.train_step = step_then_signal
+    trainer.add_step_callback(signal_after_step_4)
     trainer.train()
     assert trainer.step == 5
     assert [p.name for p in list_checkpoints(cfg.output_dir + "/checkpoints")] == ["step_000005.pt"]
