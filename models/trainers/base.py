@@ -333,6 +333,7 @@ class BasicTrainer:
         self._active_stage: Optional[int] = None     # stage whose start event has fired, not yet ended
         self._stage_callbacks: List[StageCallback] = []
         self._stop_requested = False
+        self.stop_checkpoint: Optional[Path] = None   # set when SIGTERM / SIGINT stopped train() early
         self.output_dir = Path(output_dir) if output_dir is not None else None
 
         self.setup()
@@ -342,10 +343,14 @@ class BasicTrainer:
                         self.current_stage, self.stage_step, self.current_stage_spec.steps)
         self.trace = (StageTrace(self.output_dir / "trace", argv, str(resume_path) if resume_path else None)
                       if self.output_dir is not None else None)
+        self.on_ready()
 
     # ----- for subclasses --------------------------------------------------------------------
     def setup(self) -> None:
         """Build models, optimizers, data (before a checkpoint is loaded)."""
+
+    def on_ready(self) -> None:
+        """Called once the trainer is built and any checkpoint is loaded (write run files here)."""
 
     def train_step(self) -> Dict[str, float]:
         """One optimisation step at `self.step` in `self.current_stage`."""
@@ -428,6 +433,7 @@ class BasicTrainer:
                 self.step += 1
                 if self._stop_requested:
                     path = self.save_checkpoint() if self.output_dir is not None else None
+                    self.stop_checkpoint = path
                     logger.warning("stop requested: checkpoint %s written at step %d; continue with resume=true",
                                    path, self.step)
                     return
@@ -543,8 +549,19 @@ class BasicTrainer:
             "step": self.step,
             "stage": stage,
             "stage_active": self._active_stage,
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "config": self._config_for_checkpoint(),
         }
+
+    # keys that say how this process was started, not what the run is: a resumed run's checkpoints
+    # are byte-identical to an uninterrupted run's only if these are left out of them
+    RUN_CONTROL_KEYS = {"resume": False, "stop_after": None}
+
+    def _config_for_checkpoint(self) -> Dict[str, Any]:
+        config = OmegaConf.to_container(self.cfg, resolve=True)
+        for key, neutral in self.RUN_CONTROL_KEYS.items():
+            if key in config:
+                config[key] = neutral
+        return config
 
     def load_state_dict(self, state: Union[Dict[str, Any], os.PathLike, str]) -> None:
         source = "checkpoint"

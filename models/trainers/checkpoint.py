@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -71,9 +72,31 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:06d}.pt"
 
 
+def canonical(obj: Any) -> Any:
+    """A copy of nested dicts / lists / tuples with fresh containers and interned strings.
+
+    The pickle inside a torch file refers back to an object it has already written (its memo) by
+    identity, so equal contents with different object sharing give different bytes: e.g. the key
+    'step' of an optimizer state is the same string object as the checkpoint's own 'step' key in
+    one process, and a separate one after a resume. With every container fresh and every string
+    interned, the bytes depend on the contents only (a resumed run's checkpoints equal an
+    uninterrupted run's)."""
+    if isinstance(obj, dict):
+        return {canonical(k): canonical(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [canonical(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(canonical(v) for v in obj)
+    if type(obj) is str:
+        return sys.intern(obj)
+    return obj
+
+
 def atomic_save(obj: Any, path: PathLike) -> Path:
-    """Write `obj` to `path` through a temporary file and a rename. On any failure the temporary
-    file is removed, `path` (if it existed) is untouched, and `CheckpointSaveError` says why."""
+    """Write `obj` (made `canonical`) to `path` through a temporary file and a rename. On any failure
+    the temporary file is removed, `path` (if it existed) is untouched, and `CheckpointSaveError`
+    says why."""
+    obj = canonical(obj)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -29,6 +29,7 @@ from models.losses import (knn, lidar_depth_loss, opacity_entropy_loss, photomet
 from models.rendering.render import RenderOutput, render_gaussians
 from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
 from models.trainers.checkpoint import capture_rng_state, restore_rng_state
+from models.trainers.config_checks import check_training_config
 from models.trainers.monitor import TrainingMonitor
 from models.trainers.sampler import ImageSampler
 from scenes import load_scene
@@ -74,6 +75,7 @@ class SingleTrainer(BasicTrainer):
     # ----- construction ------------------------------------------------------------------------
     def setup(self) -> None:
         cfg = self.cfg
+        check_training_config(cfg)
         for spec in self.stage_schedule.stages:
             hooks = spec.resolved_hooks()
             if hooks["sugar_losses"] and not hooks["render_depth"]:
@@ -110,7 +112,11 @@ class SingleTrainer(BasicTrainer):
         self.monitor = TrainingMonitor(self) if self.output_dir is not None else None
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            OmegaConf.save(cfg, self.output_dir / "config.yaml", resolve=True)
+
+    def on_ready(self) -> None:
+        # written once the checkpoint (if any) has been accepted: a refused resume leaves the old one
+        if self.output_dir is not None:
+            OmegaConf.save(self.cfg, self.output_dir / "config.yaml", resolve=True)
 
     def _to_device(self, view):
         """A copy of a view with its tensors on the training device (the scene's own stay on the CPU)."""
