@@ -114,6 +114,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     work = (REPO / args.out).resolve()
     shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     scene, out = work / "scene", work / "killed"
     rng = random.Random(args.seed)
     recovered, during_saves, rows = 0, 0, []

@@ -116,7 +116,7 @@ def test_run_tools_refuse(tmp_path, marker, capsys, tool):
 def test_quality_benchmark_refuses(tmp_path, marker, capsys):
     out = tmp_path / "bench"
     steps = 15
-    from models.mesh.quality_bench import bench_schedules
+    from benchmarks.quality_bench import bench_schedules
     first = next(iter(bench_schedules(steps)))
     run = out / first
     evil = craft(run / "checkpoints" / f"step_{steps:06d}.pt", marker)
