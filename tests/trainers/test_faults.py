@@ -194,6 +194,7 @@ def test_progress_is_a_bar_on_a_terminal(scene_dir, tmp_path):
     trainer = SingleTrainer(cfg, output_dir=cfg.output_dir)
     trainer.monitor.stream = stream = Terminal()
     trainer.train(num_steps=4)
+    trainer.monitor.close()  # tqdm redraws at most every 0.1 s; closing draws the last state
     assert "\r" in stream.getvalue() and "pretrain 4/7" in stream.getvalue()
 
 
