@@ -24,6 +24,20 @@ class GaussianGeometry(NamedTuple):
     opacities: torch.Tensor  # [N] (or [N, 1]), in (0, 1)
 
 
+def take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``values[index]`` for an integer index of any shape, through ``index_select``.
+
+    Why not ``values[index]``: its backward is ``index_put_(accumulate=True)``, which on a CPU with
+    several threads adds float gradients with atomics in whatever order the threads arrive, so
+    two identical runs differ in the last bits whenever an index repeats (it always does here:
+    many samples share a Gaussian, and neighbour lists overlap). ``index_select``'s backward is
+    ``index_add_``, which adds in index order: the same bytes at any thread count (on CUDA both
+    use atomics).
+    """
+    flat = values.index_select(0, index.reshape(-1))
+    return flat.reshape(*index.shape, *values.shape[1:])
+
+
 def gaussian_normals(rotmats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """[N, 3] unit normals: the axis (column of R) with the smallest scale. Sign is arbitrary.
 
@@ -113,11 +127,11 @@ def sample_points_around_gaussians(
     gen_device = generator.device if generator is not None else means.device
     pick = torch.randint(candidates.numel(), (num_samples,), generator=generator,
                          device=gen_device).to(candidates.device)
-    gauss_idx = candidates[pick].to(means.device)
+    gauss_idx = candidates[pick].to(means.device)   # (no grad: plain indexing is fine)
     eps = torch.randn(num_samples, 3, generator=generator, device=gen_device,
                       dtype=means.dtype).to(means.device)
-    local = scale_factor * scales[gauss_idx] * eps
-    points = means[gauss_idx] + torch.einsum("mij,mj->mi", rotmats[gauss_idx], local)
+    local = scale_factor * take(scales, gauss_idx) * eps
+    points = take(means, gauss_idx) + torch.einsum("mij,mj->mi", take(rotmats, gauss_idx), local)
     return points, gauss_idx
 
 
@@ -133,13 +147,14 @@ def gaussian_density(
     A = diag(1/s) Rᵀ, is −exp(…)·Aᵀ y = −exp(…)·R (y / s).
     """
     alpha = opacities.reshape(-1)
-    diff = points.unsqueeze(1) - means[neighbour_idx]                          # [M, K, 3]
-    rot = rotmats[neighbour_idx]
-    y = torch.einsum("mkij,mki->mkj", rot, diff) / scales[neighbour_idx]       # diag(1/s_j) R_jᵀ (p − μ_j)
-    terms = alpha[neighbour_idx] * torch.exp(-0.5 * y.pow(2).sum(dim=-1))     # [M, K]
+    diff = points.unsqueeze(1) - take(means, neighbour_idx)                    # [M, K, 3]
+    rot = take(rotmats, neighbour_idx)
+    s_j = take(scales, neighbour_idx)
+    y = torch.einsum("mkij,mki->mkj", rot, diff) / s_j                       # diag(1/s_j) R_jᵀ (p − μ_j)
+    terms = take(alpha, neighbour_idx) * torch.exp(-0.5 * y.pow(2).sum(dim=-1))  # [M, K]
     if not with_grad:
         return terms.sum(dim=-1), terms
-    grad = -torch.einsum("mkij,mkj->mi", rot, y / scales[neighbour_idx] * terms[..., None])
+    grad = -torch.einsum("mkij,mkj->mi", rot, y / s_j * terms[..., None])
     return terms.sum(dim=-1), terms, grad
 
 

@@ -12,6 +12,9 @@ Choices made where docs/sugar.md leaves room (shared by all three terms):
   and g is the Gaussian that p was drawn from: leaving it out would make d(p) ignore the one
   Gaussian that certainly covers p. Looking the neighbours up per sample (instead of a kNN of
   the samples) is what SuGaR does too, and avoids a kNN query per step.
+* **Gathers go through ``take`` (index_select)**, not ``tensor[index]``: the latter's backward
+  accumulates with float atomics on a multi-threaded CPU, so repeated indices (many samples per
+  Gaussian) made two identical runs differ (``geometry.take`` says more).
 * **β** = mean over those k + 1 Gaussians of their smallest scale (SuGaR's ``beta_mode =
   'average'``). Not detached, as in SuGaR.
 """
@@ -28,6 +31,7 @@ from .geometry import (
     gaussian_normals,
     sample_image_bilinear,
     std_along_directions,
+    take,
 )
 
 
@@ -157,7 +161,7 @@ def sugar_sdf_loss(
     d, _ = gaussian_density(p, nbr, means, rotmats, scales, opacities)
     factor = 1.0 / nbr.shape[1] if density_factor is None else density_factor
     d = (d * factor).clamp(min=density_eps, max=1.0)
-    beta = scales[nbr].min(dim=-1).values.mean(dim=1)
+    beta = take(scales, nbr).min(dim=-1).values.mean(dim=1)
     f = beta * torch.sqrt((-2.0 * torch.log(d)).clamp_min(1e-10))
 
     # Step 5: scale-free, clamped residual.
@@ -186,9 +190,9 @@ def sugar_density_loss(
         return weight * _zero_loss(points, scales, opacities), stats
     nbr = _neighbour_sets(gauss_idx, neighbours)
     d, _ = gaussian_density(points, nbr, means, rotmats, scales, opacities)
-    n_g = gaussian_normals(rotmats, scales)[gauss_idx]
-    f_hat = ((points - means[gauss_idx]) * n_g).sum(dim=-1)
-    beta = scales[nbr].min(dim=-1).values.mean(dim=1)
+    n_g = take(gaussian_normals(rotmats, scales), gauss_idx)
+    f_hat = ((points - take(means, gauss_idx)) * n_g).sum(dim=-1)
+    beta = take(scales, nbr).min(dim=-1).values.mean(dim=1)
     target = torch.exp(-0.5 * f_hat.pow(2) / beta.pow(2))
     residual = (d - target).abs()
     stats["density_residual"] = float(residual.detach().mean())
@@ -217,15 +221,15 @@ def sugar_normal_loss(
         return weight * _zero_loss(rotmats), stats
     nbr = _neighbour_sets(gauss_idx, neighbours)                             # [M, K]
     normals = gaussian_normals(rotmats, scales)
-    n_g = normals[gauss_idx]                                                # [M, 3]
-    n_j = normals[nbr]                                                      # [M, K, 3]
+    n_g = take(normals, gauss_idx)                                          # [M, 3]
+    n_j = take(normals, nbr)                                                # [M, K, 3]
     sign = torch.sign((n_j * n_g.unsqueeze(1)).sum(dim=-1, keepdim=True)).detach()
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
     n_j = n_j * sign
     with torch.no_grad():
         _, terms = gaussian_density(points, nbr, means, rotmats, scales, opacities)
-        dist = ((points.unsqueeze(1) - means[nbr]) * n_j).sum(dim=-1).abs()
-        s_min = scales[nbr].min(dim=-1).values.clamp_min(1e-6)
+        dist = ((points.unsqueeze(1) - take(means, nbr)) * n_j).sum(dim=-1).abs()
+        s_min = take(scales, nbr).min(dim=-1).values.clamp_min(1e-6)
         w = terms * dist / s_min.pow(2)
         total = w.sum(dim=1, keepdim=True)
         valid = total.squeeze(1) > 1e-30

@@ -6,6 +6,17 @@ import sys
 from typing import Any, Callable, Optional
 
 
+def _user_errors() -> tuple:
+    from models.trainers.base import NonFiniteLossError
+    from models.trainers.checkpoint import CheckpointSaveError
+    return (ValueError, KeyError, FileNotFoundError, CheckpointSaveError, NonFiniteLossError)
+
+
+# What a command line reports as one `error: ...` line (bad config / scene / checkpoint values, a
+# missing file, a failed checkpoint write, a diverged run) instead of a traceback.
+USER_ERRORS = _user_errors()
+
+
 def build_trainer(cfg: Any, argv: Optional[list] = None):
     """The configured trainer class (`trainer` key), built for training."""
     from models.trainers.inference import TRAINERS, trainer_class

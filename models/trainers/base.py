@@ -303,6 +303,10 @@ class NonFiniteLossError(RuntimeError):
     """A training step produced a NaN or infinite loss."""
 
 
+class CheckpointFallbackWarning(UserWarning):
+    """The newest checkpoint could not be read; resume used the one before it."""
+
+
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) or OmegaConf.is_list(node) else node
 
@@ -347,20 +351,24 @@ class BasicTrainer:
         self._step_callbacks: List[StepCallback] = []
         self.last_outputs: Any = None                # set by train_step for the step callbacks
         self._stop_requested = False
+        self.stop_checkpoint: Optional[Path] = None   # set when SIGTERM / SIGINT stopped train() early
         self.output_dir = Path(output_dir) if output_dir is not None else None
 
         self.setup()
-        resume_path = self._resolve_resume(resume)
+        resume_path = self._resume(resume)
         if resume_path is not None:
-            self.load_state_dict(resume_path)
             logger.info("resumed from %s at step %d (stage %s, step %d of %d)", resume_path, self.step,
                         self.current_stage, self.stage_step, self.current_stage_spec.steps)
         self.trace = (StageTrace(self.output_dir / "trace", argv, str(resume_path) if resume_path else None)
                       if self.output_dir is not None else None)
+        self.on_ready()
 
     # ----- for subclasses --------------------------------------------------------------------
     def setup(self) -> None:
         """Build models, optimizers, data (before a checkpoint is loaded)."""
+
+    def on_ready(self) -> None:
+        """Called once the trainer is built and any checkpoint is loaded (write run files here)."""
 
     def train_step(self) -> Dict[str, float]:
         """One optimisation step at `self.step` in `self.current_stage`."""
@@ -453,6 +461,7 @@ class BasicTrainer:
                     callback(self, info)
                 if self._stop_requested:
                     path = self.save_checkpoint() if self.output_dir is not None else None
+                    self.stop_checkpoint = path
                     logger.warning("stop requested: checkpoint %s written at step %d; continue with resume=true",
                                    path, self.step)
                     return
@@ -503,21 +512,58 @@ class BasicTrainer:
         return ckpt.atomic_save(self.state_dict(), path)
 
     def _resolve_resume(self, resume: Union[bool, str, os.PathLike, None]) -> Optional[Path]:
+        """The checkpoint `resume` names (the newest one where it names a folder), or None."""
+        candidates = self._resume_candidates(resume)
+        return candidates[0] if candidates else None
+
+    def _resume_candidates(self, resume: Union[bool, str, os.PathLike, None]) -> List[Path]:
+        """Checkpoints to try, newest first: one file for resume=PATH, a folder's checkpoints otherwise."""
         if resume is None or resume is False or (isinstance(resume, str) and resume.lower() in ("", "false", "none")):
             if self.output_dir is not None and ckpt.find_latest(self.output_dir / "checkpoints") is not None:
                 raise ValueError(f"{self.output_dir} already holds checkpoints of an earlier run; pass resume=true "
                                  "to continue it, or choose another output_dir (nothing was overwritten)")
-            return None
+            return []
         if resume is True or (isinstance(resume, str) and resume.lower() in ("true", "auto")):
             if self.output_dir is None:
                 raise ValueError("resume=true needs an output_dir to look for checkpoints in")
-            latest = ckpt.find_latest(self.checkpoint_dir)
-            if latest is None and not (isinstance(resume, str) and resume.lower() == "auto"):
+            found = ckpt.list_checkpoints(self.checkpoint_dir)
+            if not found and not (isinstance(resume, str) and resume.lower() == "auto"):
                 raise ValueError(f"resume=true but {self.checkpoint_dir} holds no checkpoint (step_*.pt); "
                                  "start without resume, or pass resume=PATH")
-            return latest
+            return found[::-1]
+        if not isinstance(resume, (str, os.PathLike)):
+            raise ValueError(f"resume={resume!r}: expected false, true, auto or a checkpoint path")
         path = Path(resume)
-        return ckpt.find_latest(path) if path.is_dir() else path
+        if path.is_dir():
+            found = ckpt.list_checkpoints(path) or ckpt.list_checkpoints(path / "checkpoints")
+            if not found:
+                raise ValueError(f"resume={path}: the folder holds no checkpoint (step_*.pt)")
+            return found[::-1]
+        return [path]
+
+    def _resume(self, resume: Union[bool, str, os.PathLike, None]) -> Optional[Path]:
+        """Load the newest readable checkpoint that `resume` names; returns its path (None: fresh start).
+
+        A checkpoint that cannot be read at all (truncated, corrupt: nothing of it was applied) is
+        skipped with a warning when `resume` named a folder (true / auto / a directory) and an older
+        one exists. Every other problem (unsafe file, wrong config, explicit file) is one error."""
+        candidates = self._resume_candidates(resume)
+        if self.output_dir is not None and candidates:
+            stale = ckpt.remove_stale_temporaries(self.checkpoint_dir)
+            if stale:
+                logger.info("removed %d temporary file(s) of interrupted checkpoint saves in %s", len(stale),
+                            self.checkpoint_dir)
+        for i, path in enumerate(candidates):
+            try:
+                self.load_state_dict(path)
+                return path
+            except ckpt.UnreadableCheckpointError as exc:
+                if i + 1 >= len(candidates):
+                    raise
+                msg = f"{exc}. Resuming from the checkpoint before it instead: {candidates[i + 1]}"
+                warnings.warn(msg, CheckpointFallbackWarning, stacklevel=3)
+                logger.warning(msg)
+        return None
 
     # ----- state -------------------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
@@ -526,13 +572,24 @@ class BasicTrainer:
         position = self.step if self.step < self.total_steps else self.total_steps - 1
         stage["stage_index"], stage["offset"] = self.stage_schedule.locate(position)
         return {
-            "format": 1,
+            "format": ckpt.FORMAT,
             "trainer": type(self).__name__,   # which class reopens the run (models.trainers.inference)
             "step": self.step,
             "stage": stage,
             "stage_active": self._active_stage,
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "config": self._config_for_checkpoint(),
         }
+
+    # keys that say how this process was started, not what the run is: a resumed run's checkpoints
+    # are byte-identical to an uninterrupted run's only if these are left out of them
+    RUN_CONTROL_KEYS = {"resume": False, "stop_after": None}
+
+    def _config_for_checkpoint(self) -> Dict[str, Any]:
+        config = OmegaConf.to_container(self.cfg, resolve=True)
+        for key, neutral in self.RUN_CONTROL_KEYS.items():
+            if key in config:
+                config[key] = neutral
+        return config
 
     def load_state_dict(self, state: Union[Dict[str, Any], os.PathLike, str]) -> None:
         source = "checkpoint"

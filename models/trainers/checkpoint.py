@@ -1,28 +1,102 @@
-"""Checkpoint files: atomic writes, discovery of the latest one, retention of the last K.
+"""Checkpoint files: a versioned format of plain data, safe loading, atomic writes, retention.
 
-A checkpoint is a `torch.save`d dict (the trainer's `state_dict()`). It is written to a temporary
-file in the same folder, fsync'd, then renamed over the final name, so a crash or a preemption in
-the middle of a save never leaves a truncated checkpoint where a good one was.
+A checkpoint is a `torch.save`d dict (the trainer's `state_dict()`) holding only tensors, numbers,
+strings, None, lists, tuples and dicts, so that `torch.load(weights_only=True)` can read it:
+opening a checkpoint never runs code, whoever wrote it. Anything else is refused with one error
+naming the file (`UnsafeCheckpointError`).
+
+Format history (`state["format"]`); `load_checkpoint` migrates every older one to `FORMAT`:
+  1  the first release (commits up to 0abcbc2): RNG states as Python objects, the Python
+     `random` state a tuple and NumPy's a tuple holding an ndarray. Read with NumPy's array
+     reconstruction allow-listed (data only) and converted by `_migrate_1_to_2`.
+  2  RNG states as tensors and numbers (`encode_rng_state`); nothing outside torch's allow-list.
+A dict without a "format" key was never written by this project and is refused.
+
+Writes go to a temporary file in the same folder, fsync'd, then renamed over the final name, so
+a crash, a full disk or a preemption in the middle of a save never leaves a truncated checkpoint
+where a good one was; a failed save raises `CheckpointSaveError` and leaves the folder as it was.
 """
 from __future__ import annotations
 
 import os
+import random
 import re
+import sys
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
+import numpy as np
 import torch
 
+FORMAT = 2
 CHECKPOINT_RE = re.compile(r"^step_(\d+)\.pt$")
+TMP_RE = re.compile(r"^\.step_\d+\.pt\..*\.tmp$")
 PathLike = Union[str, os.PathLike]
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (missing, unreadable, not ours, too new, ...)."""
+
+
+class UnreadableCheckpointError(CheckpointError):
+    """The file is not a readable torch file (truncated by a crash, corrupt, empty)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file asks the unpickler for code (a global outside the allow-list); nothing was run."""
+
+
+class CheckpointSaveError(OSError):
+    """Writing a checkpoint failed (e.g. the disk is full); the earlier checkpoints are intact."""
+
+
+def _numpy_globals() -> List[Any]:
+    """NumPy's array reconstruction: format 1 held the NumPy RNG state as an ndarray. These build
+    plain arrays (numbers) and call nothing else; object arrays would still go through the same
+    restricted unpickler, so no other global becomes reachable."""
+    core = getattr(np, "_core", None) or np.core
+    allowed = [core.multiarray._reconstruct, np.ndarray, np.dtype]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        allowed += [getattr(dtypes, n) for n in ("UInt32DType", "Int64DType", "Float64DType") if hasattr(dtypes, n)]
+    return allowed
+
+
+LEGACY_SAFE_GLOBALS = _numpy_globals()
+
+
+# ----- names and folders -------------------------------------------------------------------------
 def checkpoint_name(step: int) -> str:
     return f"step_{step:06d}.pt"
 
 
+def canonical(obj: Any) -> Any:
+    """A copy of nested dicts / lists / tuples with fresh containers and interned strings.
+
+    The pickle inside a torch file refers back to an object it has already written (its memo) by
+    identity, so equal contents with different object sharing give different bytes: e.g. the key
+    'step' of an optimizer state is the same string object as the checkpoint's own 'step' key in
+    one process, and a separate one after a resume. With every container fresh and every string
+    interned, the bytes depend on the contents only (a resumed run's checkpoints equal an
+    uninterrupted run's)."""
+    if isinstance(obj, dict):
+        return {canonical(k): canonical(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [canonical(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(canonical(v) for v in obj)
+    if type(obj) is str:
+        return sys.intern(obj)
+    return obj
+
+
 def atomic_save(obj: Any, path: PathLike) -> Path:
+    """Write `obj` (made `canonical`) to `path` through a temporary file and a rename. On any failure
+    the temporary file is removed, `path` (if it existed) is untouched, and `CheckpointSaveError`
+    says why."""
+    obj = canonical(obj)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -37,9 +111,15 @@ def atomic_save(obj: Any, path: PathLike) -> Path:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and "write" in str(exc).lower()):
+            # torch.save reports a failed write (disk full, file too large) as a RuntimeError
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+            raise CheckpointSaveError(
+                f"could not write checkpoint {path} ({reason}); nothing was replaced: the earlier checkpoints "
+                f"in {path.parent} are intact. Free some space (or fix the folder) and resume") from exc
         raise
     return path
 
@@ -68,20 +148,147 @@ def prune_checkpoints(folder: PathLike, keep: int) -> List[Path]:
     return old
 
 
-def load_checkpoint(path: PathLike, required: tuple = ("step", "stage")) -> Dict[str, Any]:
-    """Read a checkpoint, with one clear error when it is missing, unreadable or not ours."""
+def remove_stale_temporaries(folder: PathLike) -> List[Path]:
+    """Temporary files of saves that a kill interrupted (`.step_*.pt.*.tmp`); never a checkpoint."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if TMP_RE.match(p.name)]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+# ----- RNG states as plain data --------------------------------------------------------------------
+def encode_rng_state(python_state: Tuple, numpy_state: Tuple, torch_state: torch.Tensor,
+                     cuda_states: Optional[List[torch.Tensor]] = None) -> Dict[str, Any]:
+    """Python `random`, NumPy and torch RNG states as tensors and numbers (readable with
+    weights_only=True). Inverse: `decode_python_rng` / `decode_numpy_rng`."""
+    version, internal, gauss_next = python_state
+    kind, keys, pos, has_gauss, cached = numpy_state
+    state = {
+        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": None if gauss_next is None else float(gauss_next)},
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64).copy()),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch_state,
+    }
+    if cuda_states is not None:
+        state["cuda"] = list(cuda_states)
+    return state
+
+
+def decode_python_rng(state: Dict[str, Any]) -> Tuple:
+    return (int(state["version"]), tuple(int(x) for x in state["state"].tolist()), state["gauss_next"])
+
+
+def decode_numpy_rng(state: Dict[str, Any]) -> Tuple:
+    return (state["kind"], state["keys"].numpy().astype(np.uint32), int(state["pos"]), int(state["has_gauss"]),
+            float(state["cached_gaussian"]))
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    return encode_rng_state(random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                            torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+
+
+def restore_rng_state(state: Dict[str, Any]) -> None:
+    random.setstate(decode_python_rng(state["python"]))
+    np.random.set_state(decode_numpy_rng(state["numpy"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----- migrations -----------------------------------------------------------------------------------
+def _migrate_1_to_2(state: Dict[str, Any]) -> Dict[str, Any]:
+    rng = state.get("rng")
+    if rng is not None:
+        new = encode_rng_state(tuple(rng["python"]), tuple(rng["numpy"]), rng["torch"], rng.get("cuda"))
+        state = dict(state, rng=new)
+    return dict(state, format=2)
+
+
+MIGRATIONS: Dict[int, Callable[[Dict[str, Any]], Dict[str, Any]]] = {1: _migrate_1_to_2}
+
+
+def migrate(state: Dict[str, Any], source: str = "checkpoint") -> Dict[str, Any]:
+    """Bring a loaded checkpoint dict of any format this project has written up to `FORMAT`."""
+    if "format" not in state:
+        raise CheckpointError(f"checkpoint {source} has no 'format' number: it was not written by this trainer "
+                              f"(every checkpoint it wrote has one; this version reads formats 1..{FORMAT})")
+    version = state["format"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"checkpoint {source}: format {version!r} is not a format number; expected 1..{FORMAT}")
+    if version > FORMAT:
+        raise CheckpointError(f"checkpoint {source} has format {version}, newer than this version reads "
+                              f"(1..{FORMAT}): update the project to open it")
+    while state["format"] < FORMAT:
+        step = state["format"]
+        try:
+            state = MIGRATIONS[step](state)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise CheckpointError(f"checkpoint {source}: could not migrate format {step} to {step + 1} "
+                                  f"({type(exc).__name__}: {exc}); the file is damaged or not ours") from exc
+    return state
+
+
+# ----- reading --------------------------------------------------------------------------------------
+def _unsafe_global(exc: BaseException) -> Optional[str]:
+    """The global (importable name) a refused pickle asked for, from torch's weights_only error."""
+    m = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    return m.group(1) if m else None
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why torch could not read a file (its weights_only messages are paragraphs)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):
+        detail = [ln for ln in lines[1:] if not ln.startswith(("Check the documentation", "Please file an issue",
+                                                                 "Re-running", "WeightsUnpickler error"))]
+        return f"not a torch checkpoint: {detail[-1] if detail else 'the restricted unpickler stopped'}"
+    return f"{type(exc).__name__}: {lines[0] if lines else 'no details'}"
+
+
+def read_checkpoint_file(path: PathLike) -> Any:
+    """`torch.load(weights_only=True)` with one clear error for a missing, unreadable or unsafe file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist (expected a file written by this trainer)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        with warnings.catch_warnings(), torch.serialization.safe_globals(LEGACY_SAFE_GLOBALS):
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a corrupt file
-        raise ValueError(f"checkpoint {path} could not be read ({type(exc).__name__}: {exc}); "
-                         "expected a torch file written by this trainer") from exc
+        unsafe = _unsafe_global(exc)
+        if unsafe is not None:
+            raise UnsafeCheckpointError(
+                f"checkpoint {path} refused: it asks to import {unsafe}, which is not plain data; a checkpoint "
+                "of this trainer holds only tensors, numbers, strings, lists and dicts. Nothing from the file "
+                "was run. Do not open it with weights_only=False unless you trust whoever made it") from None
+        raise UnreadableCheckpointError(
+            f"checkpoint {path} could not be read ({_reason(exc)}); "
+            "expected a torch file written by this trainer (a crash while it was written would leave only a "
+            "hidden .tmp file, so this one was damaged or replaced afterwards)") from None
+
+
+def load_checkpoint(path: PathLike, required: tuple = ("step", "stage")) -> Dict[str, Any]:
+    """Read a checkpoint safely, migrate it to the current format and check its keys.
+
+    One clear error when it is missing (FileNotFoundError), unreadable (UnreadableCheckpointError),
+    asks for code (UnsafeCheckpointError) or is not ours / too new (CheckpointError)."""
+    path = Path(path)
+    state = read_checkpoint_file(path)
     if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, expected a trainer state dict")
-    missing = [k for k in required if k not in state]
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a trainer state dict")
+    missing = [k for k in required if k not in state] + (["format"] if "format" not in state else [])
     if missing:
-        raise ValueError(f"checkpoint {path} is missing {', '.join(missing)}; expected a trainer state dict "
-                         f"with keys {', '.join(required)}")
-    return state
+        raise CheckpointError(f"checkpoint {path} is missing {', '.join(missing)}; expected a trainer state dict "
+                              f"with keys {', '.join(required)} and a format number (1..{FORMAT})")
+    return migrate(state, str(path))
+
+
+__all__ = ["FORMAT", "CheckpointError", "UnreadableCheckpointError", "UnsafeCheckpointError", "CheckpointSaveError",
+           "atomic_save", "checkpoint_name", "list_checkpoints", "find_latest", "prune_checkpoints",
+           "remove_stale_temporaries", "encode_rng_state", "capture_rng_state", "restore_rng_state", "migrate",
+           "read_checkpoint_file", "load_checkpoint"]

@@ -1,5 +1,13 @@
-"""What a user sees while training: a progress bar, TensorBoard scalars, PNG snapshots."""
+"""What a user sees while training: progress, TensorBoard scalars, PNG snapshots.
+
+Progress is a tqdm bar when stderr is a terminal; otherwise (a log file, a pipe, SLURM) it is one
+plain line every `log.progress_every` steps or `log.progress_seconds` seconds, whichever comes
+first, and at the last step: a log holds lines, not thousands of carriage-return updates.
+"""
 from __future__ import annotations
+
+import sys
+import time
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Optional
@@ -51,6 +59,13 @@ class TrainingMonitor:
         self._use_tb = bool(OmegaConf.select(cfg, "log.tensorboard", default=True))
         self._bar = None
         self._use_bar = bool(OmegaConf.select(cfg, "log.progress", default=True))
+        self.progress_every = int(OmegaConf.select(cfg, "log.progress_every", default=100) or 0)
+        self.progress_seconds = float(OmegaConf.select(cfg, "log.progress_seconds", default=30.0) or 0)
+        if self.progress_every < 0 or self.progress_seconds < 0:
+            raise ValueError(f"log.progress_every ({self.progress_every}) and log.progress_seconds "
+                             f"({self.progress_seconds}) must be >= 0 (0: off)")
+        self.stream = sys.stderr           # where progress goes (tqdm's default)
+        self._last_line = None             # (time, step) of the last plain line
 
     @property
     def writer(self):
@@ -60,19 +75,43 @@ class TrainingMonitor:
         return self._writer
 
     def _progress(self, values: Dict[str, float]) -> None:
+        if not self._use_bar:
+            return
+        isatty = getattr(self.stream, "isatty", None)
+        if isatty is None or not isatty():
+            self._progress_line(values)
+            return
         tr = self.trainer
         if self._bar is None:
             from tqdm import tqdm
-            self._bar = tqdm(total=tr.total_steps, initial=tr.step - 1, dynamic_ncols=True, unit="step",
-                             disable=not self._use_bar)
+            self._bar = tqdm(total=tr.total_steps, initial=tr.step - 1, dynamic_ncols=True, unit="step", file=self.stream)
         spec = tr.current_stage_spec
         self._bar.set_description(f"{tr.current_stage} {tr.stage_step + 1}/{spec.steps}", refresh=False)
         self._bar.set_postfix(loss=f"{values['loss']:.4f}", psnr=f"{values['psnr']:.2f}",
                               gs=values["num_gaussians"], refresh=False)
         self._bar.update(1)
 
+    def _progress_line(self, values: Dict[str, float]) -> None:
+        tr = self.trainer
+        step = tr.step  # the step has run
+        now = time.monotonic()
+        if self._last_line is None:
+            self._last_line = (now, step - 1)
+        last_time, last_step = self._last_line
+        due = ((self.progress_every and step % self.progress_every == 0)
+               or (self.progress_seconds and now - last_time >= self.progress_seconds)
+               or step == tr.total_steps)
+        if not due:
+            return
+        rate = (step - last_step) / max(now - last_time, 1e-9)
+        spec = tr.current_stage_spec
+        print(f"step {step}/{tr.total_steps} | {tr.current_stage} {tr.stage_step + 1}/{spec.steps} | "
+              f"loss {values['loss']:.4f} | psnr {values['psnr']:.2f} | gaussians {values['num_gaussians']} | "
+              f"{rate:.2f} step/s", file=self.stream, flush=True)
+        self._last_line = (now, step)
+
     def on_step(self, tr: "BasicTrainer", info) -> None:
-        """Step callback: progress bar, TensorBoard scalars, and every log.snapshot_every steps a PNG."""
+        """Step callback: progress, TensorBoard scalars, and every log.snapshot_every steps a PNG."""
         values = info.values
         step = tr.step  # the step has run
         self._progress(values)

@@ -29,6 +29,8 @@ from models.losses import (knn, lidar_depth_loss, opacity_entropy_loss, photomet
                            sugar_sdf_loss, visible_surface_mask)
 from models.rendering.render import RenderOutput, render_gaussians
 from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
+from models.trainers.checkpoint import capture_rng_state, restore_rng_state
+from models.trainers.config_checks import check_training_config
 from models.trainers.monitor import TrainingMonitor
 from models.trainers.sampler import ImageSampler
 from scenes import load_scene
@@ -53,18 +55,12 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> Dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    """Every global RNG's state as tensors and numbers (a checkpoint holds only plain data)."""
+    return capture_rng_state()
 
 
 def set_rng_state(state: Dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    restore_rng_state(state)
 
 
 @dataclass
@@ -90,6 +86,7 @@ class SingleTrainer(BasicTrainer):
     # ----- construction ------------------------------------------------------------------------
     def setup(self) -> None:
         cfg = self.cfg
+        check_training_config(cfg)
         for spec in self.stage_schedule.stages:
             hooks = spec.resolved_hooks()
             if hooks["sugar_losses"] and not hooks["render_depth"]:
@@ -131,7 +128,11 @@ class SingleTrainer(BasicTrainer):
             self.add_step_callback(self.monitor.on_step)
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            OmegaConf.save(cfg, self.output_dir / "config.yaml", resolve=True)
+
+    def on_ready(self) -> None:
+        # written once the checkpoint (if any) has been accepted: a refused resume leaves the old one
+        if self.output_dir is not None:
+            OmegaConf.save(self.cfg, self.output_dir / "config.yaml", resolve=True)
 
     def _to_device(self, view):
         """A copy of a view with its tensors on the training device (the scene's own stay on the CPU)."""
@@ -406,8 +407,12 @@ class SingleTrainer(BasicTrainer):
                              f"({type(exc).__name__}: {exc}); was it written by a {type(self).__name__} with the "
                              "same model settings?") from exc
         self.sampler.load_state_dict(state["sampler"])
-        set_rng_state(state["rng"])
-        self.sugar_generator.set_state(state["sugar_generator"])
+        try:
+            set_rng_state(state["rng"])
+            self.sugar_generator.set_state(state["sugar_generator"])
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            raise ValueError(f"{source}: its RNG state is damaged ({type(exc).__name__}: {exc}); expected the "
+                             "tensors and numbers this trainer writes") from exc
         nbrs = state.get("neighbours")
         self.neighbours = None if nbrs is None else nbrs.to(self.device)
         self.neighbours_step = int(state.get("neighbours_step", -1))

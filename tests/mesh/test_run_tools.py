@@ -167,7 +167,7 @@ def test_a_mesh_file_that_is_not_a_mesh_is_one_error_line(tiny_run, tmp_path, ca
 def _run_with_opacities(tiny_run, tmp_path, logit):
     """A copy of the run whose Gaussians all have opacity sigmoid(logit)."""
     ckpt = find_latest(tiny_run / "checkpoints")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     opac = state["models"][MODEL_KEY]["opacities"]
     state["models"][MODEL_KEY]["opacities"] = torch.full_like(opac, logit)
     out = tmp_path / "faded" / "checkpoints" / ckpt.name

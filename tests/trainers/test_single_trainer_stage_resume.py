@@ -28,7 +28,7 @@ def test_resume_from_8000_step_checkpoint_restores_entropy_1000(cfg, tmp_path):
     assert resumed.stage_step == 1000
     assert resumed.step == 8000
     assert resumed.render_cfg.opacity_entropy_weight == 0.3
-    assert torch.load(path, weights_only=False)["stage"]["stage_index"] == 1
+    assert torch.load(path, weights_only=True)["stage"]["stage_index"] == 1
 
 
 def test_resume_true_finds_latest_checkpoint_in_output_dir(cfg, tmp_path):

@@ -1,0 +1,96 @@
+"""Values of the training config checked before anything is built or written (before step 0).
+
+Each bad value is one ValueError naming the key, the value and what was expected. The stage
+schedule, the entropy table, the densification keys and the scene are checked where they are
+read (base.py, densify.py, scenes/); this covers the plain numbers and words of the config.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from typing import Any, Callable, List, Tuple
+
+from omegaconf import OmegaConf
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def int_at_least(lo: int) -> Tuple[Callable[[Any], bool], str]:
+    return (lambda v: _int(v) and v >= lo), f"an integer >= {lo}"
+
+
+def real_between(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False):
+    def ok(v: Any) -> bool:
+        return _real(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+    return ok, f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+
+POSITIVE = ((lambda v: _real(v) and v > 0), "a finite number > 0")
+NON_NEGATIVE = ((lambda v: _real(v) and v >= 0), "a finite number >= 0")
+BOOL = ((lambda v: isinstance(v, bool)), "true or false")
+DEVICE = ((lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None),
+          "auto, cpu, cuda or cuda:N")
+THREADS = ((lambda v: v is None or (_int(v) and v >= 1)), "an integer >= 1 (or null: torch's default)")
+STOP_AFTER = ((lambda v: v is None or (_int(v) and v >= 0)), "null or an integer >= 0 (a global step)")
+SUGAR_MODE = ((lambda v: v in ("sdf", "density")), "sdf or density")
+
+# key -> (check, expectation); a key absent from the config is left to its reader's default
+CHECKS = {
+    "seed": int_at_least(0),
+    "device": DEVICE,
+    "num_threads": THREADS,
+    "stop_after": STOP_AFTER,
+    **{f"optim.lr.{k}": POSITIVE for k in ("means", "means_final", "sh0", "shN", "opacities", "scales", "quats")},
+    "optim.lr.background": NON_NEGATIVE,
+    "model.sh_degree": (lambda v: _int(v) and 0 <= v <= 3, "an integer in [0, 3]"),
+    "model.sh_degree_interval": int_at_least(1),
+    "model.init_opacity": real_between(0.0, 1.0, lo_open=True, hi_open=True),
+    "model.learn_background": BOOL,
+    "loss.ssim_lambda": real_between(0.0, 1.0),
+    "loss.sky_opacity": NON_NEGATIVE,
+    "loss.lidar_depth": NON_NEGATIVE,
+    "loss.mask_dynamic": BOOL,
+    "render.near_plane": POSITIVE,
+    "render.far_plane": POSITIVE,
+    "sugar.prune_opacity": real_between(0.0, 1.0, hi_open=True),
+    "sugar.mode": SUGAR_MODE,
+    "sugar.sdf_weight": NON_NEGATIVE,
+    "sugar.normal_weight": NON_NEGATIVE,
+    "sugar.knn": int_at_least(1),
+    "sugar.knn_every": int_at_least(1),
+    "sugar.num_samples": int_at_least(1),
+    "sugar.num_samples_cuda": int_at_least(1),
+    "checkpoint.every": int_at_least(0),
+    "checkpoint.keep": int_at_least(0),
+    "log.scalars_every": int_at_least(1),
+    "log.snapshot_every": int_at_least(0),
+    "log.progress_every": int_at_least(0),
+    "log.progress_seconds": NON_NEGATIVE,
+    "log.progress": BOOL,
+    "log.tensorboard": BOOL,
+}
+
+
+def check_training_config(cfg: Any) -> None:
+    """Raise one ValueError listing every bad value of `cfg` (key, value, expectation)."""
+    problems: List[str] = []
+    for key, (ok, expected) in CHECKS.items():
+        missing = object()
+        value = OmegaConf.select(cfg, key, default=missing)
+        if value is missing:
+            continue
+        if not ok(value):
+            problems.append(f"{key}={value!r} (expected {expected})")
+    near = OmegaConf.select(cfg, "render.near_plane", default=None)
+    far = OmegaConf.select(cfg, "render.far_plane", default=None)
+    if _real(near) and _real(far) and far <= near:
+        problems.append(f"render.far_plane={far!r} (expected more than render.near_plane={near!r})")
+    if problems:
+        raise ValueError("bad config value" + ("s" if len(problems) > 1 else "") + ": " + "; ".join(problems))
