@@ -17,7 +17,7 @@ stage that could drift. `node_stages()` reports each node's stage (always the tr
 stage does to the nodes:
   - densification (pretrain, entropy): every model, each on its slice of the screen-space gradient;
   - opacity entropy: every rendered Gaussian;
-  - the sugar stage's low-opacity prune: every model;
+  - the sugar stage's low-opacity prune: every model, with its floor per rigid instance;
   - the SuGaR regularizers: the background only (SingleTrainer passes only its slice, and its
     neighbourhoods are the background's), since they flatten Gaussians onto the static surface
     whose mesh is extracted.
@@ -126,6 +126,13 @@ class MultiTrainer(SingleTrainer):
         rigid = nodes.world_gaussians(poses, present)
         gs = {k: torch.cat([bg[k], rigid[k]]) for k in bg}
         return gs, {MODEL_KEY: slice(0, nb), RIGID_KEY: slice(nb, nb + nodes.num_gaussians)}
+
+    def prune_groups(self, name: str, model: VanillaGaussians):
+        """The sugar stage's prune keeps its floor per rigid instance, so no car loses all its Gaussians."""
+        return model.instance_ids if name == RIGID_KEY else None
+
+    def group_name(self, name: str, group: int) -> str:
+        return f"{name} instance {self.rigid_tracks[group].id}" if name == RIGID_KEY else name
 
     def node_stages(self) -> Dict[str, Dict[str, Any]]:
         """Each node's stage: the trainer's own, since the nodes are models it trains in one step

@@ -73,6 +73,29 @@ class StepOutputs:
     slices: Dict[str, slice]         # each model's slice of the rendered Gaussians
 
 
+def prune_mask_with_floor(opacity: torch.Tensor, threshold: float, keep_fraction: float, keep_min: int,
+                          groups: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, list]:
+    """Which Gaussians a prune of opacity < threshold removes, keeping in each group (all Gaussians when
+    groups is None) at least min(n, max(ceil(keep_fraction · n), keep_min)) of its n Gaussians: the most
+    opaque ones. Returns (remove mask, [(group, n, kept by the threshold, kept) for each group where the
+    floor applied])."""
+    low = opacity < threshold
+    if groups is None:
+        groups = torch.zeros(len(opacity), dtype=torch.long, device=opacity.device)
+    spared = []
+    for g in torch.unique(groups).tolist():
+        idx = torch.nonzero(groups == g).reshape(-1)
+        n = len(idx)
+        floor = min(n, max(math.ceil(keep_fraction * n), keep_min))
+        kept = n - int(low[idx].sum())
+        if kept >= floor:
+            continue
+        order = torch.argsort(opacity[idx], descending=True, stable=True)
+        low[idx[order[:floor]]] = False
+        spared.append((int(g), n, kept, floor))
+    return low, spared
+
+
 class _GradSlice:
     """Stands in for `info["means2d"]` when gsplat's strategy reads one model's part of its gradient."""
 
@@ -92,6 +115,11 @@ class SingleTrainer(BasicTrainer):
             if hooks["sugar_losses"] and not hooks["render_depth"]:
                 raise ValueError(f"optim.stage_schedule: stage {spec.name!r} turns on sugar_losses, which need the "
                                  "rendered depth: set its render_depth hook too")
+        fraction, keep_min = cfg.sugar.get("prune_keep_fraction", 0.1), cfg.sugar.get("prune_keep_min", 32)
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            raise ValueError(f"sugar.prune_keep_fraction={fraction!r}: expected a fraction in [0, 1]")
+        if isinstance(keep_min, bool) or not isinstance(keep_min, int) or keep_min < 0:
+            raise ValueError(f"sugar.prune_keep_min={keep_min!r}: expected an integer >= 0")
         self.device = resolve_device(str(cfg.get("device", "auto")))
         seed = int(cfg.get("seed", 0))
         if not self.inference:  # an inference trainer leaves the process's threads and RNGs alone
@@ -112,6 +140,11 @@ class SingleTrainer(BasicTrainer):
         self.monitor = None
         if self.inference:  # rendering only: no optimizer, strategy, sampler, and nothing written
             return
+        densify_end = max((self.stage_schedule.start_of(i) + s.steps for i, s in enumerate(self.stage_schedule.stages)
+                           if s.resolved_hooks()["densify"]), default=0)
+        if 0 < densify_end <= int(cfg.densify.refine_start_iter):
+            logger.warning("the densifying stages end at step %d, before densify.refine_start_iter=%d: this schedule "
+                           "is too short for any densification", densify_end, int(cfg.densify.refine_start_iter))
         self._build_optimizers()
         self.strategy = build_strategy(OmegaConf.to_container(cfg.densify, resolve=True))
         for name, m in self.models.items():
@@ -183,16 +216,46 @@ class SingleTrainer(BasicTrainer):
     def on_stage_start(self, stage: StageSpec) -> None:
         hooks = stage.resolved_hooks()
         if hooks["prune_low_opacity"]:
-            threshold = float(self.cfg.sugar.prune_opacity)
-            before = self.num_gaussians
-            for name, m in self.models.items():
-                low = torch.sigmoid(m.params["opacities"].detach()).reshape(-1) < threshold
-                remove(m.params, self.optimizers[name], self.strategy_states[name], low)
-            logger.info("stage %s: pruned %d of %d Gaussians with opacity < %.2f", stage.name,
-                        before - self.num_gaussians, before, threshold)
+            self._prune_low_opacity(stage)
             self.neighbours = None
         if hooks["sugar_losses"]:
             self._refresh_neighbours()
+
+    def _prune_low_opacity(self, stage: StageSpec) -> None:
+        """SuGaR's once-only prune of α < sugar.prune_opacity, with a floor: where it would leave fewer than
+        max(sugar.prune_keep_fraction × n, sugar.prune_keep_min) of a model's (or a rigid instance's) n
+        Gaussians, the most opaque ones up to that floor stay, with a warning that says why (the stages
+        before were too short for the entropy term to make enough Gaussians opaque)."""
+        scfg = self.cfg.sugar
+        threshold = float(scfg.prune_opacity)
+        fraction = float(scfg.get("prune_keep_fraction", 0.1))
+        keep_min = int(scfg.get("prune_keep_min", 32))
+        before = self.num_gaussians
+        for name, m in self.models.items():
+            opacity = torch.sigmoid(m.params["opacities"].detach()).reshape(-1)
+            low, spared = prune_mask_with_floor(opacity, threshold, fraction, keep_min, self.prune_groups(name, m))
+            if spared:
+                undecided = float(((opacity > 0.1) & (opacity < 0.9)).float().mean())
+                done = self.stage_schedule.stages[:self.stage_schedule.index_of(stage.name)]
+                what = "; ".join(f"{self.group_name(name, g)}: {kept} of {n} -> kept the {floor} most opaque"
+                                 for g, n, kept, floor in spared)
+                logger.warning(
+                    "stage %s: the opacity < %.2f prune would have left too few Gaussians (%s; floor: "
+                    "sugar.prune_keep_fraction=%g of each, at least sugar.prune_keep_min=%d). %.0f%% of %s's "
+                    "opacities are still undecided, in (0.1, 0.9): the stages before (%s) were too short for the "
+                    "opacity entropy to make them opaque (SuGaR prunes after 7,000 steps of 3DGS and 2,000 with "
+                    "the entropy term)", stage.name, threshold, what, fraction, keep_min, 100 * undecided, name,
+                    ", ".join(f"{s.name} {s.steps}" for s in done) or "none")
+            remove(m.params, self.optimizers[name], self.strategy_states[name], low)
+        logger.info("stage %s: pruned %d of %d Gaussians with opacity < %.2f", stage.name,
+                    before - self.num_gaussians, before, threshold)
+
+    def prune_groups(self, name: str, model: VanillaGaussians) -> Optional[torch.Tensor]:
+        """Per-Gaussian group ids within which the prune's floor applies (None: the whole model)."""
+        return None
+
+    def group_name(self, name: str, group: int) -> str:
+        return name
 
     def _refresh_neighbours(self) -> None:
         n = self.model.num_gaussians
