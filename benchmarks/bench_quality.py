@@ -1,17 +1,26 @@
 """Quality benchmark: does the sugar stage buy a better surface at the same step budget?
 
 Trains the same scene for the same total number of steps as (a) pretrain only (plain 3DGS),
-(b) pretrain + entropy, (c) pretrain + entropy + sugar (the quick config's 7 : 2 : 6 proportions;
-(b) shares (c)'s pretrain steps), extracts each mesh the same way, evaluates, prints one table and
-writes <out>/bench_quality.json and <out>/bench_quality.png.
+(b) pretrain + entropy, (c) pretrain + entropy + sugar (the seed's 7 : 2 : 6 proportions; (b) shares
+(c)'s pretrain steps); by default the seed's own 7,000 / 2,000 / 6,000 (15,000 steps each, configs/
+omnire_sugar.yaml), with --quick the 700 / 200 / 600 of `make demo` (configs/omnire_sugar_quick.yaml).
+Extracts a level-set and a TSDF mesh of each run, scores them against the scene's ground truth
+(Chamfer, accuracy / completeness, precision / recall / F at τ and at a τ matched to the pixel
+footprint, normal consistency), the rendered depth against the GT depth maps, test PSNR / SSIM,
+Gaussians, seconds per stage, the share of undecided opacities at the end of each stage; prints one
+table and writes <out>/bench_quality.json, <out>/bench_quality.png (and --json PATH).
 
-    .venv/bin/python benchmarks/bench_quality.py                                   # 1,500 steps, default scene
-    .venv/bin/python benchmarks/bench_quality.py --steps 300 --out /tmp/bq scene.width=80 scene.height=48 --reuse
+    .venv/bin/python benchmarks/bench_quality.py --quick --max-depth 40                # 1,500 steps, default scene
+    .venv/bin/python benchmarks/bench_quality.py --max-depth 40 --budget-min 10 --reuse  # the seed's schedule, in pieces
+    .venv/bin/python benchmarks/bench_quality.py --quick --out /tmp/bq1 scene.seed=1     # another street
 """
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -20,33 +29,72 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 RENAMES = {"total": "--steps"}  # library parameter -> flag, where the names differ
 
 
+def _machine() -> str:
+    import os
+
+    import torch
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
+    return f"{os.cpu_count()}-core CPU ({platform.machine()})"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("overrides", nargs="*", help="Hydra overrides for all three runs (e.g. scene.width=80)")
-    p.add_argument("--steps", type=int, default=1500, help="total steps of each run")
-    p.add_argument("--out", default="outputs/bench_quality")
-    p.add_argument("--config-name", default="omnire_sugar_quick")
-    p.add_argument("--reuse", action="store_true", help="skip training runs that already finished")
-    p.add_argument("--method", choices=["levelset", "tsdf"], default="levelset")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for every run (e.g. scene.seed=1 scene.width=320)")
+    p.add_argument("--quick", action="store_true",
+                   help="the quick schedule (1,500 steps, omnire_sugar_quick) instead of the seed's 15,000")
+    p.add_argument("--steps", type=int, default=None, help="total steps of each run (default 15,000; 1,500 with --quick)")
+    p.add_argument("--config-name", default=None, help="default omnire_sugar (omnire_sugar_quick with --quick)")
+    p.add_argument("--out", default=None, help="default outputs/bench_quality (outputs/bench_quality_quick with --quick)")
+    p.add_argument("--json", default=None, help="also write the results with the command and machine to this file")
+    p.add_argument("--variants", default=",".join(("a_pretrain", "b_pretrain_entropy", "c_pretrain_entropy_sugar")),
+                   help="comma-separated subset of a_pretrain, b_pretrain_entropy, c_pretrain_entropy_sugar")
+    p.add_argument("--reuse", action="store_true",
+                   help="skip finished training runs and their scores; continue runs a budget stopped")
+    p.add_argument("--budget-min", type=float, default=None,
+                   help="stop training cleanly after this many minutes (rerun with --reuse to continue)")
+    p.add_argument("--methods", default="levelset,tsdf", help="mesh extraction methods, comma-separated")
     p.add_argument("--poisson-depth", type=int, default=9)
     p.add_argument("--pixel-stride", type=int, default=1)
     p.add_argument("--tau", type=float, default=0.05)
     p.add_argument("--max-depth", type=float, default=None, help="score GT surface seen within this depth only")
     p.add_argument("--points", type=int, default=200_000)
+    p.add_argument("--no-figure", action="store_true")
+    p.add_argument("--machine", default=None, help="how to name the machine in --json (default: cores / GPU found)")
     args = p.parse_args(argv)
 
-    from benchmarks.quality_bench import format_bench, run_quality_bench
+    from benchmarks.quality_bench import QUICK_STEPS, SEED_STEPS, format_bench, run_quality_bench, staged_ratios
     from models.mesh.run_io import RunInputError, cli_message
+    steps = args.steps or (QUICK_STEPS if args.quick else SEED_STEPS)
+    config = args.config_name or ("omnire_sugar_quick" if args.quick else "omnire_sugar")
+    out = Path(args.out or ("outputs/bench_quality_quick" if args.quick else "outputs/bench_quality"))
+    t0 = time.perf_counter()
     try:
-        results = run_quality_bench(Path(args.out), steps=args.steps, config_name=args.config_name,
-                                    overrides=args.overrides, reuse=args.reuse, method=args.method,
-                                    poisson_depth=args.poisson_depth, pixel_stride=args.pixel_stride, tau=args.tau,
-                                    max_depth=args.max_depth, n_points=args.points)
+        results = run_quality_bench(out, steps=steps, config_name=config, overrides=args.overrides, reuse=args.reuse,
+                                    methods=[m for m in args.methods.split(",") if m], poisson_depth=args.poisson_depth,
+                                    pixel_stride=args.pixel_stride, tau=args.tau, max_depth=args.max_depth,
+                                    n_points=args.points, variants=[v for v in args.variants.split(",") if v],
+                                    budget_s=None if args.budget_min is None else 60 * args.budget_min,
+                                    figure=not args.no_figure)
     except RunInputError as exc:
         print(f"error: {cli_message(exc, p, renames=RENAMES)}", file=sys.stderr)
         return 2
+    if results is None:
+        print("stopped by --budget-min; rerun the same command with --reuse to continue", file=sys.stderr)
+        return 3
     print(format_bench(results, args.tau))
-    print(f"figure: {Path(args.out) / 'bench_quality.png'}")
+    if not args.no_figure:
+        print(f"figure: {out / 'bench_quality.png'}")
+    if args.json:
+        tau_pix = next((r["tau_pixel"].get("tau") for r in results.values() if r.get("tau_pixel")), None)
+        doc = {"command": " ".join([".venv/bin/python", "benchmarks/bench_quality.py", *(argv or sys.argv[1:])]),
+               "machine": args.machine or _machine(), "steps": steps, "config": config,
+               "overrides": args.overrides, "seconds": time.perf_counter() - t0,
+               "ratios_c_over_a": {m: staged_ratios(results, m, tau_pix) for m in args.methods.split(",")},
+               "runs": results}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(doc, indent=2))
+        print(f"json: {args.json}")
     return 0
 
 

@@ -251,7 +251,7 @@ def _closest_on_mesh(mesh, points):
 
 
 def point_to_mesh_metrics(pred, gt, cameras, *, tau: float = 0.05, n_points: int = 200_000, seed: int = 0,
-                          crop_margin: float = 1.0) -> Dict[str, float]:
+                          crop_margin: float = 1.0, extra_taus: Sequence[float] = ()) -> Dict[str, Any]:
     """models.mesh.mesh_metrics' quantities, with exact point-to-mesh distances.
 
     Why not mesh_metrics directly: it measures point-to-point distances between two surface samples,
@@ -261,7 +261,8 @@ def point_to_mesh_metrics(pred, gt, cameras, *, tau: float = 0.05, n_points: int
     matched to the other mesh's triangles (open3d RaycastingScene), so a perfect mesh scores 0.
     Samples: the prediction's whole surface, kept where visible_region_filter(mode="pred") holds; the
     GT mesh cropped to the box of the points the training cameras' GT depth saw (+ crop_margin),
-    kept where visible_region_filter(mode="gt") holds (same region rule as mesh_metrics)."""
+    kept where visible_region_filter(mode="gt") holds (same region rule as mesh_metrics).
+    extra_taus: precision / recall / F at these distances too, from the same samples ("at_tau")."""
     from .metrics import load_mesh, sample_surface, visible_region_filter
 
     pred, gt = load_mesh(pred), load_mesh(gt)
@@ -296,11 +297,19 @@ def point_to_mesh_metrics(pred, gt, cameras, *, tau: float = 0.05, n_points: int
            "normal_completeness": normal_completeness,
            "normal_consistency": (normal_accuracy + normal_completeness) / 2,
            "tau": tau, "n_pred": len(p_pts), "n_gt": len(g_pts)}
-    return {k: float(v) for k, v in out.items()}
+    out = {k: float(v) for k, v in out.items()}
+    if extra_taus:
+        out["at_tau"] = {}
+        for t in extra_taus:
+            prec = float((p_dist < t).mean()) if len(p_pts) else float("nan")
+            rec = float((g_dist < t).mean())
+            f = 2 * prec * rec / (prec + rec) if np.isfinite(prec) and prec + rec > 0 else 0.0
+            out["at_tau"][f"{t:.4g}"] = {"tau": float(t), "precision": prec, "recall": rec, "fscore": float(f)}
+    return out
 
 
 def surface_metrics(run: LoadedRun, mesh, *, tau: float = 0.05, n_points: int = 200_000,
-                    max_depth: Optional[float] = None) -> Optional[Dict[str, Any]]:
+                    max_depth: Optional[float] = None, extra_taus: Sequence[float] = ()) -> Optional[Dict[str, Any]]:
     """Surface metrics of a mesh (trimesh or path) against the scene's GT mesh, restricted to what
     the training cameras saw; None when the scene has no ground truth."""
     from .metrics import load_mesh
@@ -312,7 +321,7 @@ def surface_metrics(run: LoadedRun, mesh, *, tau: float = 0.05, n_points: int = 
     except ValueError as exc:
         raise RunInputError(str(exc)) from None
     return point_to_mesh_metrics(pred, run.scene.load_gt_mesh(), training_cameras(run.scene, max_depth), tau=tau,
-                                 n_points=n_points)
+                                 n_points=n_points, extra_taus=extra_taus)
 
 
 def evaluate_run(run: LoadedRun, *, mesh: Optional[PathLike] = None, tau: float = 0.05, n_points: int = 200_000,
