@@ -60,8 +60,10 @@ def main(argv=None) -> int:
     p.add_argument("--max-depth", type=float, default=None, help="score GT surface seen within this depth only")
     p.add_argument("--points", type=int, default=200_000)
     p.add_argument("--no-figure", action="store_true")
+    p.add_argument("--train-only", action="store_true", help="train (or continue) the runs, score nothing")
+    p.add_argument("--eval-device", default="cpu", help="device for mesh extraction and scoring (cpu or cuda)")
     p.add_argument("--machine", default=None, help="how to name the machine in --json (default: cores / GPU found)")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
 
     from benchmarks.quality_bench import QUICK_STEPS, SEED_STEPS, format_bench, run_quality_bench, staged_ratios
     from models.mesh.run_io import RunInputError, cli_message
@@ -75,13 +77,18 @@ def main(argv=None) -> int:
                                     pixel_stride=args.pixel_stride, tau=args.tau, max_depth=args.max_depth,
                                     n_points=args.points, variants=[v for v in args.variants.split(",") if v],
                                     budget_s=None if args.budget_min is None else 60 * args.budget_min,
-                                    figure=not args.no_figure)
+                                    figure=not args.no_figure, eval_device=args.eval_device,
+                                    train_only=args.train_only)
     except RunInputError as exc:
         print(f"error: {cli_message(exc, p, renames=RENAMES)}", file=sys.stderr)
         return 2
     if results is None:
         print("stopped by --budget-min; rerun the same command with --reuse to continue", file=sys.stderr)
         return 3
+    if args.train_only:
+        print("trained: " + ", ".join(f"{k} ({' '.join(f'{s} {t:.0f} s' for s, t in r['timing_s'].items())})"
+                                      for k, r in results.items()))
+        return 0
     print(format_bench(results, args.tau))
     if not args.no_figure:
         print(f"figure: {out / 'bench_quality.png'}")

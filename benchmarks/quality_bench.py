@@ -304,12 +304,12 @@ def run_quality_bench(out: Path, *, steps: int = SEED_STEPS, config_name: str = 
                       poisson_depth: int = 9, pixel_stride: int = 1, tau: float = 0.05,
                       max_depth: Optional[float] = None, n_points: int = 200_000,
                       variants: Sequence[str] = BENCH_VARIANTS, budget_s: Optional[float] = None,
-                      figure: bool = True, log=print) -> Optional[Dict[str, Dict[str, Any]]]:
+                      figure: bool = True, eval_device: str = "cpu", train_only: bool = False, log=print) -> Optional[Dict[str, Dict[str, Any]]]:
     """Train (a) pretrain, (b) pretrain + entropy, (c) pretrain + entropy + sugar with the same total
     steps, extract meshes of each the same ways (level set, TSDF), evaluate; writes out/bench_quality.json
     and out/bench_quality.png and returns the per-run results (None when budget_s ran out first: rerun
     with reuse to continue). Each run's scores are kept in <run>/bench_result.json and reused (with reuse)
-    when the settings match."""
+    when the settings match. eval_device: where meshes are extracted and runs evaluated."""
     import time
 
     t_start = time.perf_counter()
@@ -332,6 +332,9 @@ def run_quality_bench(out: Path, *, steps: int = SEED_STEPS, config_name: str = 
         if timing is None:
             log(f"[{name}] stopped by the time budget at a checkpoint; rerun with --reuse to continue")
             return None
+        if train_only:
+            results[name] = {"run_dir": str(run_dir), "timing_s": timing}
+            continue
         cached = run_dir / "bench_result.json"
         if reuse and cached.is_file():
             prev = json.loads(cached.read_text())
@@ -339,7 +342,7 @@ def run_quality_bench(out: Path, *, steps: int = SEED_STEPS, config_name: str = 
                 results[name] = prev
                 log(f"[{name}] reused its scores")
                 continue
-        run = load_run(run_dir)
+        run = load_run(run_dir, device=eval_device)
         stages = json.loads((run_dir / "bench_stages.json").read_text())
         tau_pix = pixel_footprint_tau(run.scene, max_depth)
         taus = [tau] + ([tau_pix["tau"]] if tau_pix else [])
@@ -367,11 +370,14 @@ def run_quality_bench(out: Path, *, steps: int = SEED_STEPS, config_name: str = 
                "depth_error": depth_error(run, max_depth), "tau_pixel": tau_pix, "meshes": meshes,
                "mesh_errors": mesh_errors, "surfaces": surfaces,
                # the first method's mesh and scores under the names the figure and older readers use
-               "mesh": meshes.get(methods[0]), "surface": surfaces.get(methods[0]), "settings": settings}
+               "mesh": meshes.get(methods[0]) if methods else None,
+               "surface": surfaces.get(methods[0]) if methods else None, "settings": settings}
         cached.write_text(json.dumps(res, indent=2))
         results[name] = res
         log(f"[{name}] PSNR {res['psnr']:.2f} dB, Gaussians {res['num_gaussians']}, "
             + ", ".join(f"{m} Chamfer {surfaces[m]['chamfer']:.3f} m" for m in surfaces))
+    if train_only:
+        return results
     (out / "bench_quality.json").write_text(json.dumps(results, indent=2))
     if figure:
         quality_figure(results, out / "bench_quality.png")

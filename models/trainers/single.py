@@ -355,7 +355,8 @@ class SingleTrainer(BasicTrainer):
 
     def _sugar_losses(self, gs, radii, depth, alpha, viewmat, view) -> Dict[str, torch.Tensor]:
         scfg = self.cfg.sugar
-        if self.neighbours is None or self.step - self.neighbours_step >= int(scfg.knn_every):
+        if (self.neighbours is None or self.step - self.neighbours_step >= int(scfg.knn_every)
+                or self.neighbours.shape[0] != self.model.num_gaussians):  # densification on in this stage
             self._refresh_neighbours()
         rotmats = quat_to_rotmat(gs["quats"])
         gaussians = (gs["means"], rotmats, gs["scales"], gs["opacities"])
