@@ -284,11 +284,11 @@ def point_to_mesh_metrics(pred, gt, cameras, *, tau: float = 0.05, n_points: int
         raise RunInputError("no ground-truth surface lies in the region the training cameras saw")
     g_dist, g_hit = _closest_on_mesh(pred, g_pts)
     completeness, recall = g_dist.mean(), (g_dist < tau).mean()
-    normal_completeness = np.abs(np.sum(g_nrm * g_hit, axis=1)).mean()
+    normal_completeness = np.nanmean(np.abs(np.sum(g_nrm * g_hit, axis=1)))  # degenerate triangles: NaN normals
     if len(p_pts):
         p_dist, p_hit = _closest_on_mesh(gt, p_pts)
         accuracy, precision = p_dist.mean(), (p_dist < tau).mean()
-        normal_accuracy = np.abs(np.sum(p_nrm * p_hit, axis=1)).mean()
+        normal_accuracy = np.nanmean(np.abs(np.sum(p_nrm * p_hit, axis=1)))
     else:
         accuracy = precision = normal_accuracy = float("nan")
     fscore = 2 * precision * recall / (precision + recall) if np.isfinite(precision) and precision + recall > 0 else 0.0
