@@ -82,16 +82,20 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
     if rasterize_mode not in ("classic", "antialiased"):
         raise ValueError(f"rasterize_mode must be 'classic' or 'antialiased', got {rasterize_mode!r}")
     C, N = viewmats.shape[0], means.shape[0]
-    proj = project_gaussians(means, quats, scales, opacities, viewmats, Ks, width, height,
-                             near_plane, far_plane, eps2d, radius_clip,
-                             antialiased=rasterize_mode == "antialiased")
+    fused = backend == "cpp" and cpp_backend.can_project(means, opacities, viewmats, Ks)
+    project = cpp_backend.project_gaussians_cpp if fused else project_gaussians
+    proj = project(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane, eps2d,
+                   radius_clip, antialiased=rasterize_mode == "antialiased")
     if sh_degree is not None:
         # viewing direction from the camera centre (gsplat: inverse(viewmat)[:3, 3])
         R, t = viewmats[:, :3, :3], viewmats[:, :3, 3:]
         campos = -(R.transpose(-1, -2) @ t)[..., 0]
-        dirs = means[None] - campos[:, None]
-        sh = colors if colors.dim() == 4 else colors[None].expand(C, -1, -1, -1)
-        cols = torch.clamp_min(eval_sh(sh_degree, dirs, sh) + 0.5, 0.0)
+        if fused and colors.dim() == 3:
+            cols = cpp_backend.sh_colors_cpp(sh_degree, means, colors, campos)
+        else:
+            dirs = means[None] - campos[:, None]
+            sh = colors if colors.dim() == 4 else colors[None].expand(C, -1, -1, -1)
+            cols = torch.clamp_min(eval_sh(sh_degree, dirs, sh) + 0.5, 0.0)
     else:
         cols = colors if colors.dim() == 3 else colors[None].expand(C, -1, -1)
     bgs = backgrounds

@@ -27,8 +27,9 @@ import torch
 from models.cameras import project_points, transform_points
 
 from .geometry import (
-    gaussian_density,
+    density_terms,
     gaussian_normals,
+    neighbour_table,
     sample_image_bilinear,
     std_along_directions,
     take,
@@ -158,10 +159,11 @@ def sugar_sdf_loss(
 
     # Step 4: ideal SDF from the density.
     nbr = _neighbour_sets(g, neighbours)
-    d, _ = gaussian_density(p, nbr, means, rotmats, scales, opacities)
+    rows = take(neighbour_table(means, rotmats, scales, opacities), nbr)      # one gather for d and β
+    d = density_terms(p, rows)[0].sum(dim=-1)
     factor = 1.0 / nbr.shape[1] if density_factor is None else density_factor
     d = (d * factor).clamp(min=density_eps, max=1.0)
-    beta = take(scales, nbr).min(dim=-1).values.mean(dim=1)
+    beta = rows[..., 13].mean(dim=1)
     f = beta * torch.sqrt((-2.0 * torch.log(d)).clamp_min(1e-10))
 
     # Step 5: scale-free, clamped residual.
@@ -189,10 +191,11 @@ def sugar_density_loss(
     if m == 0:
         return weight * _zero_loss(points, scales, opacities), stats
     nbr = _neighbour_sets(gauss_idx, neighbours)
-    d, _ = gaussian_density(points, nbr, means, rotmats, scales, opacities)
+    rows = take(neighbour_table(means, rotmats, scales, opacities), nbr)      # one gather for d, μ_g and β
+    d = density_terms(points, rows)[0].sum(dim=-1)
     n_g = take(gaussian_normals(rotmats, scales), gauss_idx)
-    f_hat = ((points - take(means, gauss_idx)) * n_g).sum(dim=-1)
-    beta = take(scales, nbr).min(dim=-1).values.mean(dim=1)
+    f_hat = ((points - rows[:, 0, 0:3]) * n_g).sum(dim=-1)                   # column 0 of nbr is g itself
+    beta = rows[..., 13].mean(dim=1)
     target = torch.exp(-0.5 * f_hat.pow(2) / beta.pow(2))
     residual = (d - target).abs()
     stats["density_residual"] = float(residual.detach().mean())
@@ -221,15 +224,16 @@ def sugar_normal_loss(
         return weight * _zero_loss(rotmats), stats
     nbr = _neighbour_sets(gauss_idx, neighbours)                             # [M, K]
     normals = gaussian_normals(rotmats, scales)
-    n_g = take(normals, gauss_idx)                                          # [M, 3]
     n_j = take(normals, nbr)                                                # [M, K, 3]
+    n_g = n_j[:, 0]                                                         # column 0 of nbr is g itself
     sign = torch.sign((n_j * n_g.unsqueeze(1)).sum(dim=-1, keepdim=True)).detach()
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
     n_j = n_j * sign
     with torch.no_grad():
-        _, terms = gaussian_density(points, nbr, means, rotmats, scales, opacities)
-        dist = ((points.unsqueeze(1) - take(means, nbr)) * n_j).sum(dim=-1).abs()
-        s_min = take(scales, nbr).min(dim=-1).values.clamp_min(1e-6)
+        rows = take(neighbour_table(means, rotmats, scales, opacities), nbr)
+        terms = density_terms(points, rows)[0]
+        dist = ((points.unsqueeze(1) - rows[..., 0:3]) * n_j).sum(dim=-1).abs()
+        s_min = rows[..., 13].clamp_min(1e-6)
         w = terms * dist / s_min.pow(2)
         total = w.sum(dim=1, keepdim=True)
         valid = total.squeeze(1) > 1e-30

@@ -125,10 +125,131 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
     return {v_means2d, v_conics, v_col, v_opac};
 }
 
+void check_gaussians(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
+                     const at::Tensor& opacities, const at::Tensor& viewmats, const at::Tensor& Ks) {
+    TORCH_CHECK(means.device().is_cpu(), "cpu projection: tensors must be on the CPU");
+    TORCH_CHECK(means.scalar_type() == at::kFloat || means.scalar_type() == at::kDouble,
+                "cpu projection: float32 or float64 tensors expected");
+    const auto N = means.size(0), C = viewmats.size(0);
+    TORCH_CHECK(means.sizes() == at::IntArrayRef({N, 3}) && quats.sizes() == at::IntArrayRef({N, 4}) &&
+                scales.sizes() == at::IntArrayRef({N, 3}) && opacities.sizes() == at::IntArrayRef({N}),
+                "cpu projection: means [N,3], quats [N,4], scales [N,3], opacities [N] expected");
+    TORCH_CHECK(viewmats.sizes() == at::IntArrayRef({C, 4, 4}) && Ks.sizes() == at::IntArrayRef({C, 3, 3}),
+                "cpu projection: viewmats [C,4,4] and Ks [C,3,3] expected");
+    for (const auto* t : {&means, &quats, &scales, &opacities, &viewmats, &Ks}) {
+        TORCH_CHECK(t->is_contiguous() && t->scalar_type() == means.scalar_type(),
+                    "cpu projection: inputs must be contiguous and of one floating type");
+    }
+}
+
+std::vector<at::Tensor> project_fwd(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
+                                    const at::Tensor& opacities, const at::Tensor& viewmats, const at::Tensor& Ks,
+                                    int64_t width, int64_t height, double near, double far, double eps2d,
+                                    double radius_clip, bool antialiased) {
+    check_gaussians(means, quats, scales, opacities, viewmats, Ks);
+    const auto N = means.size(0), C = viewmats.size(0);
+    const auto opts = means.options();
+    auto radii = at::empty({C, N, 2}, opts.dtype(at::kInt));
+    auto means2d = at::empty({C, N, 2}, opts);
+    auto depths = at::empty({C, N}, opts);
+    auto conics = at::empty({C, N, 3}, opts);
+    auto opac = at::empty({C, N}, opts);
+    AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_fwd", [&] {
+        cpu_rast::project_ewa_fwd<scalar_t>(
+            means.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(),
+            opacities.data_ptr<scalar_t>(), viewmats.data_ptr<scalar_t>(), Ks.data_ptr<scalar_t>(), C, N, width, height,
+            static_cast<scalar_t>(near), static_cast<scalar_t>(far), static_cast<scalar_t>(eps2d),
+            static_cast<scalar_t>(radius_clip), antialiased, radii.data_ptr<int32_t>(), means2d.data_ptr<scalar_t>(),
+            depths.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(), at::get_num_threads());
+    });
+    return {radii, means2d, depths, conics, opac};
+}
+
+at::Tensor grad_or_zeros(const at::Tensor& g, at::IntArrayRef shape, const at::TensorOptions& opts) {
+    if (!g.defined()) return at::zeros(shape, opts);
+    TORCH_CHECK(g.sizes() == shape, "cpu projection: gradient of the wrong shape");
+    return g.contiguous().to(opts.dtype());
+}
+
+std::vector<at::Tensor> project_bwd(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
+                                    const at::Tensor& opacities, const at::Tensor& viewmats, const at::Tensor& Ks,
+                                    int64_t width, int64_t height, double near, double far, double eps2d,
+                                    bool antialiased, const c10::optional<at::Tensor>& v_means2d,
+                                    const c10::optional<at::Tensor>& v_depths,
+                                    const c10::optional<at::Tensor>& v_conics,
+                                    const c10::optional<at::Tensor>& v_opac) {
+    check_gaussians(means, quats, scales, opacities, viewmats, Ks);
+    const auto N = means.size(0), C = viewmats.size(0);
+    const auto opts = means.options();
+    auto vm2 = grad_or_zeros(v_means2d.value_or(at::Tensor()), {C, N, 2}, opts);
+    auto vd = grad_or_zeros(v_depths.value_or(at::Tensor()), {C, N}, opts);
+    auto vcon = grad_or_zeros(v_conics.value_or(at::Tensor()), {C, N, 3}, opts);
+    auto vop = grad_or_zeros(v_opac.value_or(at::Tensor()), {C, N}, opts);
+    auto g_means = at::empty({N, 3}, opts), g_quats = at::empty({N, 4}, opts), g_scales = at::empty({N, 3}, opts),
+         g_opac = at::empty({N}, opts);
+    AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_bwd", [&] {
+        cpu_rast::project_ewa_bwd<scalar_t>(
+            means.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(),
+            opacities.data_ptr<scalar_t>(), viewmats.data_ptr<scalar_t>(), Ks.data_ptr<scalar_t>(), C, N, width, height,
+            static_cast<scalar_t>(near), static_cast<scalar_t>(far), static_cast<scalar_t>(eps2d), antialiased,
+            vm2.data_ptr<scalar_t>(), vd.data_ptr<scalar_t>(), vcon.data_ptr<scalar_t>(), vop.data_ptr<scalar_t>(),
+            g_means.data_ptr<scalar_t>(), g_quats.data_ptr<scalar_t>(), g_scales.data_ptr<scalar_t>(),
+            g_opac.data_ptr<scalar_t>(), at::get_num_threads());
+    });
+    return {g_means, g_quats, g_scales, g_opac};
+}
+
+void check_sh(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs, const at::Tensor& campos) {
+    TORCH_CHECK(degree >= 0 && degree <= 3, "sh_degree must be in [0, 3]");
+    TORCH_CHECK(means.device().is_cpu() && means.dim() == 2 && means.size(1) == 3, "cpu SH: means [N,3] expected");
+    TORCH_CHECK(coeffs.dim() == 3 && coeffs.size(0) == means.size(0) && coeffs.size(2) == 3 &&
+                coeffs.size(1) >= (degree + 1) * (degree + 1), "cpu SH: coefficients [N,K,3] with enough K expected");
+    TORCH_CHECK(campos.dim() == 2 && campos.size(1) == 3, "cpu SH: camera centres [C,3] expected");
+    for (const auto* t : {&means, &coeffs, &campos}) {
+        TORCH_CHECK(t->is_contiguous() && t->scalar_type() == means.scalar_type(),
+                    "cpu SH: inputs must be contiguous and of one floating type");
+    }
+    TORCH_CHECK(means.scalar_type() == at::kFloat || means.scalar_type() == at::kDouble,
+                "cpu SH: float32 or float64 tensors expected");
+}
+
+at::Tensor sh_fwd(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs, const at::Tensor& campos) {
+    check_sh(degree, means, coeffs, campos);
+    const auto N = means.size(0), C = campos.size(0);
+    auto colors = at::empty({C, N, 3}, means.options());
+    AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sh_fwd", [&] {
+        cpu_rast::sh_colors_fwd<scalar_t>(static_cast<int>(degree), means.data_ptr<scalar_t>(),
+                                          coeffs.data_ptr<scalar_t>(), coeffs.size(1), campos.data_ptr<scalar_t>(), C,
+                                          N, colors.data_ptr<scalar_t>(), at::get_num_threads());
+    });
+    return colors;
+}
+
+std::vector<at::Tensor> sh_bwd(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs,
+                               const at::Tensor& campos, const at::Tensor& v_colors) {
+    check_sh(degree, means, coeffs, campos);
+    const auto N = means.size(0), C = campos.size(0);
+    TORCH_CHECK(v_colors.sizes() == at::IntArrayRef({C, N, 3}), "cpu SH: gradient [C,N,3] expected");
+    auto vc = v_colors.contiguous().to(means.scalar_type());
+    auto g_means = at::empty({N, 3}, means.options());
+    auto g_coeffs = at::zeros_like(coeffs);
+    AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sh_bwd", [&] {
+        cpu_rast::sh_colors_bwd<scalar_t>(static_cast<int>(degree), means.data_ptr<scalar_t>(),
+                                          coeffs.data_ptr<scalar_t>(), coeffs.size(1), campos.data_ptr<scalar_t>(), C,
+                                          N, vc.data_ptr<scalar_t>(), g_means.data_ptr<scalar_t>(),
+                                          g_coeffs.data_ptr<scalar_t>(), at::get_num_threads());
+    });
+    return {g_means, g_coeffs};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-    m.doc() = "Deterministic CPU tile rasterizer (gsplat's rasterize_to_pixels pipeline)";
+    m.doc() = "Deterministic CPU renderer (gsplat's projection, SH and rasterize_to_pixels pipeline)";
+    m.def("project_fwd", &project_fwd, "EWA projection of 3D Gaussians");
+    m.def("project_bwd", &project_bwd, "gradients of the EWA projection");
+    m.def("sh_fwd", &sh_fwd, "view-dependent colours from SH coefficients");
+    m.def("sh_bwd", &sh_bwd, "gradients of the SH colours");
     m.def("intersect_tiles", &intersect_tiles, "(Gaussian, tile) pairs ordered by (camera, tile, depth)");
     m.def("rasterize_fwd", &rasterize_fwd, "front-to-back compositing");
     m.def("rasterize_bwd", &rasterize_bwd, "back-to-front gradients");

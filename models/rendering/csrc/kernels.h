@@ -1,4 +1,6 @@
-// CPU kernels of the tile rasterizer (gsplat's rasterize_to_pixels pipeline), one file per stage:
+// CPU kernels of the renderer (gsplat's projection and rasterize_to_pixels pipeline), one file per stage:
+//   projection_ewa.cpp            EWA projection of 3D Gaussians to 2D (means2d, conics, depths, radii)
+//   spherical_harmonics.cpp       view-dependent colours from SH coefficients
 //   intersect_tile.cpp            (Gaussian, tile) pairs, ordered by (camera, tile, depth)
 //   rasterize_to_pixels_fwd.cpp   front-to-back compositing, per-pixel final T and last contributor
 //   rasterize_to_pixels_bwd.cpp   back-to-front gradients, reduced per Gaussian in a fixed order
@@ -66,6 +68,33 @@ template <typename T>
 void rasterize_bwd(const Splats<T>& s, const Grid& g, const int64_t* offsets, const int32_t* flat_ids,
                    int64_t n_isects, const int32_t* last, const T* v_colors, const T* v_alphas,
                    T* v_means2d, T* v_conics, T* v_colors_out, T* v_opacities, int n_threads);
+
+// EWA projection, [N] Gaussians into [C] cameras (viewmats [C, 4, 4] world->camera, Ks [C, 3, 3]).
+// Outputs [C, N, *]: radii (int32, 0 = culled), means2d, depths (camera z), conics, opacities (times the
+// antialiasing compensation when asked).
+template <typename T>
+void project_ewa_fwd(const T* means, const T* quats, const T* scales, const T* opacities, const T* viewmats,
+                     const T* Ks, int64_t C, int64_t N, int64_t width, int64_t height, T near, T far, T eps2d,
+                     T radius_clip, bool antialiased, int32_t* radii, T* means2d, T* depths, T* conics,
+                     T* opac_out, int n_threads);
+
+// Gradients of the projection's differentiable outputs with respect to means, quats, scales, opacities
+// (written, not accumulated), summed over the cameras.
+template <typename T>
+void project_ewa_bwd(const T* means, const T* quats, const T* scales, const T* opacities, const T* viewmats,
+                     const T* Ks, int64_t C, int64_t N, int64_t width, int64_t height, T near, T far, T eps2d,
+                     bool antialiased, const T* v_means2d, const T* v_depths, const T* v_conics,
+                     const T* v_opac_out, T* v_means, T* v_quats, T* v_scales, T* v_opacities, int n_threads);
+
+// colours [C, N, 3] = max(SH(coeffs [N, K, 3]) at the unit direction camera centre -> mean + 0.5, 0)
+template <typename T>
+void sh_colors_fwd(int degree, const T* means, const T* coeffs, int64_t K, const T* campos, int64_t C, int64_t N,
+                   T* colors, int n_threads);
+
+// v_means [N, 3] (written) and v_coeffs [N, K, 3] (accumulated: zero-initialised by the caller)
+template <typename T>
+void sh_colors_bwd(int degree, const T* means, const T* coeffs, int64_t K, const T* campos, int64_t C, int64_t N,
+                   const T* v_colors, T* v_means, T* v_coeffs, int n_threads);
 
 // sigma = 0.5 (a dx^2 + c dy^2) + b dx dy, with d = mean - pixel centre (gsplat's convention)
 template <typename T>
