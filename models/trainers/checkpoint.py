@@ -99,6 +99,21 @@ def canonical(obj: Any) -> Any:
     return obj
 
 
+def _write_failure(exc: BaseException) -> Optional[BaseException]:
+    """The failed write behind an exception of torch.save, if it is one: an OSError (disk full, file
+    too large) or torch's RuntimeError about a write, also where it is only the context of another
+    error (when a write fails, torch's zip writer can raise "unexpected pos" while closing, hiding
+    the OSError it was handling)."""
+    seen: Optional[BaseException] = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) or (isinstance(seen, RuntimeError) and "write" in str(seen).lower()):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def atomic_save(obj: Any, path: PathLike) -> Path:
     """Write `obj` (made `canonical`) to `path` through a temporary file and a rename. On any failure
     the temporary file is removed, `path` (if it existed) is untouched, and `CheckpointSaveError`
@@ -121,9 +136,9 @@ def atomic_save(obj: Any, path: PathLike) -> Path:
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and "write" in str(exc).lower()):
-            # torch.save reports a failed write (disk full, file too large) as a RuntimeError
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        failed = _write_failure(exc)
+        if failed is not None:
+            reason = failed.strerror if isinstance(failed, OSError) and failed.strerror else str(failed).splitlines()[0]
             raise CheckpointSaveError(
                 f"could not write checkpoint {path} ({reason}); nothing was replaced: the earlier checkpoints "
                 f"in {path.parent} are intact. Free some space (or fix the folder) and resume") from exc
