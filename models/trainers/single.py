@@ -30,7 +30,7 @@ from models.rendering.render import RenderOutput, render_gaussians
 from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
 from models.trainers.config_checks import check_training_config
 from models.trainers.monitor import TrainingMonitor
-from models.trainers.rng import TrainerRNG, seed_everything  # noqa: F401  (seed_everything: the entry points')
+from models.trainers.rng import TrainerRNG
 from models.trainers.sampler import ImageSampler
 from scenes import load_scene
 
