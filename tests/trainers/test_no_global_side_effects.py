@@ -35,6 +35,9 @@ def multi_config(scene_dir, out, *overrides):
 
 
 def make_config(kind, scene_dir, out, *overrides):
+    """On the CPU unless asked (bitwise equality and num_threads are CPU matters; a CUDA run is
+    reproducible only up to float rounding, see the README)."""
+    overrides = ("device=cpu", *overrides)
     return tiny_config(scene_dir, out, *overrides) if kind == "single" else multi_config(scene_dir, out, *overrides)
 
 
@@ -106,7 +109,7 @@ def test_two_trainers_in_one_process_train_bitwise_alike(kind, scene_dir, tmp_pa
 
 
 def test_run_training_sets_threads_and_seeds(scene_dir, tmp_path, process_threads):
-    cfg = tiny_config(scene_dir, tmp_path / "run", "seed=3", "stop_after=0")
+    cfg = tiny_config(scene_dir, tmp_path / "run", "device=cpu", "seed=3", "stop_after=0")
     assert cfg.num_threads == 1
     torch.set_num_threads(2)
     random.seed(11), np.random.seed(12), torch.manual_seed(13)
@@ -161,3 +164,17 @@ def test_scope_swaps_the_cuda_generator_of_the_trainers_device():
         expected = torch.randn(4, device=device)
     with restored.scope():
         assert torch.equal(torch.randn(4, device=device), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_leaves_the_global_cuda_generator_alone(scene_dir, tmp_path):
+    trainer = build_trainer(make_config("single", scene_dir, tmp_path / "run", "device=cuda"))
+    torch.cuda.manual_seed(99)
+    before_cpu, before_cuda = torch.get_rng_state(), torch.cuda.get_rng_state()
+    fresh = trainer.rng.cuda.get_state()
+    n0 = trainer.num_gaussians
+    trainer.train(num_steps=STEPS)
+    assert trainer.num_gaussians != n0, "the schedule was meant to densify"
+    assert not torch.equal(trainer.rng.cuda.get_state(), fresh)  # the split drew on the device, from the trainer's
+    assert torch.equal(torch.cuda.get_rng_state(), before_cuda) and torch.equal(torch.get_rng_state(), before_cpu)
+    assert trainer.state_dict()["rng"]["cuda"] is not None
