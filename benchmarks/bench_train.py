@@ -30,6 +30,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 from models.losses import photometric_loss, sky_opacity_loss  # noqa: E402
 from models.rendering.render import render_gaussians  # noqa: E402
+from models.trainers import configure_process  # noqa: E402
 from models.trainers.single import SingleTrainer  # noqa: E402
 
 
@@ -66,6 +67,7 @@ def main(argv=None) -> None:
                                                    "log.tensorboard=false", "log.snapshot_every=0",
                                                    "checkpoint.every=0", *args.overrides])
     t0 = time.perf_counter()
+    configure_process(cfg)  # the config's threads and seeds, as tools/train.py sets them
     tr = SingleTrainer(cfg, output_dir=cfg.output_dir)
     setup_s = time.perf_counter() - t0
     per_stage = defaultdict(list)

@@ -37,12 +37,13 @@ def main(argv=None) -> None:
     import torch
     from hydra import compose, initialize_config_dir
 
+    from models.trainers import configure_process
     from models.trainers.single import SingleTrainer
     from models.viewer.server import ViewerServer
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose("omnire_sugar_quick", overrides=["log.progress=false", "num_threads=2", *args.overrides])
-    torch.set_num_threads(2)
+    configure_process(cfg)  # num_threads=2 and the seeds, as tools/train.py sets them
     trainer = SingleTrainer(cfg, output_dir=None)
     bare = trainer.train_step
     viewer = ViewerServer(trainer, host="127.0.0.1", port=free_port(), live=True)

@@ -85,6 +85,7 @@ def train_bench_run(config_name: str, out: Path, schedule: list, overrides: Sequ
     import time
 
     from models.trainers.checkpoint import checkpoint_name, find_latest
+    from models.trainers import configure_process
     from models.trainers.inference import trainer_class
 
     total = sum(s["steps"] for s in schedule)
@@ -99,6 +100,7 @@ def train_bench_run(config_name: str, out: Path, schedule: list, overrides: Sequ
     schedule = [dict(s, hooks={**hooks.get(s["name"], {}), **(s.get("hooks") or {})}) for s in schedule]
     cfg = _compose(config_name, [*overrides, _schedule_override(schedule), f"output_dir={out}"])
     try:  # the configured trainer class: SingleTrainer, or MultiTrainer with trainer=MultiTrainer
+        configure_process(cfg)  # threads and seeds from the config, as tools/train.py sets them
         trainer = trainer_class(str(cfg.get("trainer", "SingleTrainer")))(cfg, output_dir=out, resume=resume)
     except ValueError as exc:
         raise RunInputError(f"{out.name}: bad configuration: {exc}") from None

@@ -18,7 +18,8 @@ USER_ERRORS = _user_errors()
 
 
 def build_trainer(cfg: Any, argv: Optional[list] = None):
-    """The configured trainer class (`trainer` key), built for training."""
+    """The configured trainer class (`trainer` key), built for training. It leaves the process as it
+    finds it; an entry point that trains calls `configure_process(cfg)` first (as `run_training` does)."""
     from models.trainers.inference import TRAINERS, trainer_class
     name = str(cfg.get("trainer", "SingleTrainer"))
     if name not in TRAINERS:
@@ -27,10 +28,19 @@ def build_trainer(cfg: Any, argv: Optional[list] = None):
     return cls(cfg, output_dir=cfg.output_dir, resume=cfg.get("resume", False), argv=argv)
 
 
+def configure_process(cfg: Any) -> None:
+    """The process set-up of an entry point that trains: torch threads from `num_threads` (CPU) and
+    the global RNGs seeded from `seed` (models.trainers.rng.configure_process)."""
+    from models.trainers.rng import configure_process as configure
+    configure(cfg)
+
+
 def run_training(cfg: Any, argv: Optional[list] = None, on_built: Optional[Callable[[Any], None]] = None):
-    """Build the configured trainer and run it to the end of its schedule (or until SIGTERM).
-    `on_built(trainer)` is called before training starts (a sweep job attaches its preemption handler)."""
+    """Set up the process (`configure_process`: threads, global seeds), build the configured trainer
+    and run it to the end of its schedule (or until SIGTERM). `on_built(trainer)` is called before
+    training starts (a sweep job attaches its preemption handler)."""
     logging.getLogger("models").setLevel(logging.INFO)
+    configure_process(cfg)
     trainer = build_trainer(cfg, argv=list(sys.argv if argv is None else argv))
     if on_built is not None:
         on_built(trainer)

@@ -10,6 +10,13 @@ Format history (`state["format"]`); `load_checkpoint` migrates every older one t
      `random` state a tuple and NumPy's a tuple holding an ndarray. Read with NumPy's array
      reconstruction allow-listed (data only) and converted by `_migrate_1_to_2`.
   2  RNG states as tensors and numbers (`encode_rng_state`); nothing outside torch's allow-list.
+     `rng` held the process's global RNGs (Python, NumPy, torch CPU, every CUDA device), which the
+     trainer seeded and restored (commits up to 945dec8).
+  3  `rng` is the trainer's own torch state (models.trainers.rng.TrainerRNG): {"torch": the CPU
+     generator's state, "cuda": its CUDA device's state or None}; a trainer no longer touches the
+     process's RNGs. `_migrate_2_to_3` keeps format 2's torch CPU state as the trainer's (it is the
+     stream the gsplat split drew from) and the first CUDA device's state (the one device=auto /
+     cuda trains on); the Python and NumPy states are dropped (no training step drew from them).
 A dict without a "format" key was never written by this project and is refused.
 
 Writes go to a temporary file in the same folder, fsync'd, then renamed over the final name, so
@@ -30,7 +37,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-FORMAT = 2
+FORMAT = 3
 CHECKPOINT_RE = re.compile(r"^step_(\d+)\.pt$")
 TMP_RE = re.compile(r"^\.step_\d+\.pt\..*\.tmp$")
 PathLike = Union[str, os.PathLike]
@@ -92,6 +99,21 @@ def canonical(obj: Any) -> Any:
     return obj
 
 
+def _write_failure(exc: BaseException) -> Optional[BaseException]:
+    """The failed write behind an exception of torch.save, if it is one: an OSError (disk full, file
+    too large) or torch's RuntimeError about a write, also where it is only the context of another
+    error (when a write fails, torch's zip writer can raise "unexpected pos" while closing, hiding
+    the OSError it was handling)."""
+    seen: Optional[BaseException] = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) or (isinstance(seen, RuntimeError) and "write" in str(seen).lower()):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def atomic_save(obj: Any, path: PathLike) -> Path:
     """Write `obj` (made `canonical`) to `path` through a temporary file and a rename. On any failure
     the temporary file is removed, `path` (if it existed) is untouched, and `CheckpointSaveError`
@@ -114,9 +136,9 @@ def atomic_save(obj: Any, path: PathLike) -> Path:
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and "write" in str(exc).lower()):
-            # torch.save reports a failed write (disk full, file too large) as a RuntimeError
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        failed = _write_failure(exc)
+        if failed is not None:
+            reason = failed.strerror if isinstance(failed, OSError) and failed.strerror else str(failed).splitlines()[0]
             raise CheckpointSaveError(
                 f"could not write checkpoint {path} ({reason}); nothing was replaced: the earlier checkpoints "
                 f"in {path.parent} are intact. Free some space (or fix the folder) and resume") from exc
@@ -188,6 +210,7 @@ def decode_numpy_rng(state: Dict[str, Any]) -> Tuple:
 
 
 def capture_rng_state() -> Dict[str, Any]:
+    """The process's global RNG states as plain data (format 2's `rng`; trainers no longer use it)."""
     return encode_rng_state(random.getstate(), np.random.get_state(), torch.get_rng_state(),
                             torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
 
@@ -209,7 +232,18 @@ def _migrate_1_to_2(state: Dict[str, Any]) -> Dict[str, Any]:
     return dict(state, format=2)
 
 
-MIGRATIONS: Dict[int, Callable[[Dict[str, Any]], Dict[str, Any]]] = {1: _migrate_1_to_2}
+def _migrate_2_to_3(state: Dict[str, Any]) -> Dict[str, Any]:
+    rng = state.get("rng")
+    if rng is not None:
+        cpu = rng["torch"]
+        if not isinstance(cpu, torch.Tensor):
+            raise TypeError(f"rng.torch is a {type(cpu).__name__}, expected a uint8 tensor")
+        cuda = rng.get("cuda")
+        state = dict(state, rng={"torch": cpu, "cuda": cuda[0] if cuda else None})
+    return dict(state, format=3)
+
+
+MIGRATIONS: Dict[int, Callable[[Dict[str, Any]], Dict[str, Any]]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 def migrate(state: Dict[str, Any], source: str = "checkpoint") -> Dict[str, Any]:

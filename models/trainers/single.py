@@ -12,7 +12,6 @@ import copy
 import json
 import logging
 import math
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -29,9 +28,9 @@ from models.losses import (knn, lidar_depth_loss, opacity_entropy_loss, photomet
                            sugar_sdf_loss, visible_surface_mask)
 from models.rendering.render import RenderOutput, render_gaussians
 from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
-from models.trainers.checkpoint import capture_rng_state, restore_rng_state
 from models.trainers.config_checks import check_training_config
 from models.trainers.monitor import TrainingMonitor
+from models.trainers.rng import TrainerRNG
 from models.trainers.sampler import ImageSampler
 from scenes import load_scene
 
@@ -46,21 +45,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} but CUDA is not available here; use device=cpu or device=auto")
     return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> Dict[str, Any]:
-    """Every global RNG's state as tensors and numbers (a checkpoint holds only plain data)."""
-    return capture_rng_state()
-
-
-def set_rng_state(state: Dict[str, Any]) -> None:
-    restore_rng_state(state)
 
 
 @dataclass
@@ -122,10 +106,7 @@ class SingleTrainer(BasicTrainer):
             raise ValueError(f"sugar.prune_keep_min={keep_min!r}: expected an integer >= 0")
         self.device = resolve_device(str(cfg.get("device", "auto")))
         seed = int(cfg.get("seed", 0))
-        if not self.inference:  # an inference trainer leaves the process's threads and RNGs alone
-            if self.device.type == "cpu" and cfg.get("num_threads"):
-                torch.set_num_threads(int(cfg.num_threads))
-            seed_everything(seed)
+        # no thread count, no global seeding: that is the entry point's (models.trainers.rng.configure_process)
         self.scene = load_scene(cfg.scene)
         if not self.scene.train_views:
             raise ValueError(f"scene {cfg.scene.get('path')}: no training views after the train/test split")
@@ -153,6 +134,7 @@ class SingleTrainer(BasicTrainer):
                                 for name in self.models}
         self.sampler = ImageSampler(len(self._views), seed=seed)
         self.sugar_generator = torch.Generator().manual_seed(seed + 17)
+        self.rng = TrainerRNG(seed, self.device)  # the stream of global-RNG draws inside a step (gsplat's split)
         self.neighbours: Optional[torch.Tensor] = None
         self.neighbours_step = -1
         self.last_losses: Dict[str, float] = {}
@@ -214,6 +196,10 @@ class SingleTrainer(BasicTrainer):
 
     # ----- stage events --------------------------------------------------------------------------
     def on_stage_start(self, stage: StageSpec) -> None:
+        with self.rng.scope():
+            self._on_stage_start(stage)
+
+    def _on_stage_start(self, stage: StageSpec) -> None:
         hooks = stage.resolved_hooks()
         if hooks["prune_low_opacity"]:
             self._prune_low_opacity(stage)
@@ -271,6 +257,13 @@ class SingleTrainer(BasicTrainer):
 
     # ----- one step ------------------------------------------------------------------------------
     def train_step(self) -> Dict[str, float]:
+        """One step, drawing from the trainer's own random streams only: code that uses torch's global
+        generator (gsplat's split) runs on the trainer's state (`TrainerRNG.scope`), which leaves the
+        process's generator as it was."""
+        with self.rng.scope():
+            return self._train_step()
+
+    def _train_step(self) -> Dict[str, float]:
         hooks = self.stage_hooks
         view = self._views[self.sampler.next()]
         cfg = self.cfg
@@ -438,7 +431,7 @@ class SingleTrainer(BasicTrainer):
             "means_schedulers": {name: sch.state_dict() for name, sch in self.means_schedulers.items()},
             "strategy": {name: strategy_state_dict(st) for name, st in self.strategy_states.items()},
             "sampler": self.sampler.state_dict(),
-            "rng": rng_state(),
+            "rng": self.rng.state_dict(),
             "sugar_generator": self.sugar_generator.get_state(),
             "neighbours": None if self.neighbours is None else self.neighbours.cpu(),
             "neighbours_step": self.neighbours_step,
@@ -472,7 +465,7 @@ class SingleTrainer(BasicTrainer):
                              "same model settings?") from exc
         self.sampler.load_state_dict(state["sampler"])
         try:
-            set_rng_state(state["rng"])
+            self.rng.load_state_dict(state["rng"])
             self.sugar_generator.set_state(state["sugar_generator"])
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise ValueError(f"{source}: its RNG state is damaged ({type(exc).__name__}: {exc}); expected the "

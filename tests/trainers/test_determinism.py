@@ -14,6 +14,7 @@ import signal
 import pytest
 import torch
 
+from models.trainers import configure_process
 from models.trainers.single import SingleTrainer
 
 from .tiny_run import tiny_config
@@ -37,6 +38,7 @@ def outputs(run):
 def train(cfg, **kw):
     threads = torch.get_num_threads()
     try:
+        configure_process(cfg)  # the entry point's part (tools/train.py's run_training): threads, seeds
         trainer = SingleTrainer(cfg, output_dir=cfg.output_dir, **kw)
         assert torch.get_num_threads() == 2
         trainer.train()
@@ -71,6 +73,7 @@ def test_sigterm_and_resume_gives_the_same_bytes(first_run, stop_after_step):
     out = root / "run"
     shutil.rmtree(out, ignore_errors=True)
     threads = torch.get_num_threads()
+    configure_process(cfg)
     trainer = SingleTrainer(cfg, output_dir=out)
     real_step = trainer.train_step
 
