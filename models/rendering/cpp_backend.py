@@ -32,7 +32,7 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = ("ext.cpp", "projection_ewa.cpp", "spherical_harmonics.cpp", "intersect_tile.cpp",
+SOURCES = ("ext.cpp", "projection_ewa.cpp", "spherical_harmonics.cpp", "sugar_density.cpp", "intersect_tile.cpp",
            "rasterize_to_pixels_fwd.cpp", "rasterize_to_pixels_bwd.cpp")
 HEADERS = ("kernels.h",)
 # portable flags: no -march, so a cached build also runs on an older CPU sharing the cache folder
@@ -172,6 +172,29 @@ def sh_colors_cpp(degree: int, means: Tensor, coeffs: Tensor, campos: Tensor) ->
     dt = means.dtype
     return _SHColors.apply(int(degree), means.contiguous(), coeffs.to(dt).contiguous(),
                            campos.detach().to(dt).contiguous())
+
+
+class _SugarDensity(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, points, table, nbr):
+        terms, beta = load_extension().sugar_density_fwd(points, table, nbr)
+        ctx.save_for_backward(points, table, nbr)
+        return terms, beta
+
+    @staticmethod
+    def backward(ctx, v_terms, v_beta):
+        points, table, nbr = ctx.saved_tensors
+        if v_terms is None:
+            v_terms = torch.zeros(nbr.shape, dtype=points.dtype)
+        v_points, v_table = load_extension().sugar_density_bwd(points, table, nbr, v_terms, v_beta)
+        return v_points, v_table, None
+
+
+def sugar_density_cpp(points: Tensor, table: Tensor, nbr: Tensor):
+    """(terms [M, K], β [M]) of SuGaR's density at ``points`` from the ``neighbour_table`` rows of
+    ``nbr`` [M, K] (models.sugar.geometry.neighbour_density), gather included, in C++."""
+    dt = points.dtype
+    return _SugarDensity.apply(points.contiguous(), table.to(dt).contiguous(), nbr.to(torch.int64).contiguous())
 
 
 class _RasterizeToPixels(torch.autograd.Function):

@@ -27,8 +27,8 @@ import torch
 from models.cameras import project_points, transform_points
 
 from .geometry import (
-    density_terms,
     gaussian_normals,
+    neighbour_density,
     neighbour_table,
     sample_image_bilinear,
     std_along_directions,
@@ -159,11 +159,10 @@ def sugar_sdf_loss(
 
     # Step 4: ideal SDF from the density.
     nbr = _neighbour_sets(g, neighbours)
-    rows = take(neighbour_table(means, rotmats, scales, opacities), nbr)      # one gather for d and β
-    d = density_terms(p, rows)[0].sum(dim=-1)
+    terms, beta = neighbour_density(p, neighbour_table(means, rotmats, scales, opacities), nbr)
+    d = terms.sum(dim=-1)
     factor = 1.0 / nbr.shape[1] if density_factor is None else density_factor
     d = (d * factor).clamp(min=density_eps, max=1.0)
-    beta = rows[..., 13].mean(dim=1)
     f = beta * torch.sqrt((-2.0 * torch.log(d)).clamp_min(1e-10))
 
     # Step 5: scale-free, clamped residual.
@@ -191,11 +190,10 @@ def sugar_density_loss(
     if m == 0:
         return weight * _zero_loss(points, scales, opacities), stats
     nbr = _neighbour_sets(gauss_idx, neighbours)
-    rows = take(neighbour_table(means, rotmats, scales, opacities), nbr)      # one gather for d, μ_g and β
-    d = density_terms(points, rows)[0].sum(dim=-1)
+    terms, beta = neighbour_density(points, neighbour_table(means, rotmats, scales, opacities), nbr)
+    d = terms.sum(dim=-1)
     n_g = take(gaussian_normals(rotmats, scales), gauss_idx)
-    f_hat = ((points - rows[:, 0, 0:3]) * n_g).sum(dim=-1)                   # column 0 of nbr is g itself
-    beta = rows[..., 13].mean(dim=1)
+    f_hat = ((points - take(means, gauss_idx)) * n_g).sum(dim=-1)
     target = torch.exp(-0.5 * f_hat.pow(2) / beta.pow(2))
     residual = (d - target).abs()
     stats["density_residual"] = float(residual.detach().mean())
@@ -230,10 +228,11 @@ def sugar_normal_loss(
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
     n_j = n_j * sign
     with torch.no_grad():
-        rows = take(neighbour_table(means, rotmats, scales, opacities), nbr)
-        terms = density_terms(points, rows)[0]
+        table = neighbour_table(means, rotmats, scales, opacities)
+        terms = neighbour_density(points, table, nbr)[0]
+        rows = take(table[:, [0, 1, 2, 13]], nbr)                           # neighbours' means, smallest scales
         dist = ((points.unsqueeze(1) - rows[..., 0:3]) * n_j).sum(dim=-1).abs()
-        s_min = rows[..., 13].clamp_min(1e-6)
+        s_min = rows[..., 3].clamp_min(1e-6)
         w = terms * dist / s_min.pow(2)
         total = w.sum(dim=1, keepdim=True)
         valid = total.squeeze(1) > 1e-30

@@ -242,6 +242,57 @@ std::vector<at::Tensor> sh_bwd(int64_t degree, const at::Tensor& means, const at
     return {g_means, g_coeffs};
 }
 
+void check_density(const at::Tensor& points, const at::Tensor& table, const at::Tensor& nbr) {
+    TORCH_CHECK(points.device().is_cpu() && points.dim() == 2 && points.size(1) == 3, "sugar density: points [M,3]");
+    TORCH_CHECK(table.dim() == 2 && table.size(1) == 14, "sugar density: table [N,14]");
+    TORCH_CHECK(nbr.dim() == 2 && nbr.size(0) == points.size(0) && nbr.scalar_type() == at::kLong,
+                "sugar density: neighbours int64 [M,K]");
+    TORCH_CHECK(points.is_contiguous() && table.is_contiguous() && nbr.is_contiguous() &&
+                table.scalar_type() == points.scalar_type(), "sugar density: contiguous inputs of one type");
+    TORCH_CHECK(points.scalar_type() == at::kFloat || points.scalar_type() == at::kDouble,
+                "sugar density: float32 or float64 tensors expected");
+    if (nbr.numel() > 0) {
+        TORCH_CHECK(nbr.min().item<int64_t>() >= 0 && nbr.max().item<int64_t>() < table.size(0),
+                    "sugar density: neighbour index out of range");
+    }
+}
+
+std::vector<at::Tensor> density_fwd(const at::Tensor& points, const at::Tensor& table, const at::Tensor& nbr) {
+    check_density(points, table, nbr);
+    const auto M = nbr.size(0), K = nbr.size(1);
+    auto terms = at::empty({M, K}, points.options());
+    auto beta = at::empty({M}, points.options());
+    AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "density_fwd", [&] {
+        cpu_rast::sugar_density_fwd<scalar_t>(points.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(),
+                                              nbr.data_ptr<int64_t>(), M, K, terms.data_ptr<scalar_t>(),
+                                              beta.data_ptr<scalar_t>(), at::get_num_threads());
+    });
+    return {terms, beta};
+}
+
+std::vector<at::Tensor> density_bwd(const at::Tensor& points, const at::Tensor& table, const at::Tensor& nbr,
+                                    const at::Tensor& v_terms, const c10::optional<at::Tensor>& v_beta) {
+    check_density(points, table, nbr);
+    const auto M = nbr.size(0), K = nbr.size(1), N = table.size(0);
+    auto vt = v_terms.contiguous().to(points.scalar_type());
+    TORCH_CHECK(vt.sizes() == nbr.sizes(), "sugar density: gradient of the terms [M,K] expected");
+    at::Tensor vb;
+    if (v_beta.has_value() && v_beta->defined()) {
+        vb = v_beta->contiguous().to(points.scalar_type());
+        TORCH_CHECK(vb.numel() == M, "sugar density: gradient of beta [M] expected");
+    }
+    auto v_points = at::empty({M, 3}, points.options());
+    auto v_table = at::empty({N, 14}, points.options());
+    AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "density_bwd", [&] {
+        cpu_rast::sugar_density_bwd<scalar_t>(points.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(),
+                                              nbr.data_ptr<int64_t>(), M, K, N, vt.data_ptr<scalar_t>(),
+                                              vb.defined() ? vb.data_ptr<scalar_t>() : nullptr,
+                                              v_points.data_ptr<scalar_t>(), v_table.data_ptr<scalar_t>(),
+                                              at::get_num_threads());
+    });
+    return {v_points, v_table};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -250,6 +301,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("project_bwd", &project_bwd, "gradients of the EWA projection");
     m.def("sh_fwd", &sh_fwd, "view-dependent colours from SH coefficients");
     m.def("sh_bwd", &sh_bwd, "gradients of the SH colours");
+    m.def("sugar_density_fwd", &density_fwd, "SuGaR density terms at samples from their neighbours");
+    m.def("sugar_density_bwd", &density_bwd, "gradients of the SuGaR density terms");
     m.def("intersect_tiles", &intersect_tiles, "(Gaussian, tile) pairs ordered by (camera, tile, depth)");
     m.def("rasterize_fwd", &rasterize_fwd, "front-to-back compositing");
     m.def("rasterize_bwd", &rasterize_bwd, "back-to-front gradients");

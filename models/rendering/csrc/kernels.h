@@ -1,6 +1,7 @@
 // CPU kernels of the renderer (gsplat's projection and rasterize_to_pixels pipeline), one file per stage:
 //   projection_ewa.cpp            EWA projection of 3D Gaussians to 2D (means2d, conics, depths, radii)
 //   spherical_harmonics.cpp       view-dependent colours from SH coefficients
+//   sugar_density.cpp             SuGaR's density at samples from their neighbours (the sugar stage's regularizers)
 //   intersect_tile.cpp            (Gaussian, tile) pairs, ordered by (camera, tile, depth)
 //   rasterize_to_pixels_fwd.cpp   front-to-back compositing, per-pixel final T and last contributor
 //   rasterize_to_pixels_bwd.cpp   back-to-front gradients, reduced per Gaussian in a fixed order
@@ -95,6 +96,16 @@ void sh_colors_fwd(int degree, const T* means, const T* coeffs, int64_t K, const
 template <typename T>
 void sh_colors_bwd(int degree, const T* means, const T* coeffs, int64_t K, const T* campos, int64_t C, int64_t N,
                    const T* v_colors, T* v_means, T* v_coeffs, int n_threads);
+
+// SuGaR density terms [M, K] and β [M] at points [M, 3] from the rows table [N, 14] of neighbours nbr [M, K]
+template <typename T>
+void sugar_density_fwd(const T* points, const T* table, const int64_t* nbr, int64_t M, int64_t K, T* terms,
+                       T* beta, int n_threads);
+
+// v_points [M, 3] and v_table [N, 14] (both written); v_beta may be null
+template <typename T>
+void sugar_density_bwd(const T* points, const T* table, const int64_t* nbr, int64_t M, int64_t K, int64_t N,
+                       const T* v_terms, const T* v_beta, T* v_points, T* v_table, int n_threads);
 
 // sigma = 0.5 (a dx^2 + c dy^2) + b dx dy, with d = mean - pixel centre (gsplat's convention)
 template <typename T>
