@@ -46,6 +46,14 @@ def _neighbour_sets(gauss_idx: torch.Tensor, neighbours: torch.Tensor) -> torch.
     return torch.cat([gauss_idx.unsqueeze(1), neighbours[gauss_idx]], dim=1)
 
 
+def _density_and_beta(points: torch.Tensor, gauss_idx: torch.Tensor, neighbours: torch.Tensor,
+                      gaussians: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """(d [M], β [M], number of Gaussians summed) over each sample's [g] + neighbours[g]."""
+    nbr = _neighbour_sets(gauss_idx, neighbours)
+    terms, beta = neighbour_density(points, neighbour_table(*gaussians), nbr)
+    return terms.sum(dim=-1), beta, nbr.shape[1]
+
+
 def _zero_loss(*tensors: torch.Tensor) -> torch.Tensor:
     """A scalar 0 connected to every given tensor that requires grad."""
     out = None
@@ -158,10 +166,8 @@ def sugar_sdf_loss(
     f_hat = sample_image_bilinear(depth_map, uv) - cam[:, 2]
 
     # Step 4: ideal SDF from the density.
-    nbr = _neighbour_sets(g, neighbours)
-    terms, beta = neighbour_density(p, neighbour_table(means, rotmats, scales, opacities), nbr)
-    d = terms.sum(dim=-1)
-    factor = 1.0 / nbr.shape[1] if density_factor is None else density_factor
+    d, beta, n_sum = _density_and_beta(p, g, neighbours, (means, rotmats, scales, opacities))
+    factor = 1.0 / n_sum if density_factor is None else density_factor
     d = (d * factor).clamp(min=density_eps, max=1.0)
     f = beta * torch.sqrt((-2.0 * torch.log(d)).clamp_min(1e-10))
 
@@ -189,9 +195,7 @@ def sugar_density_loss(
     stats = {"density_samples": int(m), "density_residual": 0.0}
     if m == 0:
         return weight * _zero_loss(points, scales, opacities), stats
-    nbr = _neighbour_sets(gauss_idx, neighbours)
-    terms, beta = neighbour_density(points, neighbour_table(means, rotmats, scales, opacities), nbr)
-    d = terms.sum(dim=-1)
+    d, beta, _ = _density_and_beta(points, gauss_idx, neighbours, (means, rotmats, scales, opacities))
     n_g = take(gaussian_normals(rotmats, scales), gauss_idx)
     f_hat = ((points - take(means, gauss_idx)) * n_g).sum(dim=-1)
     target = torch.exp(-0.5 * f_hat.pow(2) / beta.pow(2))
