@@ -45,7 +45,7 @@ def time_fwd_bwd(fn, inputs, width, height, reps, warmup=True):
     times = []
     for i in range(reps + 1 if warmup else reps):
         # gradients for the Gaussians (means, quats, scales, opacities, colours), not the cameras: as in training
-        args = [t.clone().requires_grad_(i < 5) for i, t in enumerate(inputs)]
+        args = [t.clone().requires_grad_(k < 5) for k, t in enumerate(inputs)]
         t0 = time.perf_counter()
         col, alpha, meta = fn(*args, width, height)
         (col.sum() + alpha.sum()).backward()
