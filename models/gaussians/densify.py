@@ -16,7 +16,7 @@ from gsplat.strategy import DefaultStrategy
 from gsplat.strategy.ops import reset_opa
 from packaging.version import Version
 
-STRATEGY_KEYS = tuple(f.name for f in dataclasses.fields(DefaultStrategy))
+STRATEGY_KEYS = tuple(f.name for f in dataclasses.fields(DefaultStrategy)) + ("max_gaussians",)
 
 # gsplat's DefaultStrategy.step_post_backward tests `step % self.reset_every == 0 & step > 0`, which
 # Python reads as the chained comparison `step % every == (0 & step) > 0`: always false, so its
@@ -39,10 +39,33 @@ class StagedDefaultStrategy(DefaultStrategy):
     fix_opacity_reset: run the reset gsplat intends (every ``reset_every`` steps after step 0,
         before ``refine_stop_iter``, to 2 x ``prune_opa``) where the installed gsplat never does;
         by default true exactly for those versions (``opacity_reset_needs_fix``).
+    max_gaussians: a budget per model (0: none). A refinement that would grow a model past it
+        duplicates / splits only the candidates with the largest accumulated screen-space gradient,
+        as many as fit (each adds one Gaussian); pruning then works as usual. On a CPU the step time
+        grows with the count, and the default street otherwise densifies to 140k+ Gaussians.
     """
 
     reset_opacity: bool = True
     fix_opacity_reset: bool = dataclasses.field(default_factory=opacity_reset_needs_fix)
+    max_gaussians: int = 0
+
+    def _grow_gs(self, params, optimizers, state, step):
+        if self.max_gaussians <= 0:
+            return super()._grow_gs(params, optimizers, state, step)
+        budget = int(self.max_gaussians) - int(params["means"].shape[0])
+        grads = state["grad2d"] / state["count"].clamp_min(1)
+        high = grads[grads > self.grow_grad2d]
+        if high.numel() <= budget:
+            return super()._grow_gs(params, optimizers, state, step)
+        # raise the threshold to the (budget + 1)-th largest gradient: at most `budget` lie above it
+        # (gsplat's own test is a strict >; ties at the threshold grow none, so the cap holds)
+        threshold = float("inf") if budget <= 0 else float(torch.sort(high, descending=True).values[budget])
+        saved = self.grow_grad2d
+        self.grow_grad2d = max(saved, threshold)
+        try:
+            return super()._grow_gs(params, optimizers, state, step)
+        finally:
+            self.grow_grad2d = saved
 
     def step_post_backward(self, params, optimizers, state, step, info, packed=False):
         if self.fix_opacity_reset or self.reset_opacity:

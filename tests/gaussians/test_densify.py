@@ -64,6 +64,38 @@ def test_strategy_grows_and_prunes_with_consistent_optimizers():
     assert state["grad2d"].shape == (m.num_gaussians,)
 
 
+def _grown(max_gaussians):
+    torch.manual_seed(0)
+    m = _model()
+    opts = create_optimizers(m.params, scene_scale=1.0)
+    strategy = build_strategy({"refine_start_iter": 3, "refine_every": 5, "reset_every": 1000,
+                               "refine_stop_iter": 100, "grow_grad2d": 1e-5, "prune_opa": 0.005,
+                               "max_gaussians": max_gaussians})
+    state = init_strategy_state(strategy, scene_scale=1.0)
+    counts = []
+    for start in (0, 6):                   # refinements at steps 5 and 10
+        _train(m, strategy, state, opts, 6, start=start)
+        counts.append(m.num_gaussians)
+    check_optimizers_match(m.params, opts)
+    return m, counts, strategy
+
+
+def test_gaussian_budget_caps_growth_and_keeps_the_largest_gradients():
+    _, free, _ = _grown(0)
+    assert free[-1] > 70                   # uncapped, this setup grows well past the budget below
+    m, capped, strategy = _grown(70)
+    assert all(c <= 70 for c in capped) and capped[0] > 55   # grew up to the budget, not past it
+    assert strategy.grow_grad2d == 1e-5    # the threshold is raised only inside the refinement
+    m0, none, _ = _grown(-1)               # <= 0: no budget
+    assert none == free
+
+
+def test_gaussian_budget_below_the_count_grows_nothing_but_still_prunes():
+    m, counts, _ = _grown(10)
+    assert counts[0] <= 55                 # 5 transparent ones pruned, nothing added
+    assert (torch.sigmoid(m.params["opacities"]) >= 0.005).all()
+
+
 def test_strategy_state_round_trip_gives_identical_continuation():
     def run(split_at_resume: bool):
         torch.manual_seed(0)
