@@ -32,8 +32,8 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = ("ext.cpp", "projection_ewa.cpp", "spherical_harmonics.cpp", "sugar_density.cpp", "intersect_tile.cpp",
-           "rasterize_to_pixels_fwd.cpp", "rasterize_to_pixels_bwd.cpp")
+SOURCES = ("ext.cpp", "projection_ewa.cpp", "spherical_harmonics.cpp", "sugar_density.cpp", "sugar_normal.cpp",
+           "intersect_tile.cpp", "rasterize_to_pixels_fwd.cpp", "rasterize_to_pixels_bwd.cpp")
 HEADERS = ("kernels.h",)
 # portable flags: no -march, so a cached build also runs on an older CPU sharing the cache folder
 CFLAGS = ["-O3", "-fopenmp", "-fno-trapping-math"]  # no FP traps: lets GCC vectorize the masks
@@ -195,6 +195,30 @@ def sugar_density_cpp(points: Tensor, table: Tensor, nbr: Tensor):
     ``nbr`` [M, K] (models.sugar.geometry.neighbour_density), gather included, in C++."""
     dt = points.dtype
     return _SugarDensity.apply(points.contiguous(), table.to(dt).contiguous(), nbr.to(torch.int64).contiguous())
+
+
+class _SugarNormal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, points, table, normals, nbr):
+        residual, valid, coef, r = load_extension().sugar_normal_fwd(points, table, normals, nbr)
+        ctx.save_for_backward(nbr, coef, r)
+        ctx.n = normals.shape[0]
+        ctx.mark_non_differentiable(valid)
+        return residual, valid
+
+    @staticmethod
+    def backward(ctx, v_residual, _v_valid):
+        nbr, coef, r = ctx.saved_tensors
+        return None, None, load_extension().sugar_normal_bwd(nbr, coef, r, v_residual, ctx.n), None
+
+
+def sugar_normal_cpp(points: Tensor, table: Tensor, normals: Tensor, nbr: Tensor):
+    """(residual [M], valid [M] bool) of SuGaR's normal regularizer (models.sugar.regularizers.sugar_normal_loss)
+    at ``points`` from the ``neighbour_table`` rows and unit ``normals`` of ``nbr`` [M, K] (column 0: each
+    sample's own Gaussian), in C++; differentiable with respect to the normals only."""
+    dt = points.dtype
+    return _SugarNormal.apply(points.detach().contiguous(), table.detach().to(dt).contiguous(),
+                              normals.to(dt).contiguous(), nbr.to(torch.int64).contiguous())
 
 
 class _RasterizeToPixels(torch.autograd.Function):

@@ -226,6 +226,13 @@ def sugar_normal_loss(
         return weight * _zero_loss(rotmats), stats
     nbr = _neighbour_sets(gauss_idx, neighbours)                             # [M, K]
     normals = gaussian_normals(rotmats, scales)
+    if points.device.type == "cpu" and points.dtype in (torch.float32, torch.float64):
+        from models.rendering import cpp_backend
+        if cpp_backend.load_extension() is not None:   # the same terms fused in C++ (csrc/sugar_normal.cpp)
+            with torch.no_grad():
+                table = neighbour_table(means, rotmats, scales, opacities)
+            residual, valid = cpp_backend.sugar_normal_cpp(points, table, normals, nbr)
+            return _normal_loss_from_residual(residual, valid, rotmats, weight, stats)
     n_j = take(normals, nbr)                                                # [M, K, 3]
     n_g = n_j[:, 0]                                                         # column 0 of nbr is g itself
     sign = torch.sign((n_j * n_g.unsqueeze(1)).sum(dim=-1, keepdim=True)).detach()
@@ -243,6 +250,11 @@ def sugar_normal_loss(
         w = w / total.clamp_min(1e-30)
     blended = (w.unsqueeze(-1) * n_j).sum(dim=1)
     residual = (n_g - blended).pow(2).sum(dim=-1)
+    return _normal_loss_from_residual(residual, valid, rotmats, weight, stats)
+
+
+def _normal_loss_from_residual(residual: torch.Tensor, valid: torch.Tensor, rotmats: torch.Tensor, weight: float,
+                               stats: Dict[str, float]) -> Tuple[torch.Tensor, Dict[str, float]]:
     if not bool(valid.all()):
         residual = residual[valid]
     if residual.numel() == 0:

@@ -293,6 +293,44 @@ std::vector<at::Tensor> density_bwd(const at::Tensor& points, const at::Tensor& 
     return {v_points, v_table};
 }
 
+std::vector<at::Tensor> normal_fwd(const at::Tensor& points, const at::Tensor& table, const at::Tensor& normals,
+                                   const at::Tensor& nbr) {
+    check_density(points, table, nbr);
+    TORCH_CHECK(normals.dim() == 2 && normals.size(0) == table.size(0) && normals.size(1) == 3 &&
+                normals.is_contiguous() && normals.scalar_type() == points.scalar_type(),
+                "sugar normal: contiguous normals [N,3] of the points' type");
+    TORCH_CHECK(nbr.size(1) >= 1, "sugar normal: at least the sample's own Gaussian in column 0");
+    const auto M = nbr.size(0), K = nbr.size(1);
+    auto residual = at::empty({M}, points.options());
+    auto valid = at::empty({M}, points.options().dtype(at::kBool));
+    auto coef = at::empty({M, K}, points.options());
+    auto r = at::empty({M, 3}, points.options());
+    AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "normal_fwd", [&] {
+        cpu_rast::sugar_normal_fwd<scalar_t>(points.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(),
+                                             normals.data_ptr<scalar_t>(), nbr.data_ptr<int64_t>(), M, K,
+                                             residual.data_ptr<scalar_t>(), valid.data_ptr<bool>(),
+                                             coef.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), at::get_num_threads());
+    });
+    return {residual, valid, coef, r};
+}
+
+at::Tensor normal_bwd(const at::Tensor& nbr, const at::Tensor& coef, const at::Tensor& r, const at::Tensor& v_residual,
+                      int64_t N) {
+    TORCH_CHECK(nbr.dim() == 2 && nbr.is_contiguous() && nbr.scalar_type() == at::kLong && coef.sizes() == nbr.sizes()
+                && coef.is_contiguous() && r.is_contiguous() && r.size(0) == nbr.size(0),
+                "sugar normal: the forward's saved tensors expected");
+    const auto M = nbr.size(0), K = nbr.size(1);
+    auto vr = v_residual.contiguous().to(coef.scalar_type());
+    TORCH_CHECK(vr.numel() == M, "sugar normal: gradient of the residual [M] expected");
+    auto v_normals = at::empty({N, 3}, coef.options());
+    AT_DISPATCH_FLOATING_TYPES(coef.scalar_type(), "normal_bwd", [&] {
+        cpu_rast::sugar_normal_bwd<scalar_t>(nbr.data_ptr<int64_t>(), coef.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
+                                             vr.data_ptr<scalar_t>(), M, K, N, v_normals.data_ptr<scalar_t>(),
+                                             at::get_num_threads());
+    });
+    return v_normals;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -303,6 +341,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("sh_bwd", &sh_bwd, "gradients of the SH colours");
     m.def("sugar_density_fwd", &density_fwd, "SuGaR density terms at samples from their neighbours");
     m.def("sugar_density_bwd", &density_bwd, "gradients of the SuGaR density terms");
+    m.def("sugar_normal_fwd", &normal_fwd, "SuGaR normal-regularizer residuals at samples");
+    m.def("sugar_normal_bwd", &normal_bwd, "gradients of the SuGaR normal residuals into the normals");
     m.def("intersect_tiles", &intersect_tiles, "(Gaussian, tile) pairs ordered by (camera, tile, depth)");
     m.def("rasterize_fwd", &rasterize_fwd, "front-to-back compositing");
     m.def("rasterize_bwd", &rasterize_bwd, "back-to-front gradients");

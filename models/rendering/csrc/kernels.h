@@ -2,6 +2,7 @@
 //   projection_ewa.cpp            EWA projection of 3D Gaussians to 2D (means2d, conics, depths, radii)
 //   spherical_harmonics.cpp       view-dependent colours from SH coefficients
 //   sugar_density.cpp             SuGaR's density at samples from their neighbours (the sugar stage's regularizers)
+//   sugar_normal.cpp              SuGaR's normal regularizer's residual at samples from their neighbours
 //   intersect_tile.cpp            (Gaussian, tile) pairs, ordered by (camera, tile, depth)
 //   rasterize_to_pixels_fwd.cpp   front-to-back compositing, per-pixel final T and last contributor
 //   rasterize_to_pixels_bwd.cpp   back-to-front gradients, reduced per Gaussian in a fixed order
@@ -106,6 +107,17 @@ void sugar_density_fwd(const T* points, const T* table, const int64_t* nbr, int6
 template <typename T>
 void sugar_density_bwd(const T* points, const T* table, const int64_t* nbr, int64_t M, int64_t K, int64_t N,
                        const T* v_terms, const T* v_beta, T* v_points, T* v_table, int n_threads);
+
+// SuGaR normal-regularizer residual [M], valid [M], the detached weights w_j s_j [M, K] and r [M, 3] at points
+// [M, 3] from table [N, 14] and unit normals [N, 3] of neighbours nbr [M, K] (column 0: the sample's Gaussian)
+template <typename T>
+void sugar_normal_fwd(const T* points, const T* table, const T* normals, const int64_t* nbr, int64_t M, int64_t K,
+                      T* residual, bool* valid, T* coef, T* r, int n_threads);
+
+// v_normals [N, 3] (written) from the gradient of the residual [M]
+template <typename T>
+void sugar_normal_bwd(const int64_t* nbr, const T* coef, const T* r, const T* v_residual, int64_t M, int64_t K,
+                      int64_t N, T* v_normals, int n_threads);
 
 // sigma = 0.5 (a dx^2 + c dy^2) + b dx dy, with d = mean - pixel centre (gsplat's convention)
 template <typename T>
