@@ -119,6 +119,31 @@ template <typename T>
 void sugar_normal_bwd(const int64_t* nbr, const T* coef, const T* r, const T* v_residual, int64_t M, int64_t K,
                       int64_t N, T* v_normals, int n_threads);
 
+// α_n exp(-½‖y‖²), y = Σ_i (p − μ_n)_i · B_n[i, :], for a neighbour_table row [14] (SuGaR's density term)
+template <typename T>
+inline T density_term(const T* p, const T* row) {
+    const T d0 = p[0] - row[0], d1 = p[1] - row[1], d2 = p[2] - row[2];
+    T q = 0;
+    for (int k = 0; k < 3; ++k) {
+        const T y = d0 * row[3 + k] + d1 * row[6 + k] + d2 * row[9 + k];
+        q += y * y;
+    }
+    return row[12] * std::exp(T(-0.5) * q);
+}
+
+// The P = M x K (sample, neighbour) pairs grouped by Gaussian id, in increasing pair order within each
+// (a stable counting sort): Gaussian n's pairs are order[start[n] .. start[n + 1]). The SuGaR backwards
+// sum each Gaussian's gradient over them in this fixed order: the same bytes for any thread count.
+inline void pairs_by_gaussian(const int64_t* nbr, int64_t P, int64_t N, std::vector<int64_t>& start,
+                              std::vector<int64_t>& order) {
+    start.assign(static_cast<size_t>(N) + 1, 0);
+    order.resize(static_cast<size_t>(P));
+    for (int64_t e = 0; e < P; ++e) ++start[nbr[e] + 1];
+    for (int64_t n = 0; n < N; ++n) start[n + 1] += start[n];
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t e = 0; e < P; ++e) order[fill[nbr[e]]++] = e;
+}
+
 // sigma = 0.5 (a dx^2 + c dy^2) + b dx dy, with d = mean - pixel centre (gsplat's convention)
 template <typename T>
 inline T gauss_sigma(T a, T b, T c, T dx, T dy) {

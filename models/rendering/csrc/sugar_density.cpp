@@ -23,13 +23,7 @@ void sugar_density_fwd(const T* points, const T* table, const int64_t* nbr, int6
         T smin = 0;
         for (int64_t j = 0; j < K; ++j) {
             const T* r = table + 14 * nbr[m * K + j];
-            const T d0 = p[0] - r[0], d1 = p[1] - r[1], d2 = p[2] - r[2];
-            T q = 0;
-            for (int k = 0; k < 3; ++k) {
-                const T y = d0 * r[3 + k] + d1 * r[6 + k] + d2 * r[9 + k];
-                q += y * y;
-            }
-            terms[m * K + j] = r[12] * std::exp(T(-0.5) * q);
+            terms[m * K + j] = density_term(p, r);
             smin += r[13];
         }
         beta[m] = smin / static_cast<T>(K);
@@ -74,13 +68,8 @@ void sugar_density_bwd(const T* points, const T* table, const int64_t* nbr, int6
         for (int i = 0; i < 3; ++i) v_points[3 * m + i] = gp[i];
     }
     // stable counting sort of the pairs by Gaussian id, then one ordered sum per Gaussian
-    std::vector<int64_t> start(static_cast<size_t>(N) + 1, 0), order(static_cast<size_t>(P));
-    for (int64_t e = 0; e < P; ++e) ++start[nbr[e] + 1];
-    for (int64_t n = 0; n < N; ++n) start[n + 1] += start[n];
-    {
-        std::vector<int64_t> fill(start.begin(), start.end() - 1);
-        for (int64_t e = 0; e < P; ++e) order[fill[nbr[e]]++] = e;
-    }
+    std::vector<int64_t> start, order;
+    pairs_by_gaussian(nbr, P, N, start, order);
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t n = 0; n < N; ++n) {
         T acc[14] = {0};

@@ -22,7 +22,7 @@ void sugar_normal_fwd(const T* points, const T* table, const T* normals, const i
         const T* p = points + 3 * m;
         const int64_t* nb = nbr + m * K;
         const T* ng = normals + 3 * nb[0];
-        T* w = coef + m * K;  // w_j first, then w_j s_j
+        T* w = coef + m * K;  // s_j w_j unnormalised first, then normalised
         T total = 0;
         for (int64_t j = 0; j < K; ++j) {
             const T* row = table + 14 * nb[j];
@@ -30,26 +30,19 @@ void sugar_normal_fwd(const T* points, const T* table, const T* normals, const i
             const T dot = nj[0] * ng[0] + nj[1] * ng[1] + nj[2] * ng[2];
             const T s = dot < 0 ? T(-1) : T(1);
             const T d0 = p[0] - row[0], d1 = p[1] - row[1], d2 = p[2] - row[2];
-            T q = 0;
-            for (int k = 0; k < 3; ++k) {
-                const T y = d0 * row[3 + k] + d1 * row[6 + k] + d2 * row[9 + k];
-                q += y * y;
-            }
-            const T term = row[12] * std::exp(T(-0.5) * q);
             const T dist = std::abs(d0 * (s * nj[0]) + d1 * (s * nj[1]) + d2 * (s * nj[2]));
             const T smin = row[13] > T(1e-6) ? row[13] : T(1e-6);
-            w[j] = term * dist / (smin * smin);
-            total += w[j];
+            const T wj = density_term(p, row) * dist / (smin * smin);
+            total += wj;
+            w[j] = s * wj;  // exact: s is ±1
         }
         valid[m] = total > T(1e-30);
         const T denom = total > T(1e-30) ? total : T(1e-30);
         T blended[3] = {0, 0, 0};
         for (int64_t j = 0; j < K; ++j) {
             const T* nj = normals + 3 * nb[j];
-            const T dot = nj[0] * ng[0] + nj[1] * ng[1] + nj[2] * ng[2];
-            const T ws = (dot < 0 ? T(-1) : T(1)) * (w[j] / denom);
-            for (int i = 0; i < 3; ++i) blended[i] += ws * nj[i];
-            w[j] = ws;
+            w[j] /= denom;  // s_j w_j: ñ_j = s_j n_j, so Σ w_j ñ_j = Σ (s_j w_j) n_j
+            for (int i = 0; i < 3; ++i) blended[i] += w[j] * nj[i];
         }
         T res = 0;
         for (int i = 0; i < 3; ++i) {
@@ -65,13 +58,8 @@ template <typename T>
 void sugar_normal_bwd(const int64_t* nbr, const T* coef, const T* r, const T* v_residual, int64_t M, int64_t K,
                       int64_t N, T* v_normals, int n_threads) {
     const int64_t P = M * K;
-    std::vector<int64_t> start(static_cast<size_t>(N) + 1, 0), order(static_cast<size_t>(P));
-    for (int64_t e = 0; e < P; ++e) ++start[nbr[e] + 1];
-    for (int64_t n = 0; n < N; ++n) start[n + 1] += start[n];
-    {
-        std::vector<int64_t> fill(start.begin(), start.end() - 1);
-        for (int64_t e = 0; e < P; ++e) order[fill[nbr[e]]++] = e;
-    }
+    std::vector<int64_t> start, order;
+    pairs_by_gaussian(nbr, P, N, start, order);
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t n = 0; n < N; ++n) {
         T acc[3] = {0, 0, 0};
