@@ -134,16 +134,16 @@ class _ProjectEWA(torch.autograd.Function):
 
 class _SHColors(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, degree, means, coeffs, campos):
+    def forward(ctx, degree, means, coeffs, campos, radii):
         ctx.save_for_backward(means, coeffs, campos)
         ctx.degree = degree
-        return load_extension().sh_fwd(degree, means, coeffs, campos)
+        return load_extension().sh_fwd(degree, means, coeffs, campos, radii)
 
     @staticmethod
     def backward(ctx, v_colors):
         means, coeffs, campos = ctx.saved_tensors
         v_means, v_coeffs = load_extension().sh_bwd(ctx.degree, means, coeffs, campos, v_colors)
-        return None, v_means, v_coeffs, None
+        return None, v_means, v_coeffs, None, None
 
 
 def can_project(means: Tensor, opacities: Tensor, viewmats: Tensor, Ks: Tensor) -> bool:
@@ -166,12 +166,17 @@ def project_gaussians_cpp(means: Tensor, quats: Tensor, scales: Tensor, opacitie
     return Projection(radii, means2d, depths, conics, opac)
 
 
-def sh_colors_cpp(degree: int, means: Tensor, coeffs: Tensor, campos: Tensor) -> Tensor:
+def sh_colors_cpp(degree: int, means: Tensor, coeffs: Tensor, campos: Tensor,
+                  radii: Optional[Tensor] = None) -> Tensor:
     """``clamp_min(eval_sh(degree, means - campos, coeffs) + 0.5, 0)`` for [N, K, 3] coefficients and
-    [C, 3] camera centres -> [C, N, 3], in C++."""
+    [C, 3] camera centres -> [C, N, 3], in C++. With the projection's ``radii`` [C, N, 2], a Gaussian
+    culled in a camera (radius 0) gets colour 0 there without being evaluated: the rasterizer never
+    reads it, and in a large scene most Gaussians are outside any one view."""
     dt = means.dtype
+    if radii is not None:
+        radii = radii.to(torch.int32).contiguous()
     return _SHColors.apply(int(degree), means.contiguous(), coeffs.to(dt).contiguous(),
-                           campos.detach().to(dt).contiguous())
+                           campos.detach().to(dt).contiguous(), radii)
 
 
 class _SugarDensity(torch.autograd.Function):

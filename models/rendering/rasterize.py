@@ -91,7 +91,7 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
         R, t = viewmats[:, :3, :3], viewmats[:, :3, 3:]
         campos = -(R.transpose(-1, -2) @ t)[..., 0]
         if fused and colors.dim() == 3:
-            cols = cpp_backend.sh_colors_cpp(sh_degree, means, colors, campos)
+            cols = cpp_backend.sh_colors_cpp(sh_degree, means, colors, campos, proj.radii)
         else:
             dirs = means[None] - campos[:, None]
             sh = colors if colors.dim() == 4 else colors[None].expand(C, -1, -1, -1)

@@ -103,6 +103,33 @@ def test_sh_matches_pytorch(degree):
         assert (a - b).detach().abs().max() <= 1e-5 * max(1.0, float(a.detach().abs().max()))
 
 
+def test_culled_gaussians_skip_sh_and_get_zero_projection_gradients():
+    """A Gaussian culled in a camera gets colour 0 there (SH not evaluated; the rasterizer never reads it),
+    the others their SH colour bit for bit; Gaussians used by no camera get exact zero gradients from the
+    projection's backward, which skips them without recomputing their covariance."""
+    g = torch.Generator().manual_seed(7)
+    means, quats, scales, opac = _gaussians(3000, torch.float32, g)
+    coeffs = torch.randn(3000, 16, 3, generator=g) * 0.3
+    vms, Ks = _cameras(2, torch.float32, g)
+    p = cpp_backend.project_gaussians_cpp(means, quats, scales, opac, vms, Ks, 64, 48)
+    kept = (p.radii > 0).all(-1)
+    assert 0 < int(kept.sum()) < kept.numel()
+    campos = -(vms[:, :3, :3].transpose(-1, -2) @ vms[:, :3, 3:])[..., 0]
+    full = cpp_backend.sh_colors_cpp(3, means, coeffs, campos)
+    culled_aware = cpp_backend.sh_colors_cpp(3, means, coeffs, campos, p.radii)
+    assert torch.equal(culled_aware[kept], full[kept])
+    assert torch.all(culled_aware[~kept] == 0)
+    args = [t.clone().requires_grad_(True) for t in (means, quats, scales, opac)]
+    p = cpp_backend.project_gaussians_cpp(*args, vms, Ks, 64, 48)
+    w = kept[..., None].float()  # upstream gradients only where a camera keeps the Gaussian
+    ((p.means2d * w).sum() + (p.conics * w).sum() + (p.opacities * kept).sum() + (p.depths * kept).sum()).backward()
+    unused = ~kept.any(0)
+    assert int(unused.sum()) > 0
+    for a in args:
+        assert torch.all(a.grad[unused] == 0)
+        assert a.grad[~unused].abs().sum() > 0
+
+
 def test_gradcheck_float64():
     g = torch.Generator().manual_seed(3)
     means, quats, scales, opac = _gaussians(24, torch.float64, g, spread=1.0)

@@ -59,7 +59,7 @@ std::vector<at::Tensor> intersect_tiles(const at::Tensor& means2d, const at::Ten
     AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "intersect_tiles", [&] {
         isect = cpu_rast::intersect_tiles<scalar_t>(means2d.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(),
                                                     depths.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(),
-                                                    opacities.data_ptr<scalar_t>(), g);
+                                                    opacities.data_ptr<scalar_t>(), g, at::get_num_threads());
     });
     auto offsets = at::empty({static_cast<int64_t>(isect.offsets.size())}, at::kLong);
     std::memcpy(offsets.data_ptr<int64_t>(), isect.offsets.data(), isect.offsets.size() * sizeof(int64_t));
@@ -213,14 +213,19 @@ void check_sh(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs,
                 "cpu SH: float32 or float64 tensors expected");
 }
 
-at::Tensor sh_fwd(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs, const at::Tensor& campos) {
+at::Tensor sh_fwd(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs, const at::Tensor& campos,
+                  const c10::optional<at::Tensor>& radii) {
     check_sh(degree, means, coeffs, campos);
     const auto N = means.size(0), C = campos.size(0);
+    if (radii.has_value())
+        TORCH_CHECK(radii->scalar_type() == at::kInt && radii->is_contiguous() &&
+                    radii->sizes() == at::IntArrayRef({C, N, 2}), "cpu SH: radii must be contiguous int32 [C,N,2]");
     auto colors = at::empty({C, N, 3}, means.options());
     AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sh_fwd", [&] {
         cpu_rast::sh_colors_fwd<scalar_t>(static_cast<int>(degree), means.data_ptr<scalar_t>(),
                                           coeffs.data_ptr<scalar_t>(), coeffs.size(1), campos.data_ptr<scalar_t>(), C,
-                                          N, colors.data_ptr<scalar_t>(), at::get_num_threads());
+                                          N, radii.has_value() ? radii->data_ptr<int32_t>() : nullptr,
+                                          colors.data_ptr<scalar_t>(), at::get_num_threads());
     });
     return colors;
 }
@@ -337,7 +342,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.doc() = "Deterministic CPU renderer (gsplat's projection, SH and rasterize_to_pixels pipeline)";
     m.def("project_fwd", &project_fwd, "EWA projection of 3D Gaussians");
     m.def("project_bwd", &project_bwd, "gradients of the EWA projection");
-    m.def("sh_fwd", &sh_fwd, "view-dependent colours from SH coefficients");
+    m.def("sh_fwd", &sh_fwd, "view-dependent colours from SH coefficients (0 where radii mark a Gaussian culled)",
+          py::arg("degree"), py::arg("means"), py::arg("coeffs"), py::arg("campos"), py::arg("radii") = py::none());
     m.def("sh_bwd", &sh_bwd, "gradients of the SH colours");
     m.def("sugar_density_fwd", &density_fwd, "SuGaR density terms at samples from their neighbours");
     m.def("sugar_density_bwd", &density_bwd, "gradients of the SuGaR density terms");

@@ -56,7 +56,7 @@ struct Intersections {
 
 template <typename T>
 Intersections intersect_tiles(const T* means2d, const int32_t* radii, const T* depths, const T* conics,
-                              const T* opacities, const Grid& g);
+                              const T* opacities, const Grid& g, int n_threads);
 
 // Outputs: colors [C, H, W, D], alphas [C, H, W], last [C, H, W] (number of tile entries a pixel walked
 // through up to and including its last contributor; 0 = none). Returns the number of contributing
@@ -88,10 +88,11 @@ void project_ewa_bwd(const T* means, const T* quats, const T* scales, const T* o
                      bool antialiased, const T* v_means2d, const T* v_depths, const T* v_conics,
                      const T* v_opac_out, T* v_means, T* v_quats, T* v_scales, T* v_opacities, int n_threads);
 
-// colours [C, N, 3] = max(SH(coeffs [N, K, 3]) at the unit direction camera centre -> mean + 0.5, 0)
+// colours [C, N, 3] = max(SH(coeffs [N, K, 3]) at the unit direction camera centre -> mean + 0.5, 0);
+// where radii [C, N, 2] (may be null) mark a Gaussian culled in a camera, its colour there is 0 (not evaluated)
 template <typename T>
 void sh_colors_fwd(int degree, const T* means, const T* coeffs, int64_t K, const T* campos, int64_t C, int64_t N,
-                   T* colors, int n_threads);
+                   const int32_t* radii, T* colors, int n_threads);
 
 // v_means [N, 3] (written) and v_coeffs [N, K, 3] (accumulated: zero-initialised by the caller)
 template <typename T>

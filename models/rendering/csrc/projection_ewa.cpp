@@ -177,6 +177,22 @@ void project_ewa_bwd(const T* means, const T* quats, const T* scales, const T* o
     for (int64_t c = 0; c < C; ++c) cams.emplace_back(viewmats + 16 * c, Ks + 9 * c, width, height);
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t n = 0; n < N; ++n) {
+        // a Gaussian the rasterizer used in no camera (culled, off-screen: most of a large scene's
+        // Gaussians in any one view) has no upstream gradient: its gradients are zero, with no
+        // covariance or projection to recompute
+        bool used = false;
+        for (int64_t c = 0; c < C && !used; ++c) {
+            const int64_t i = c * N + n;
+            used = v_means2d[2 * i] != T(0) || v_means2d[2 * i + 1] != T(0) || v_depths[i] != T(0) ||
+                   v_conics[3 * i] != T(0) || v_conics[3 * i + 1] != T(0) || v_conics[3 * i + 2] != T(0) ||
+                   v_opac_out[i] != T(0);
+        }
+        if (!used) {
+            for (int j = 0; j < 3; ++j) v_means[3 * n + j] = v_scales[3 * n + j] = T(0);
+            for (int k = 0; k < 4; ++k) v_quats[4 * n + k] = T(0);
+            v_opacities[n] = T(0);
+            continue;
+        }
         T qn[4], qnorm, S[3][3];
         Mat3<T> R;
         const T* s = scales + 3 * n;

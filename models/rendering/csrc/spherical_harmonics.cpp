@@ -86,16 +86,21 @@ inline void view_dir(const T* mean, const T* campos, T (&d)[3], T& n) {
 
 template <typename T>
 void sh_colors_fwd(int degree, const T* means, const T* coeffs, int64_t K, const T* campos, int64_t C, int64_t N,
-                   T* colors, int n_threads) {
+                   const int32_t* radii, T* colors, int n_threads) {
     const int nb = (degree + 1) * (degree + 1);
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t n = 0; n < N; ++n) {
         const T* co = coeffs + n * K * 3;
         for (int64_t c = 0; c < C; ++c) {
+            T* out = colors + 3 * (c * N + n);
+            const int64_t i = c * N + n;
+            if (radii != nullptr && !(radii[2 * i] > 0 && radii[2 * i + 1] > 0)) {  // culled: never composited
+                out[0] = out[1] = out[2] = T(0);
+                continue;
+            }
             T d[3], len, b[16];
             view_dir(means + 3 * n, campos + 3 * c, d, len);
             sh_basis<T>(degree, d[0], d[1], d[2], b, nullptr);
-            T* out = colors + 3 * (c * N + n);
             for (int ch = 0; ch < 3; ++ch) {
                 T acc = 0;
                 for (int k = 0; k < nb; ++k) acc += b[k] * co[3 * k + ch];
@@ -151,10 +156,10 @@ void sh_colors_bwd(int degree, const T* means, const T* coeffs, int64_t K, const
     }
 }
 
-template void sh_colors_fwd<float>(int, const float*, const float*, int64_t, const float*, int64_t, int64_t, float*,
-                                   int);
+template void sh_colors_fwd<float>(int, const float*, const float*, int64_t, const float*, int64_t, int64_t,
+                                   const int32_t*, float*, int);
 template void sh_colors_fwd<double>(int, const double*, const double*, int64_t, const double*, int64_t, int64_t,
-                                    double*, int);
+                                    const int32_t*, double*, int);
 template void sh_colors_bwd<float>(int, const float*, const float*, int64_t, const float*, int64_t, int64_t,
                                    const float*, float*, float*, int);
 template void sh_colors_bwd<double>(int, const double*, const double*, int64_t, const double*, int64_t, int64_t,
