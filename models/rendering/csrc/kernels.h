@@ -175,6 +175,34 @@ inline float fast_exp(float x) {
 }
 inline double fast_exp(double x) { return std::exp(x); }
 
+// The pixel rows of a tile (rows of `ts` pixels from y0, centres at y + 0.5) where a Gaussian can reach
+// alpha >= 1/255, as the entry range [q0, q1) of the tile's row-major pixels; empty where it reaches none.
+// alpha = o exp(-sigma) >= 1/255 needs sigma <= log(255 o); over a row at offset dy the least sigma is
+// dy^2 det / (2 a) (det = a c - b^2), so only rows with dy^2 <= 2 log(255 o) a / det can contribute. The
+// bound is widened by 1 % and one pixel against rounding; the pixel loops then skip the other rows, whose
+// terms are exact zeros (a typical Gaussian of a large scene spans 3-5 of a tile's 8 rows).
+template <typename T>
+inline void contributing_rows(T my, T a, T b, T c, T o, int64_t y0, int64_t ts, int64_t& q0, int64_t& q1) {
+    T lim = T(2) * std::log(o * static_cast<T>(1.0 / ALPHA_THRESHOLD));
+    const T det = a * c - b * b;
+    if (!(lim >= T(-1e-3))) {  // o clearly below 1/255 (or NaN): alpha never reaches the threshold
+        q0 = q1 = 0;
+        return;
+    }
+    lim = std::max(lim, T(0));
+    int64_t r0 = 0, r1 = ts;
+    if (det > T(0) && a > T(0) && std::isfinite(det)) {
+        const T ext = std::sqrt(lim * a / det) * T(1.01) + T(1);
+        const T lo = std::ceil(my - ext - T(0.5) - static_cast<T>(y0));   // first row with centre >= my - ext
+        const T hi = std::floor(my + ext - T(0.5) - static_cast<T>(y0));  // last row with centre <= my + ext
+        r0 = lo <= T(0) ? 0 : (lo >= static_cast<T>(ts) ? ts : static_cast<int64_t>(lo));
+        r1 = hi < T(0) ? 0 : (hi >= static_cast<T>(ts - 1) ? ts : static_cast<int64_t>(hi) + 1);
+        if (r1 < r0) r1 = r0;
+    }
+    q0 = r0 * ts;
+    q1 = r1 * ts;
+}
+
 // A tile's Gaussians gathered contiguously (structure of arrays), in the tile's depth order.
 template <typename T>
 struct TileSplats {

@@ -137,16 +137,23 @@ void rasterize_bwd(const Splats<T>& s, const Grid& g, const int64_t* offsets, co
         const T* __restrict fx = px.fx.data();
         const T* __restrict fy = px.fy.data();
         const T* __restrict lk = lastk.data();
-        // front to back: transmittance in front of each entry, and exp(-sigma) where it contributes
+        // front to back: transmittance in front of each entry, and exp(-sigma) where it contributes, over
+        // the rows the entry can reach (contributing_rows in kernels.h; elsewhere its terms are exact zeros)
         std::vector<T> t_store(n * P), v_store(n * P);
+        std::vector<int64_t> rows(2 * n);
         {
             std::vector<T> trans(P, T(1));
             T* __restrict tr = trans.data();
             for (int64_t k = 0; k < n; ++k) {
                 const T mx = sp.mx[k], my = sp.my[k], a = sp.ca[k], b = sp.cb[k], cc = sp.cc[k], o = sp.op[k];
+                int64_t& q0 = rows[2 * k];
+                int64_t& q1 = rows[2 * k + 1];
+                contributing_rows(my, a, b, cc, o, px.y0, ts, q0, q1);
+                if (q1 <= q0) continue;
                 T* __restrict ts_k = t_store.data() + k * P;
                 T* __restrict vs_k = v_store.data() + k * P;
-                recompute_step(P, fx, fy, lk, tr, ts_k, vs_k, mx, my, a, b, cc, o, static_cast<T>(k));
+                recompute_step(q1 - q0, fx + q0, fy + q0, lk + q0, tr + q0, ts_k + q0, vs_k + q0, mx, my, a, b, cc, o,
+                               static_cast<T>(k));
             }
         }
         // back to front
@@ -159,20 +166,22 @@ void rasterize_bwd(const Splats<T>& s, const Grid& g, const int64_t* offsets, co
         T* tg = pair_grads.data() + start * G;  // this tile's slice
         for (int64_t k = n - 1; k >= 0; --k) {
             const T mx = sp.mx[k], my = sp.my[k], a = sp.ca[k], b = sp.cb[k], cc = sp.cc[k], o = sp.op[k];
-            const T* __restrict ts_k = t_store.data() + k * P;
-            const T* __restrict vs_k = v_store.data() + k * P;
-            const T used = alpha_step(P, ts_k, vs_k, vap, sf, al, wq, vaq, o);
+            const int64_t q0 = rows[2 * k], m = rows[2 * k + 1] - q0;
+            if (m <= 0) continue;
+            const T* __restrict ts_k = t_store.data() + k * P + q0;
+            const T* __restrict vs_k = v_store.data() + k * P + q0;
+            const T used = alpha_step(m, ts_k, vs_k, vap + q0, sf + q0, al + q0, wq + q0, vaq + q0, o);
             if (used == 0) continue;
             T* gk = tg + k * G;
             for (int64_t d = 0; d < D; ++d) {
                 const T cd = sp.col[k * D + d];
-                const T* __restrict vcd = vc.data() + d * P;
-                T* __restrict bd = behind.data() + d * P;
-                const T gcol = color_step(P, ts_k, vs_k, vcd, wq, al, vaq, bd, cd);
+                const T* __restrict vcd = vc.data() + d * P + q0;
+                T* __restrict bd = behind.data() + d * P + q0;
+                const T gcol = color_step(m, ts_k, vs_k, vcd, wq + q0, al + q0, vaq + q0, bd, cd);
                 gk[6 + d] = gcol;
             }
             T gx, gy, ga, gb, gc, go;
-            geometry_step(P, fx, fy, vs_k, vaq, mx, my, a, b, cc, o, gx, gy, ga, gb, gc, go);
+            geometry_step(m, fx + q0, fy + q0, vs_k, vaq + q0, mx, my, a, b, cc, o, gx, gy, ga, gb, gc, go);
             gk[0] = gx; gk[1] = gy; gk[2] = ga; gk[3] = gb; gk[4] = gc; gk[5] = go;
         }
     }

@@ -3,8 +3,8 @@
 // Gaussian that would bring the transmittance to <= 1e-4; store the final transmittance (as
 // alpha = 1 - T) and each pixel's last contributor.
 // Layout: OpenMP over tiles; within a tile the loop runs over its depth-sorted Gaussians and, for
-// each, over all the tile's pixels at once (branch-free, vectorized), stopping when every pixel is
-// done, as a GPU thread block does. Every pixel is written by exactly one thread, in one order,
+// each, over the tile's pixel rows it can reach at once (branch-free, vectorized; contributing_rows in
+// kernels.h), stopping when every pixel is done, as a GPU thread block does. Every pixel is written by exactly one thread, in one order,
 // so the result does not depend on the thread count.
 #include <algorithm>
 
@@ -19,9 +19,9 @@ template <typename T>
 CPU_RAST_SIMD void composite_step(int64_t P, const T* __restrict fx, const T* __restrict fy,
                                               T* __restrict tr, T* __restrict wp, T* __restrict dn,
                                               T* __restrict lk, T mx, T my, T a, T b, T cc, T o,
-                                              T kk, T& still_out, T& used_out) {
-    T still = 0, used = 0;
-#pragma omp simd reduction(+ : still, used)
+                                              T kk, T& stopped_out, T& used_out) {
+    T stopped = 0, used = 0;
+#pragma omp simd reduction(+ : stopped, used)
     for (int64_t q = 0; q < P; ++q) {
         const T dx = mx - fx[q], dy = my - fy[q];
         const T sigma = gauss_sigma(a, b, cc, dx, dy);
@@ -38,10 +38,10 @@ CPU_RAST_SIMD void composite_step(int64_t P, const T* __restrict fx, const T* __
         tr[q] = t0 * (T(1) - alpha * contrib);  // = next_t where it contributes
         lk[q] = lk[q] + (kk - lk[q]) * contrib;
         dn[q] = dn[q] + stop;
-        still += open - stop;
+        stopped += stop;
         used += contrib;
     }
-    still_out = still;
+    stopped_out = stopped;
     used_out = used;
 }
 
@@ -84,15 +84,19 @@ int64_t rasterize_fwd(const Splats<T>& s, const Grid& g, const int64_t* offsets,
         int64_t pairs = 0;
         for (int64_t k = 0; k < n && active > 0; ++k) {
             const T mx = sp.mx[k], my = sp.my[k], a = sp.ca[k], b = sp.cb[k], cc = sp.cc[k], o = sp.op[k];
+            int64_t q0, q1;  // the rows it can reach; the others would add exact zeros
+            contributing_rows(my, a, b, cc, o, px.y0, ts, q0, q1);
+            if (q1 <= q0) continue;
             const T kk = static_cast<T>(k + 1);
-            T still = 0, used = 0;
-            composite_step(P, fx, fy, tr, wp, dn, lk, mx, my, a, b, cc, o, kk, still, used);
-            active = static_cast<int64_t>(still);
+            T stopped = 0, used = 0;
+            composite_step(q1 - q0, fx + q0, fy + q0, tr + q0, wp + q0, dn + q0, lk + q0, mx, my, a, b, cc, o, kk,
+                           stopped, used);
+            active -= static_cast<int64_t>(stopped);
             pairs += static_cast<int64_t>(used);
             if (used == 0) continue;
             for (int64_t d = 0; d < D; ++d) {
                 const T cd = sp.col[k * D + d];
-                add_weighted(P, acc.data() + d * P, wp, cd);
+                add_weighted(q1 - q0, acc.data() + d * P + q0, wp + q0, cd);
             }
         }
         n_pairs += pairs;
