@@ -4,6 +4,12 @@ reference, side by side in the same run.
     .venv/bin/python benchmarks/bench_render.py                      # full table (N x size grid)
     .venv/bin/python benchmarks/bench_render.py --n 5000 --size 128x192 --reps 5
     .venv/bin/python benchmarks/bench_render.py --no-dense           # compiled and PyTorch backends only
+    .venv/bin/python benchmarks/bench_render.py --run outputs/omnire_sugar --views 4 --backends cpp
+                                 # a trained model (run folder or checkpoint) in its own training views
+
+With ``--run`` the Gaussians are a trained model's and the cameras its scene's training views (evenly
+spaced, ``--views`` of them): a large scene's views each use only part of the model, which the random
+frontal scenes of the grid do not show. The render mode is the one its stage trains with (``--mode``).
 
 Median of ``--reps`` runs after one warm-up (the compiled backend is built before timing starts); the dense reference uses ``--dense-reps`` (default 3,
 1 run without warm-up above 50M pixel x Gaussian products) and pixel chunks with checkpointing so it fits in memory.
@@ -64,11 +70,17 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-dense", action="store_true")
     ap.add_argument("--pixel-chunk", type=int, default=2048)
+    ap.add_argument("--run", help="a run folder or checkpoint: time its model in its training views instead")
+    ap.add_argument("--views", type=int, default=4, help="with --run: how many training views (evenly spaced)")
+    ap.add_argument("--mode", default="RGB", choices=["RGB", "RGB+ED"], help="with --run: the render mode")
+    ap.add_argument("--backends", default="cpp,torch", help="with --run: comma-separated backends to time")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from models.rendering import cpp_backend
     if not cpp_backend.available():
         raise SystemExit(f"the compiled backend is unavailable: {cpp_backend._error}")
+    if args.run:
+        return bench_run(args)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu, "
           f"compiled/PyTorch reps {args.reps}, median after 1 warm-up")
     hdr = (f"{'N':>6} {'HxW':>8} {'pairs':>9} {'compiled s':>10} {'pytorch s':>9} {'dense s':>9} {'reps':>4} "
@@ -106,6 +118,48 @@ def main(argv=None):
     print("compiled = backend='cpp' (C++ kernels), pytorch = backend='torch'; pairs = contributing (pixel, "
           "Gaussian) pairs; MB = growth of the process peak RSS (high-water mark); dense uses pixel chunks "
           "with checkpointing; 'vs' = speed-up of the compiled backend.")
+    return rows
+
+
+def bench_run(args):
+    """Render fwd+bwd of a trained model in its training views, per backend (gradients for the
+    Gaussians' parameters, as in training)."""
+    from models.mesh.run_io import RunInputError, load_run
+    try:
+        run = load_run(args.run)
+    except RunInputError as exc:
+        raise SystemExit(f"--run: {exc}") from None
+    torch.set_num_threads(args.threads)  # loading a run leaves the thread count alone; set it again
+    model, views = run.model, list(run.scene.train_views)
+    sh_degree = min(run.step // int(run.trainer.cfg.model.sh_degree_interval), model.sh_degree)  # as training at this step
+    picks = sorted({round(i * (len(views) - 1) / max(args.views - 1, 1)) for i in range(args.views)})
+    backends = [b for b in args.backends.split(",") if b]
+    g = {k: v.detach() for k, v in model.get_gaussians().items()}
+    inputs = [g["means"], g["quats"], g["scales"], g["opacities"], g["colors"]]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {run.checkpoint} (step {run.step}): "
+          f"{model.num_gaussians} Gaussians, SH degree {sh_degree}, mode {args.mode}; "
+          f"median of {args.reps} after 1 warm-up")
+    hdr = f"{'view':>5} {'HxW':>8} {'visible':>8} {'pairs':>9} " + " ".join(f"{b + ' s':>9}" for b in backends)
+    print(hdr)
+    print("-" * len(hdr))
+    rows = []
+    for i in picks:
+        cam = views[i].camera
+        times, pairs = {}, {}
+        for b in backends:
+            def fn(*a, b=b):
+                return rasterization(*a[:5], cam.viewmat[None], cam.K[None], a[5], a[6], sh_degree=sh_degree,
+                                     render_mode=args.mode, backend=b)
+            times[b], meta = time_fwd_bwd(fn, inputs, cam.width, cam.height, args.reps)
+            pairs[b] = meta["n_pairs"]
+        if len(set(pairs.values())) > 1:
+            raise SystemExit(f"view {i}: backends disagree on contributing pairs: {pairs}")
+        visible = int((meta["radii"][0] > 0).all(-1).sum())
+        print(f"{i:>5} {cam.height}x{cam.width:<4} {visible:>8} {meta['n_pairs']:>9} "
+              + " ".join(f"{times[b]:9.4f}" for b in backends), flush=True)
+        rows.append(dict(view=i, visible=visible, n_pairs=meta["n_pairs"], **{f"{b}_s": t for b, t in times.items()}))
+    print("visible = Gaussians the view keeps (radius > 0); pairs = contributing (pixel, Gaussian) pairs (the "
+          "same for every backend, or the run stops); s = fwd+bwd seconds (projection, SH, compositing).")
     return rows
 
 
