@@ -9,7 +9,8 @@ reference, side by side in the same run.
 
 With ``--run`` the Gaussians are a trained model's and the cameras its scene's training views (evenly
 spaced, ``--views`` of them): a large scene's views each use only part of the model, which the random
-frontal scenes of the grid do not show. The render mode is the one its stage trains with (``--mode``).
+frontal scenes of the grid do not show. ``--mode`` picks the render mode (RGB as in pretrain, RGB+ED
+as in the sugar stage); ``--backends`` the CPU backends to time (cpp, torch).
 
 Median of ``--reps`` runs after one warm-up (the compiled backend is built before timing starts); the dense reference uses ``--dense-reps`` (default 3,
 1 run without warm-up above 50M pixel x Gaussian products) and pixel chunks with checkpointing so it fits in memory.
@@ -124,6 +125,10 @@ def main(argv=None):
 def bench_run(args):
     """Render fwd+bwd of a trained model in its training views, per backend (gradients for the
     Gaussians' parameters, as in training)."""
+    backends = [b for b in args.backends.split(",") if b]
+    if not backends or any(b not in ("cpp", "torch") for b in backends):
+        raise SystemExit(f"--backends {args.backends!r}: expected a comma-separated list of cpp and torch "
+                         "(the CPU backends)")
     from models.mesh.run_io import RunInputError, load_run
     try:
         run = load_run(args.run)
@@ -133,7 +138,6 @@ def bench_run(args):
     model, views = run.model, list(run.scene.train_views)
     sh_degree = min(run.step // int(run.trainer.cfg.model.sh_degree_interval), model.sh_degree)  # as training at this step
     picks = sorted({round(i * (len(views) - 1) / max(args.views - 1, 1)) for i in range(args.views)})
-    backends = [b for b in args.backends.split(",") if b]
     g = {k: v.detach() for k, v in model.get_gaussians().items()}
     inputs = [g["means"], g["quats"], g["scales"], g["opacities"], g["colors"]]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {run.checkpoint} (step {run.step}): "
