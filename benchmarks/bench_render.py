@@ -134,7 +134,6 @@ def bench_run(args):
         run = load_run(args.run)
     except RunInputError as exc:
         raise SystemExit(f"--run: {exc}") from None
-    torch.set_num_threads(args.threads)  # loading a run leaves the thread count alone; set it again
     model, views = run.model, list(run.scene.train_views)
     sh_degree = min(run.step // int(run.trainer.cfg.model.sh_degree_interval), model.sh_degree)  # as training at this step
     picks = sorted({round(i * (len(views) - 1) / max(args.views - 1, 1)) for i in range(args.views)})

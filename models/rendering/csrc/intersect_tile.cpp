@@ -69,7 +69,7 @@ void depth_order(const int32_t* radii, const T* depths, int64_t c, int64_t N, st
     keyed.reserve(static_cast<size_t>(N));
     for (int64_t n = 0; n < N; ++n) {
         const int64_t i = c * N + n;
-        if (radii[2 * i] > 0 && radii[2 * i + 1] > 0) keyed.emplace_back(order_key(depths[i]), static_cast<int32_t>(i));
+        if (kept(radii, i)) keyed.emplace_back(order_key(depths[i]), static_cast<int32_t>(i));
     }
     sort_by_key(keyed);
     order.resize(keyed.size());

@@ -33,6 +33,10 @@ constexpr double ALPHA_THRESHOLD = 1.0 / 255.0;
 constexpr double MAX_ALPHA = 0.999;
 constexpr double T_MIN = 1e-4;
 
+// Whether the projection kept entry i of [C, N] (both radii > 0): the Gaussians the intersection pairs
+// with tiles, so the only ones the compositing reads
+inline bool kept(const int32_t* radii, int64_t i) { return radii[2 * i] > 0 && radii[2 * i + 1] > 0; }
+
 struct Grid {
     int64_t C, N, width, height, tile, tiles_x, tiles_y;
     int64_t n_tiles() const { return C * tiles_x * tiles_y; }

@@ -117,6 +117,14 @@ inline void covariance(const T* q, const T* s, T (&qn)[4], T& qnorm, Mat3<T>& R,
         for (int j = 0; j < 3; ++j) S[i][j] = M[i][0] * M[j][0] + M[i][1] * M[j][1] + M[i][2] * M[j][2];
 }
 
+// Whether entry i of [C, N] has any upstream gradient (the rasterizer used it in that camera)
+template <typename T>
+inline bool has_gradient(const T* v_means2d, const T* v_depths, const T* v_conics, const T* v_opac_out, int64_t i) {
+    return v_means2d[2 * i] != T(0) || v_means2d[2 * i + 1] != T(0) || v_depths[i] != T(0) ||
+           v_conics[3 * i] != T(0) || v_conics[3 * i + 1] != T(0) || v_conics[3 * i + 2] != T(0) ||
+           v_opac_out[i] != T(0);
+}
+
 }  // namespace
 
 template <typename T>
@@ -181,12 +189,7 @@ void project_ewa_bwd(const T* means, const T* quats, const T* scales, const T* o
         // Gaussians in any one view) has no upstream gradient: its gradients are zero, with no
         // covariance or projection to recompute
         bool used = false;
-        for (int64_t c = 0; c < C && !used; ++c) {
-            const int64_t i = c * N + n;
-            used = v_means2d[2 * i] != T(0) || v_means2d[2 * i + 1] != T(0) || v_depths[i] != T(0) ||
-                   v_conics[3 * i] != T(0) || v_conics[3 * i + 1] != T(0) || v_conics[3 * i + 2] != T(0) ||
-                   v_opac_out[i] != T(0);
-        }
+        for (int64_t c = 0; c < C && !used; ++c) used = has_gradient(v_means2d, v_depths, v_conics, v_opac_out, c * N + n);
         if (!used) {
             for (int j = 0; j < 3; ++j) v_means[3 * n + j] = v_scales[3 * n + j] = T(0);
             for (int k = 0; k < 4; ++k) v_quats[4 * n + k] = T(0);
@@ -205,12 +208,8 @@ void project_ewa_bwd(const T* means, const T* quats, const T* scales, const T* o
             ProjState<T> st;
             project_one(cam, means + 3 * n, S, near, far, eps2d, st);
             const int64_t i = c * N + n;
-            // a Gaussian the rasterizer did not use (culled, off-screen) has no upstream gradient: skip
-            // it (adding its zeros would change nothing)
-            if (v_means2d[2 * i] == T(0) && v_means2d[2 * i + 1] == T(0) && v_depths[i] == T(0) &&
-                v_conics[3 * i] == T(0) && v_conics[3 * i + 1] == T(0) && v_conics[3 * i + 2] == T(0) &&
-                v_opac_out[i] == T(0))
-                continue;
+            // a camera where the rasterizer did not use it (culled, off-screen) adds nothing: skip it
+            if (!has_gradient(v_means2d, v_depths, v_conics, v_opac_out, i)) continue;
             const T g0 = v_conics[3 * i], g1 = v_conics[3 * i + 1], g2 = v_conics[3 * i + 2];
             T gA, gC, g01;  // dL/d(blurred c00), dL/d(blurred c11), dL/dc01
             const T dets = st.det_ok ? st.det : T(1);

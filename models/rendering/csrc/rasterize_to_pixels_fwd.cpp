@@ -4,8 +4,8 @@
 // alpha = 1 - T) and each pixel's last contributor.
 // Layout: OpenMP over tiles; within a tile the loop runs over its depth-sorted Gaussians and, for
 // each, over the tile's pixel rows it can reach at once (branch-free, vectorized; contributing_rows in
-// kernels.h), stopping when every pixel is done, as a GPU thread block does. Every pixel is written by exactly one thread, in one order,
-// so the result does not depend on the thread count.
+// kernels.h), stopping when every pixel is done, as a GPU thread block does. Every pixel is written by
+// exactly one thread, in one order, so the result does not depend on the thread count.
 #include <algorithm>
 
 #include "kernels.h"

@@ -94,7 +94,7 @@ void sh_colors_fwd(int degree, const T* means, const T* coeffs, int64_t K, const
         for (int64_t c = 0; c < C; ++c) {
             T* out = colors + 3 * (c * N + n);
             const int64_t i = c * N + n;
-            if (radii != nullptr && !(radii[2 * i] > 0 && radii[2 * i + 1] > 0)) {  // culled: never composited
+            if (radii != nullptr && !kept(radii, i)) {  // culled: never composited
                 out[0] = out[1] = out[2] = T(0);
                 continue;
             }
