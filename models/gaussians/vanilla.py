@@ -105,17 +105,24 @@ class VanillaGaussians(nn.Module):
     def num_gaussians(self) -> int:
         return int(self.params["means"].shape[0])
 
-    def get_gaussians(self, cam=None) -> Dict[str, Tensor]:
+    def get_gaussians(self, cam=None, split_sh: bool = False) -> Dict[str, Tensor]:
         """Activated tensors for ``rasterization``; ``colors`` is the SH [N, K, 3] (pass
-        ``sh_degree=self.active_sh_degree``). ``cam`` is accepted for API symmetry (unused)."""
+        ``sh_degree=self.active_sh_degree``). ``split_sh``: ``sh0`` [N, 1, 3] and ``shN`` [N, K-1, 3]
+        (the parameters themselves) instead of their concatenation ``colors``, for ``render_gaussians``,
+        which the compiled backend renders without the copy (``rasterization(sh_rest=...)``).
+        ``cam`` is accepted for API symmetry (unused)."""
         p = self.params
-        return {
+        out = {
             "means": p["means"],
             "quats": p["quats"] / p["quats"].norm(dim=-1, keepdim=True).clamp(min=1e-12),
             "scales": torch.exp(p["scales"]),
             "opacities": torch.sigmoid(p["opacities"]),
-            "colors": torch.cat([p["sh0"], p["shN"]], dim=1),
         }
+        if split_sh:
+            out.update(sh0=p["sh0"], shN=p["shN"])
+        else:
+            out["colors"] = torch.cat([p["sh0"], p["shN"]], dim=1)
+        return out
 
     def raise_sh_degree(self) -> int:
         self.active_sh_degree = min(self.active_sh_degree + 1, self.sh_degree)

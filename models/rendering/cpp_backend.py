@@ -134,16 +134,16 @@ class _ProjectEWA(torch.autograd.Function):
 
 class _SHColors(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, degree, means, coeffs, campos, radii):
-        ctx.save_for_backward(means, coeffs, campos)
+    def forward(ctx, degree, means, coeffs, rest, campos, radii):
+        ctx.save_for_backward(means, coeffs, rest, campos)
         ctx.degree = degree
-        return load_extension().sh_fwd(degree, means, coeffs, campos, radii)
+        return load_extension().sh_fwd(degree, means, coeffs, campos, radii, rest)
 
     @staticmethod
     def backward(ctx, v_colors):
-        means, coeffs, campos = ctx.saved_tensors
-        v_means, v_coeffs = load_extension().sh_bwd(ctx.degree, means, coeffs, campos, v_colors)
-        return None, v_means, v_coeffs, None, None
+        means, coeffs, rest, campos = ctx.saved_tensors
+        g = load_extension().sh_bwd(ctx.degree, means, coeffs, campos, v_colors, rest)
+        return None, g[0], g[1], g[2] if rest is not None else None, None, None
 
 
 def can_project(means: Tensor, opacities: Tensor, viewmats: Tensor, Ks: Tensor) -> bool:
@@ -167,15 +167,19 @@ def project_gaussians_cpp(means: Tensor, quats: Tensor, scales: Tensor, opacitie
 
 
 def sh_colors_cpp(degree: int, means: Tensor, coeffs: Tensor, campos: Tensor,
-                  radii: Optional[Tensor] = None) -> Tensor:
+                  radii: Optional[Tensor] = None, rest: Optional[Tensor] = None) -> Tensor:
     """``clamp_min(eval_sh(degree, means - campos, coeffs) + 0.5, 0)`` for [N, K, 3] coefficients and
-    [C, 3] camera centres -> [C, N, 3], in C++. With the projection's ``radii`` [C, N, 2], a Gaussian
-    culled in a camera (radius 0) gets colour 0 there without being evaluated: the rasterizer never
-    reads it, and in a large scene most Gaussians are outside any one view."""
+    [C, 3] camera centres -> [C, N, 3], in C++. ``rest`` [N, K', 3]: the coefficients come in two parts,
+    ``coeffs`` the first (3DGS's sh0) and ``rest`` the others (shN), read in place instead of concatenated.
+    With the projection's ``radii`` [C, N, 2], a Gaussian culled in a camera (radius 0) gets colour 0 there
+    without being evaluated: the rasterizer never reads it, and in a large scene most Gaussians are outside
+    any one view."""
     dt = means.dtype
     if radii is not None:
         radii = radii.to(torch.int32).contiguous()
-    return _SHColors.apply(int(degree), means.contiguous(), coeffs.to(dt).contiguous(),
+    if rest is not None:
+        rest = rest.to(dt).contiguous()
+    return _SHColors.apply(int(degree), means.contiguous(), coeffs.to(dt).contiguous(), rest,
                            campos.detach().to(dt).contiguous(), radii)
 
 

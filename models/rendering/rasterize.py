@@ -17,7 +17,7 @@ TILE = 4  # pixel bin size of the torch backend (gsplat uses 16x16 tiles; small 
 RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
 
 
-def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode):
+def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode, sh_rest=None):
     N = means.shape[0]
     C = viewmats.shape[0]
     if means.shape != (N, 3) or quats.shape != (N, 4) or scales.shape != (N, 3) or opacities.shape != (N,):
@@ -28,6 +28,12 @@ def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degr
     if sh_degree is None:
         if not ((colors.dim() == 2 and colors.shape[0] == N) or (colors.dim() == 3 and colors.shape[:2] == (C, N))):
             raise ValueError(f"expected colors [N,D] or [C,N,D] without sh_degree; got {tuple(colors.shape)}")
+    elif sh_rest is not None:
+        if not (colors.dim() == 3 and colors.shape[0] == N and colors.shape[-1] == 3 and sh_rest.dim() == 3
+                and sh_rest.shape[0] == N and sh_rest.shape[-1] == 3
+                and colors.shape[1] + sh_rest.shape[1] >= (sh_degree + 1) ** 2):
+            raise ValueError(f"expected SH colors [N,K0,3] and sh_rest [N,K1,3] with K0 + K1 >= "
+                             f"{(sh_degree + 1) ** 2}; got {tuple(colors.shape)} and {tuple(sh_rest.shape)}")
     else:
         ok = (colors.dim() == 3 and colors.shape[0] == N) or (colors.dim() == 4 and colors.shape[:2] == (C, N))
         if not ok or colors.shape[-1] != 3 or colors.shape[-2] < (sh_degree + 1) ** 2:
@@ -43,7 +49,7 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
                   eps2d: float = 0.3, sh_degree: Optional[int] = None, packed: bool = False,
                   tile_size: int = 16, backgrounds: Optional[Tensor] = None,
                   render_mode: str = "RGB", rasterize_mode: str = "classic",
-                  backend: str = "auto", **gsplat_kwargs):
+                  backend: str = "auto", sh_rest: Optional[Tensor] = None, **gsplat_kwargs):
     """Render N Gaussians into C cameras; returns ``(render_colors [C,H,W,D'], render_alphas
     [C,H,W,1], meta)`` exactly as ``gsplat.rasterization(..., packed=False)``.
 
@@ -52,12 +58,18 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
     tensors, torch where the C++ extension cannot be built: one warning says why). ``meta['means2d']`` is in the autograd graph, so
     ``gsplat.strategy.DefaultStrategy`` works unchanged with either backend. Extra keyword
     arguments are passed to gsplat (the torch backend rejects them).
+
+    ``sh_rest`` [N,K1,3] (with ``sh_degree``): the SH coefficients come in two parts, as a 3DGS model
+    keeps them (sh0 and shN): ``colors`` [N,K0,3] the first K0, ``sh_rest`` the others. The compiled
+    backend reads both in place; the others concatenate them, as gsplat's trainers do every step.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if packed:
         raise ValueError("only packed=False is supported (gsplat.strategy needs [C,N] meta)")
-    _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode)
+    if sh_rest is not None and sh_degree is None:
+        raise ValueError("sh_rest (the SH coefficients after the first ones) needs an sh_degree")
+    _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode, sh_rest)
     if backend == "auto":
         if means.is_cuda:
             backend = "gsplat"
@@ -67,6 +79,9 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
             backend = "torch"
     if backend == "cpp" and means.device.type != "cpu":
         raise ValueError(f"backend='cpp' needs CPU tensors, got {means.device}; use 'gsplat' or 'torch'")
+    fused = backend == "cpp" and cpp_backend.can_project(means, opacities, viewmats, Ks)
+    if sh_rest is not None and not fused:
+        colors, sh_rest = torch.cat([colors, sh_rest], 1), None
     if backend == "gsplat":
         if not means.is_cuda:
             raise ValueError("backend='gsplat' needs CUDA tensors; use backend='torch' on "
@@ -82,7 +97,6 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
     if rasterize_mode not in ("classic", "antialiased"):
         raise ValueError(f"rasterize_mode must be 'classic' or 'antialiased', got {rasterize_mode!r}")
     C, N = viewmats.shape[0], means.shape[0]
-    fused = backend == "cpp" and cpp_backend.can_project(means, opacities, viewmats, Ks)
     project = cpp_backend.project_gaussians_cpp if fused else project_gaussians
     proj = project(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane, eps2d,
                    radius_clip, antialiased=rasterize_mode == "antialiased")
@@ -91,7 +105,7 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
         R, t = viewmats[:, :3, :3], viewmats[:, :3, 3:]
         campos = -(R.transpose(-1, -2) @ t)[..., 0]
         if fused and colors.dim() == 3:
-            cols = cpp_backend.sh_colors_cpp(sh_degree, means, colors, campos, proj.radii)
+            cols = cpp_backend.sh_colors_cpp(sh_degree, means, colors, campos, proj.radii, rest=sh_rest)
         else:
             dirs = means[None] - campos[:, None]
             sh = colors if colors.dim() == 4 else colors[None].expand(C, -1, -1, -1)

@@ -25,18 +25,20 @@ def render_gaussians(gaussians: Mapping[str, torch.Tensor], camera: Camera, *,
                      background: Optional[torch.Tensor] = None, sh_degree: Optional[int] = None,
                      render_mode: str = "RGB", near_plane: float = 0.01, far_plane: float = 1e10,
                      backend: str = "auto") -> RenderOutput:
-    """Render world-space Gaussians (``means, quats, scales, opacities, colors`` as
-    ``VanillaGaussians.get_gaussians()`` returns them) into one camera.
+    """Render world-space Gaussians (``means, quats, scales, opacities`` and ``colors``, or the SH
+    coefficients in two parts ``sh0, shN``, as ``VanillaGaussians.get_gaussians(split_sh=...)``
+    returns them) into one camera.
 
     ``background``: an RGB colour [3] in [0, 1] behind the Gaussians (``rgb + (1 - alpha) · bg``),
     or None for the bare accumulated colour. ``render_mode``: "RGB" or "RGB+ED" (depth as well),
     or any other of the rasterizer's modes. ``backend``: see ``models.rendering.rasterization``.
     """
     g = gaussians
+    split = "colors" not in g  # sh0 and shN, read in place by the compiled backend
     colors, alphas, info = rasterization(
-        g["means"], g["quats"], g["scales"], g["opacities"], g["colors"], camera.viewmat[None], camera.K[None],
-        camera.width, camera.height, near_plane=near_plane, far_plane=far_plane, sh_degree=sh_degree,
-        render_mode=render_mode, backend=backend)
+        g["means"], g["quats"], g["scales"], g["opacities"], g["sh0"] if split else g["colors"], camera.viewmat[None],
+        camera.K[None], camera.width, camera.height, near_plane=near_plane, far_plane=far_plane, sh_degree=sh_degree,
+        render_mode=render_mode, backend=backend, sh_rest=g["shN"] if split else None)
     alpha = alphas[0, ..., 0]
     has_depth = render_mode in ("RGB+D", "RGB+ED")
     if render_mode in ("D", "ED"):

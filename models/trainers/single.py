@@ -334,7 +334,7 @@ class SingleTrainer(BasicTrainer):
 
     def compose_gaussians(self, view) -> Tuple[Dict[str, torch.Tensor], Dict[str, slice]]:
         """The world-space Gaussians rendered for a view, and each model's slice of them."""
-        return self.model.get_gaussians(), {MODEL_KEY: slice(0, self.model.num_gaussians)}
+        return self.model.get_gaussians(split_sh=True), {MODEL_KEY: slice(0, self.model.num_gaussians)}
 
     def _densify(self, info: Dict[str, Any], slices: Dict[str, slice]) -> None:
         """gsplat's DefaultStrategy on each model, with that model's slice of the screen-space signal."""

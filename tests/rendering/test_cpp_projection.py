@@ -5,6 +5,7 @@ import torch
 
 from models.rendering import cpp_backend
 from models.rendering.projection import project_gaussians
+from models.rendering.rasterize import rasterization
 from models.rendering.sh import eval_sh
 
 pytestmark = pytest.mark.skipif(not cpp_backend.available(), reason="the C++ extension cannot be built here")
@@ -130,6 +131,50 @@ def test_culled_gaussians_skip_sh_and_get_zero_projection_gradients():
         assert a.grad[~unused].abs().sum() > 0
 
 
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_sh_in_two_parts_is_bitwise_the_one_tensor_path(degree):
+    """sh0 [N,1,3] and shN [N,15,3] read in place (rasterization(sh_rest=...), as the trainer renders) give
+    the same colours and the same gradients, bit for bit, as their concatenation; the degrees above the one
+    in use get exact zero gradients, with and without the projection's culling."""
+    g = torch.Generator().manual_seed(10 + degree)
+    N, C = 3000, 2
+    means, quats, scales, opac = _gaussians(N, torch.float32, g)
+    coeffs = torch.randn(N, 16, 3, generator=g) * 0.3
+    vms, Ks = _cameras(C, torch.float32, g)
+    campos = -(vms[:, :3, :3].transpose(-1, -2) @ vms[:, :3, 3:])[..., 0]
+    radii = cpp_backend.project_gaussians_cpp(means, quats, scales, opac, vms, Ks, 64, 48).radii
+    v = torch.randn(C, N, 3, generator=g)
+    for r in (None, radii):
+        m1, co = means.clone().requires_grad_(True), coeffs.clone().requires_grad_(True)
+        one = cpp_backend.sh_colors_cpp(degree, m1, co, campos, r)
+        (one * v).sum().backward()
+        m2 = means.clone().requires_grad_(True)
+        sh0, shN = coeffs[:, :1].clone().requires_grad_(True), coeffs[:, 1:].clone().requires_grad_(True)
+        two = cpp_backend.sh_colors_cpp(degree, m2, sh0, campos, r, rest=shN)
+        (two * v).sum().backward()
+        assert torch.equal(one, two)
+        assert torch.equal(m1.grad, m2.grad)
+        assert torch.equal(co.grad, torch.cat([sh0.grad, shN.grad], 1))
+        assert torch.all(co.grad[:, (degree + 1) ** 2:] == 0)
+    # through rasterization(): the compiled backend in place, the PyTorch one concatenating
+    for backend in ("cpp", "torch"):
+        outs = []
+        for split in (False, True):
+            args = [t.clone().requires_grad_(True) for t in (means, quats, scales, opac, coeffs)]
+            colors, rest = (args[4][:, :1], args[4][:, 1:]) if split else (args[4], None)
+            img, alpha, _ = rasterization(*args[:4], colors, vms, Ks, 64, 48, sh_degree=degree, backend=backend,
+                                          sh_rest=rest)
+            (img.pow(2).sum() + alpha.sum()).backward()
+            outs.append([img, alpha] + [a.grad for a in args])
+        for x, y in zip(*outs):
+            assert torch.equal(x, y)
+    with pytest.raises(ValueError, match="sh_rest"):
+        rasterization(means, quats, scales, opac, coeffs[:, :1], vms, Ks, 64, 48, sh_rest=coeffs[:, 1:])
+    with pytest.raises(ValueError, match="K0 \\+ K1 >= 16"):
+        rasterization(means, quats, scales, opac, coeffs[:, :1], vms, Ks, 64, 48, sh_degree=3,
+                      sh_rest=coeffs[:, 1:9])
+
+
 def test_gradcheck_float64():
     g = torch.Generator().manual_seed(3)
     means, quats, scales, opac = _gaussians(24, torch.float64, g, spread=1.0)
@@ -148,6 +193,10 @@ def test_gradcheck_float64():
         args = [means.clone().requires_grad_(True), coeffs.clone().requires_grad_(True)]
         assert torch.autograd.gradcheck(lambda m, co: cpp_backend.sh_colors_cpp(degree, m, co, campos), args,
                                         eps=1e-6, atol=1e-6, rtol=1e-4)
+        args = [means.clone().requires_grad_(True), coeffs[:, :1].clone().requires_grad_(True),
+                coeffs[:, 1:].clone().requires_grad_(True)]  # in two parts (sh0, shN)
+        assert torch.autograd.gradcheck(lambda m, c0, cr: cpp_backend.sh_colors_cpp(degree, m, c0, campos, rest=cr),
+                                        args, eps=1e-6, atol=1e-6, rtol=1e-4)
 
 
 def test_bitwise_deterministic_across_thread_counts():

@@ -199,11 +199,22 @@ std::vector<at::Tensor> project_bwd(const at::Tensor& means, const at::Tensor& q
     return {g_means, g_quats, g_scales, g_opac};
 }
 
-void check_sh(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs, const at::Tensor& campos) {
+// coeffs [N, K0, 3] and, optionally, rest [N, K - K0, 3]: the first K0 and the other coefficients (3DGS's sh0
+// and shN), read in place; returns K
+int64_t check_sh(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs,
+                 const c10::optional<at::Tensor>& rest, const at::Tensor& campos) {
     TORCH_CHECK(degree >= 0 && degree <= 3, "sh_degree must be in [0, 3]");
     TORCH_CHECK(means.device().is_cpu() && means.dim() == 2 && means.size(1) == 3, "cpu SH: means [N,3] expected");
-    TORCH_CHECK(coeffs.dim() == 3 && coeffs.size(0) == means.size(0) && coeffs.size(2) == 3 &&
-                coeffs.size(1) >= (degree + 1) * (degree + 1), "cpu SH: coefficients [N,K,3] with enough K expected");
+    TORCH_CHECK(coeffs.dim() == 3 && coeffs.size(0) == means.size(0) && coeffs.size(2) == 3,
+                "cpu SH: coefficients [N,K,3] expected");
+    int64_t K = coeffs.size(1);
+    if (rest.has_value()) {
+        TORCH_CHECK(rest->dim() == 3 && rest->size(0) == means.size(0) && rest->size(2) == 3 &&
+                    rest->is_contiguous() && rest->scalar_type() == means.scalar_type(),
+                    "cpu SH: the rest of the coefficients must be contiguous [N,K',3] of the means' type");
+        K += rest->size(1);
+    }
+    TORCH_CHECK(K >= (degree + 1) * (degree + 1), "cpu SH: too few coefficients for the degree");
     TORCH_CHECK(campos.dim() == 2 && campos.size(1) == 3, "cpu SH: camera centres [C,3] expected");
     for (const auto* t : {&means, &coeffs, &campos}) {
         TORCH_CHECK(t->is_contiguous() && t->scalar_type() == means.scalar_type(),
@@ -211,11 +222,12 @@ void check_sh(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs,
     }
     TORCH_CHECK(means.scalar_type() == at::kFloat || means.scalar_type() == at::kDouble,
                 "cpu SH: float32 or float64 tensors expected");
+    return K;
 }
 
 at::Tensor sh_fwd(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs, const at::Tensor& campos,
-                  const c10::optional<at::Tensor>& radii) {
-    check_sh(degree, means, coeffs, campos);
+                  const c10::optional<at::Tensor>& radii, const c10::optional<at::Tensor>& rest) {
+    const auto K = check_sh(degree, means, coeffs, rest, campos);
     const auto N = means.size(0), C = campos.size(0);
     if (radii.has_value())
         TORCH_CHECK(radii->scalar_type() == at::kInt && radii->is_contiguous() &&
@@ -223,27 +235,36 @@ at::Tensor sh_fwd(int64_t degree, const at::Tensor& means, const at::Tensor& coe
     auto colors = at::empty({C, N, 3}, means.options());
     AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sh_fwd", [&] {
         cpu_rast::sh_colors_fwd<scalar_t>(static_cast<int>(degree), means.data_ptr<scalar_t>(),
-                                          coeffs.data_ptr<scalar_t>(), coeffs.size(1), campos.data_ptr<scalar_t>(), C,
-                                          N, radii.has_value() ? radii->data_ptr<int32_t>() : nullptr,
+                                          coeffs.data_ptr<scalar_t>(), coeffs.size(1),
+                                          rest.has_value() ? rest->data_ptr<scalar_t>() : nullptr, K,
+                                          campos.data_ptr<scalar_t>(), C, N,
+                                          radii.has_value() ? radii->data_ptr<int32_t>() : nullptr,
                                           colors.data_ptr<scalar_t>(), at::get_num_threads());
     });
     return colors;
 }
 
+// {v_means, v_coeffs} or, with rest, {v_means, v_coeffs, v_rest}
 std::vector<at::Tensor> sh_bwd(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs,
-                               const at::Tensor& campos, const at::Tensor& v_colors) {
-    check_sh(degree, means, coeffs, campos);
+                               const at::Tensor& campos, const at::Tensor& v_colors,
+                               const c10::optional<at::Tensor>& rest) {
+    const auto K = check_sh(degree, means, coeffs, rest, campos);
     const auto N = means.size(0), C = campos.size(0);
     TORCH_CHECK(v_colors.sizes() == at::IntArrayRef({C, N, 3}), "cpu SH: gradient [C,N,3] expected");
     auto vc = v_colors.contiguous().to(means.scalar_type());
     auto g_means = at::empty({N, 3}, means.options());
-    auto g_coeffs = at::zeros_like(coeffs);
+    auto g_coeffs = at::empty_like(coeffs);
+    auto g_rest = rest.has_value() ? at::empty_like(*rest) : at::Tensor();
     AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sh_bwd", [&] {
         cpu_rast::sh_colors_bwd<scalar_t>(static_cast<int>(degree), means.data_ptr<scalar_t>(),
-                                          coeffs.data_ptr<scalar_t>(), coeffs.size(1), campos.data_ptr<scalar_t>(), C,
-                                          N, vc.data_ptr<scalar_t>(), g_means.data_ptr<scalar_t>(),
-                                          g_coeffs.data_ptr<scalar_t>(), at::get_num_threads());
+                                          coeffs.data_ptr<scalar_t>(), coeffs.size(1),
+                                          rest.has_value() ? rest->data_ptr<scalar_t>() : nullptr, K,
+                                          campos.data_ptr<scalar_t>(), C, N, vc.data_ptr<scalar_t>(),
+                                          g_means.data_ptr<scalar_t>(), g_coeffs.data_ptr<scalar_t>(),
+                                          rest.has_value() ? g_rest.data_ptr<scalar_t>() : nullptr,
+                                          at::get_num_threads());
     });
+    if (rest.has_value()) return {g_means, g_coeffs, g_rest};
     return {g_means, g_coeffs};
 }
 
@@ -343,8 +364,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("project_fwd", &project_fwd, "EWA projection of 3D Gaussians");
     m.def("project_bwd", &project_bwd, "gradients of the EWA projection");
     m.def("sh_fwd", &sh_fwd, "view-dependent colours from SH coefficients (0 where radii mark a Gaussian culled)",
-          py::arg("degree"), py::arg("means"), py::arg("coeffs"), py::arg("campos"), py::arg("radii") = py::none());
-    m.def("sh_bwd", &sh_bwd, "gradients of the SH colours");
+          py::arg("degree"), py::arg("means"), py::arg("coeffs"), py::arg("campos"), py::arg("radii") = py::none(),
+          py::arg("rest") = py::none());
+    m.def("sh_bwd", &sh_bwd, "gradients of the SH colours", py::arg("degree"), py::arg("means"), py::arg("coeffs"),
+          py::arg("campos"), py::arg("v_colors"), py::arg("rest") = py::none());
     m.def("sugar_density_fwd", &density_fwd, "SuGaR density terms at samples from their neighbours");
     m.def("sugar_density_bwd", &density_bwd, "gradients of the SuGaR density terms");
     m.def("sugar_normal_fwd", &normal_fwd, "SuGaR normal-regularizer residuals at samples");

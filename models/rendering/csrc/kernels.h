@@ -92,16 +92,18 @@ void project_ewa_bwd(const T* means, const T* quats, const T* scales, const T* o
                      bool antialiased, const T* v_means2d, const T* v_depths, const T* v_conics,
                      const T* v_opac_out, T* v_means, T* v_quats, T* v_scales, T* v_opacities, int n_threads);
 
-// colours [C, N, 3] = max(SH(coeffs [N, K, 3]) at the unit direction camera centre -> mean + 0.5, 0);
-// where radii [C, N, 2] (may be null) mark a Gaussian culled in a camera, its colour there is 0 (not evaluated)
+// colours [C, N, 3] = max(SH(coefficients) at the unit direction camera centre -> mean + 0.5, 0); the K
+// coefficients of Gaussian n are row n of coeffs [N, K0, 3] followed by row n of rest [N, K - K0, 3] (rest unused
+// when K0 = K); where radii [C, N, 2] (may be null) mark a Gaussian culled in a camera, its colour there is 0
 template <typename T>
-void sh_colors_fwd(int degree, const T* means, const T* coeffs, int64_t K, const T* campos, int64_t C, int64_t N,
-                   const int32_t* radii, T* colors, int n_threads);
+void sh_colors_fwd(int degree, const T* means, const T* coeffs, int64_t K0, const T* rest, int64_t K,
+                   const T* campos, int64_t C, int64_t N, const int32_t* radii, T* colors, int n_threads);
 
-// v_means [N, 3] (written) and v_coeffs [N, K, 3] (accumulated: zero-initialised by the caller)
+// v_means [N, 3], v_coeffs [N, K0, 3] and v_rest [N, K - K0, 3], every entry written
 template <typename T>
-void sh_colors_bwd(int degree, const T* means, const T* coeffs, int64_t K, const T* campos, int64_t C, int64_t N,
-                   const T* v_colors, T* v_means, T* v_coeffs, int n_threads);
+void sh_colors_bwd(int degree, const T* means, const T* coeffs, int64_t K0, const T* rest, int64_t K,
+                   const T* campos, int64_t C, int64_t N, const T* v_colors, T* v_means, T* v_coeffs, T* v_rest,
+                   int n_threads);
 
 // SuGaR density terms [M, K] and β [M] at points [M, 3] from the rows table [N, 14] of neighbours nbr [M, K]
 template <typename T>

@@ -84,19 +84,42 @@ inline void view_dir(const T* mean, const T* campos, T (&d)[3], T& n) {
 
 }  // namespace
 
+// The coefficients of Gaussian n: row n of c0 ([N, K0, 3], the first K0) followed by row n of cr
+// ([N, K - K0, 3], the rest; none when K0 = K). 3DGS trainers keep them as two parameters (sh0, shN) and
+// concatenate them every step; read in place here, that copy (and its backward's split) goes.
 template <typename T>
-void sh_colors_fwd(int degree, const T* means, const T* coeffs, int64_t K, const T* campos, int64_t C, int64_t N,
-                   const int32_t* radii, T* colors, int n_threads) {
+struct Coeffs {
+    const T* c0;
+    int64_t K0;
+    const T* cr;
+    int64_t K;
+    // row n's first nb coefficients into out[3 * nb]
+    void load(int64_t n, int nb, T* out) const {
+        const int64_t n0 = std::min<int64_t>(nb, K0);
+        std::copy(c0 + n * K0 * 3, c0 + (n * K0 + n0) * 3, out);
+        if (nb > n0) std::copy(cr + n * (K - K0) * 3, cr + (n * (K - K0) + nb - n0) * 3, out + n0 * 3);
+    }
+};
+
+template <typename T>
+void sh_colors_fwd(int degree, const T* means, const T* coeffs, int64_t K0, const T* rest, int64_t K,
+                   const T* campos, int64_t C, int64_t N, const int32_t* radii, T* colors, int n_threads) {
     const int nb = (degree + 1) * (degree + 1);
+    const Coeffs<T> cf{coeffs, K0, rest, K};
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t n = 0; n < N; ++n) {
-        const T* co = coeffs + n * K * 3;
+        T co[48];
+        bool loaded = false;
         for (int64_t c = 0; c < C; ++c) {
             T* out = colors + 3 * (c * N + n);
             const int64_t i = c * N + n;
             if (radii != nullptr && !kept(radii, i)) {  // culled: never composited
                 out[0] = out[1] = out[2] = T(0);
                 continue;
+            }
+            if (!loaded) {
+                cf.load(n, nb, co);
+                loaded = true;
             }
             T d[3], len, b[16];
             view_dir(means + 3 * n, campos + 3 * c, d, len);
@@ -110,19 +133,28 @@ void sh_colors_fwd(int degree, const T* means, const T* coeffs, int64_t K, const
     }
 }
 
+// Writes every entry of v_coeffs [N, K0, 3] and v_rest [N, K - K0, 3] (zeros for the degrees not in use), so
+// neither needs a zero-filled buffer.
 template <typename T>
-void sh_colors_bwd(int degree, const T* means, const T* coeffs, int64_t K, const T* campos, int64_t C, int64_t N,
-                   const T* v_colors, T* v_means, T* v_coeffs, int n_threads) {
+void sh_colors_bwd(int degree, const T* means, const T* coeffs, int64_t K0, const T* rest, int64_t K,
+                   const T* campos, int64_t C, int64_t N, const T* v_colors, T* v_means, T* v_coeffs, T* v_rest,
+                   int n_threads) {
     const int nb = (degree + 1) * (degree + 1);
+    const Coeffs<T> cf{coeffs, K0, rest, K};
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t n = 0; n < N; ++n) {
-        const T* co = coeffs + n * K * 3;
-        T* vco = v_coeffs + n * K * 3;
+        T co[48], vco[48];
+        std::fill(vco, vco + 3 * nb, T(0));
+        bool loaded = false;
         T gm[3] = {0, 0, 0};
         for (int64_t c = 0; c < C; ++c) {
             const int64_t i = c * N + n;
             const T* vc = v_colors + 3 * i;
             if (vc[0] == T(0) && vc[1] == T(0) && vc[2] == T(0)) continue;
+            if (!loaded) {
+                cf.load(n, nb, co);
+                loaded = true;
+            }
             T d[3], len, b[16], db[16][3];
             view_dir(means + 3 * n, campos + 3 * c, d, len);
             sh_basis<T>(degree, d[0], d[1], d[2], b, db);
@@ -153,16 +185,20 @@ void sh_colors_bwd(int degree, const T* means, const T* coeffs, int64_t K, const
             }
         }
         for (int j = 0; j < 3; ++j) v_means[3 * n + j] = gm[j];
+        for (int64_t k = 0; k < K; ++k) {
+            T* dst = k < K0 ? v_coeffs + (n * K0 + k) * 3 : v_rest + (n * (K - K0) + k - K0) * 3;
+            for (int ch = 0; ch < 3; ++ch) dst[ch] = k < nb ? vco[3 * k + ch] : T(0);
+        }
     }
 }
 
-template void sh_colors_fwd<float>(int, const float*, const float*, int64_t, const float*, int64_t, int64_t,
-                                   const int32_t*, float*, int);
-template void sh_colors_fwd<double>(int, const double*, const double*, int64_t, const double*, int64_t, int64_t,
-                                    const int32_t*, double*, int);
-template void sh_colors_bwd<float>(int, const float*, const float*, int64_t, const float*, int64_t, int64_t,
-                                   const float*, float*, float*, int);
-template void sh_colors_bwd<double>(int, const double*, const double*, int64_t, const double*, int64_t, int64_t,
-                                    const double*, double*, double*, int);
+template void sh_colors_fwd<float>(int, const float*, const float*, int64_t, const float*, int64_t, const float*,
+                                   int64_t, int64_t, const int32_t*, float*, int);
+template void sh_colors_fwd<double>(int, const double*, const double*, int64_t, const double*, int64_t,
+                                    const double*, int64_t, int64_t, const int32_t*, double*, int);
+template void sh_colors_bwd<float>(int, const float*, const float*, int64_t, const float*, int64_t, const float*,
+                                   int64_t, int64_t, const float*, float*, float*, float*, int);
+template void sh_colors_bwd<double>(int, const double*, const double*, int64_t, const double*, int64_t,
+                                    const double*, int64_t, int64_t, const double*, double*, double*, double*, int);
 
 }  // namespace cpu_rast
