@@ -62,6 +62,7 @@ CHECKS = {
     "sugar.prune_opacity": real_between(0.0, 1.0, hi_open=True),
     "sugar.mode": SUGAR_MODE,
     "sugar.sdf_weight": NON_NEGATIVE,
+    "sugar.sdf_density_factor": ((lambda v: v is None or (_real(v) and v > 0)), "null or a finite number > 0"),
     "sugar.normal_weight": NON_NEGATIVE,
     "sugar.knn": int_at_least(1),
     "sugar.knn_every": int_at_least(1),

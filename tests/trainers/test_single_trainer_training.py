@@ -152,6 +152,24 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(make_cfg, monkeypatch
     SingleTrainer(cfg, output_dir=cfg.output_dir, resume=True)  # still loads
 
 
+@pytest.mark.parametrize("factor", [None, 1.0])
+def test_sdf_density_factor_reaches_the_sdf_term(make_cfg, monkeypatch, factor):
+    """sugar.sdf_density_factor (null: the loss's own 1/(k+1), as SuGaR) is what the sugar stage's SDF
+    term gets."""
+    seen = []
+    real = single_mod.sugar_sdf_loss
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("density_factor", "absent"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(single_mod, "sugar_sdf_loss", spy)
+    cfg = make_cfg("factor", *([] if factor is None else [f"sugar.sdf_density_factor={factor}"]))
+    trainer = SingleTrainer(cfg, output_dir=None)
+    trainer.train()
+    assert seen and all(f == factor for f in seen)
+
+
 @pytest.mark.parametrize("override, message", [
     ("~render.opacity_entropy.table.sugar", "no weight for stage\\(s\\) 'sugar'"),
     ("render.opacity_entropy.table.sugar=-0.1", "weight for stage 'sugar' must be a finite number >= 0"),
