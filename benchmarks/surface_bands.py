@@ -38,31 +38,20 @@ def mesh_bands(run, mesh, *, tau: float, max_depth: float, n_points: int = 200_0
     precision, completeness, accuracy (the samples and region of run_io.point_to_mesh_metrics)."""
     from scipy.spatial import cKDTree
 
-    from models.mesh.metrics import load_mesh, sample_surface, visible_region_filter
-    from models.mesh.run_io import _closest_on_mesh, crop_mesh_to_box, seen_points, training_cameras
+    from models.mesh.run_io import scored_samples, training_cameras
 
     cams = training_cameras(run.scene, max_depth)
-    gt = run.scene.load_gt_mesh()
-    seen = seen_points(cams)
-    gt_crop = crop_mesh_to_box(gt, seen.min(0) - 1.0, seen.max(0) + 1.0, max_edge=max(1.0, 4 * tau))
-    pred = load_mesh(mesh)
-    rng = np.random.default_rng(0)
-    p_pts, _ = sample_surface(pred, n_points, rng)
-    g_pts, _ = sample_surface(gt_crop, n_points, rng)
-    p_pts = p_pts[visible_region_filter(p_pts, cams, mode="pred", far_margin=tau)]
-    g_pts = g_pts[visible_region_filter(g_pts, cams, mode="gt", far_margin=tau)]
-    g_dist, _ = _closest_on_mesh(pred, g_pts)
-    p_dist, _ = _closest_on_mesh(gt, p_pts)
+    sc = scored_samples(mesh, run.scene.load_gt_mesh(), cams, tau=tau, n_points=n_points)
     centres = cKDTree(np.stack([c[1][:3, 3] for c in cams]))
-    g_r, p_r = centres.query(g_pts)[0], centres.query(p_pts)[0]
+    g_r, p_r = centres.query(sc.g_pts)[0], centres.query(sc.p_pts)[0]
     rows = []
     for lo, hi in BANDS:
         g, p = (g_r >= lo) & (g_r < hi), (p_r >= lo) & (p_r < hi)
         rows.append({"band": _band_name(lo, hi), "gt_share": float(g.mean()), "pred_share": float(p.mean()),
-                     "recall": float(np.mean(g_dist[g] < tau)) if g.any() else float("nan"),
-                     "precision": float(np.mean(p_dist[p] < tau)) if p.any() else float("nan"),
-                     "completeness": float(g_dist[g].mean()) if g.any() else float("nan"),
-                     "accuracy": float(p_dist[p].mean()) if p.any() else float("nan")})
+                     "recall": float(np.mean(sc.g_dist[g] < tau)) if g.any() else float("nan"),
+                     "precision": float(np.mean(sc.p_dist[p] < tau)) if p.any() else float("nan"),
+                     "completeness": float(sc.g_dist[g].mean()) if g.any() else float("nan"),
+                     "accuracy": float(sc.p_dist[p].mean()) if p.any() else float("nan")})
     return rows
 
 
@@ -71,7 +60,9 @@ def point_bands(run, *, tau: float, max_depth: float, every: int, level: float =
     the nearest camera; signed camera-z errors of the points and of the rendered depth by GT depth."""
     from scipy.spatial import cKDTree
 
+    from models.cameras import rigid_inverse
     from models.mesh.levelset import extract_level_set_points
+    from models.mesh.metrics import _project
     from models.mesh.run_io import _closest_on_mesh, render_depths, select_views, training_cameras
 
     views = select_views(run, "train")[::every]
@@ -86,19 +77,15 @@ def point_bands(run, *, tau: float, max_depth: float, every: int, level: float =
         depth = np.asarray(r["depths"][i])
         pts = extract_level_set_points([depth], [r["Ks"][i]], [r["c2ws"][i]], **gauss, masks=[depth > 0],
                                        level=level, progress=False).points.astype(np.float64)
-        c2w = np.asarray(r["c2ws"][i], dtype=np.float64)
-        K = np.asarray(r["Ks"][i], dtype=np.float64)
-        cam = (pts - c2w[:3, 3]) @ c2w[:3, :3]  # world -> camera (rotation's inverse is its transpose)
-        u = cam[:, 0] / cam[:, 2] * K[0, 0] + K[0, 2]
-        v = cam[:, 1] / cam[:, 2] * K[1, 1] + K[1, 2]
         gt_depth = view.gt_depth.cpu().numpy()
         H, W = gt_depth.shape
-        inside = (cam[:, 2] > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-        row, col = v[inside].astype(np.int64), u[inside].astype(np.int64)
+        w2c = rigid_inverse(np.asarray(r["c2ws"][i], dtype=np.float64))
+        z, row, col, inside = _project(pts, np.asarray(r["Ks"][i], dtype=np.float64), w2c, W, H)
+        z, row, col = z[inside], row[inside], col[inside]
         g = gt_depth[row, col]
         ok = np.isfinite(g) & (g > 0) & (g <= max_depth)
         world.append(pts)
-        signed.append(np.stack([cam[inside][ok, 2], g[ok], depth[row, col][ok]], 1))
+        signed.append(np.stack([z[ok], g[ok], depth[row, col][ok]], 1))
     pts = np.concatenate(world)
     dist, _ = _closest_on_mesh(gt, pts)
     near = centres.query(pts)[0]

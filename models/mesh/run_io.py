@@ -18,7 +18,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -250,19 +250,21 @@ def _closest_on_mesh(mesh, points):
     return dist, res["primitive_normals"].numpy().astype(np.float64)
 
 
-def point_to_mesh_metrics(pred, gt, cameras, *, tau: float = 0.05, n_points: int = 200_000, seed: int = 0,
-                          crop_margin: float = 1.0, extra_taus: Sequence[float] = ()) -> Dict[str, Any]:
-    """models.mesh.mesh_metrics' quantities, with exact point-to-mesh distances.
+class ScoredSamples(NamedTuple):
+    """The samples a surface metric scores, each with its exact distance to the other mesh."""
+    p_pts: np.ndarray   # predicted-surface samples in the region [P, 3]
+    p_nrm: np.ndarray   # their face normals
+    p_dist: np.ndarray  # distance to the GT mesh [P] (empty when P = 0)
+    p_hit: np.ndarray   # the hit GT triangles' unit normals
+    g_pts: np.ndarray   # GT samples in the region [G, 3]
+    g_nrm: np.ndarray
+    g_dist: np.ndarray  # distance to the predicted mesh [G]
+    g_hit: np.ndarray
 
-    Why not mesh_metrics directly: it measures point-to-point distances between two surface samples,
-    whose spacing at street scale (a GT street mesh of ~10^5 m^2, 200k samples) is ~0.5 m, far above
-    τ = 5 cm: the GT mesh scored against itself gets Chamfer 1.04 m and F-score 0.002 on the tiny
-    test street (0.06 m / 0.43 with 1M samples on the cropped mesh). Here samples of one mesh are
-    matched to the other mesh's triangles (open3d RaycastingScene), so a perfect mesh scores 0.
-    Samples: the prediction's whole surface, kept where visible_region_filter(mode="pred") holds; the
-    GT mesh cropped to the box of the points the training cameras' GT depth saw (+ crop_margin),
-    kept where visible_region_filter(mode="gt") holds (same region rule as mesh_metrics).
-    extra_taus: precision / recall / F at these distances too, from the same samples ("at_tau")."""
+
+def scored_samples(pred, gt, cameras, *, tau: float = 0.05, n_points: int = 200_000, seed: int = 0,
+                   crop_margin: float = 1.0) -> ScoredSamples:
+    """The samples of point_to_mesh_metrics (its docstring says which) and their distances."""
     from .metrics import load_mesh, sample_surface, visible_region_filter
 
     pred, gt = load_mesh(pred), load_mesh(gt)
@@ -283,10 +285,28 @@ def point_to_mesh_metrics(pred, gt, cameras, *, tau: float = 0.05, n_points: int
     if len(g_pts) == 0:
         raise RunInputError("no ground-truth surface lies in the region the training cameras saw")
     g_dist, g_hit = _closest_on_mesh(pred, g_pts)
+    p_dist, p_hit = _closest_on_mesh(gt, p_pts) if len(p_pts) else (np.zeros(0), np.zeros((0, 3)))
+    return ScoredSamples(p_pts, p_nrm, p_dist, p_hit, g_pts, g_nrm, g_dist, g_hit)
+
+
+def point_to_mesh_metrics(pred, gt, cameras, *, tau: float = 0.05, n_points: int = 200_000, seed: int = 0,
+                          crop_margin: float = 1.0, extra_taus: Sequence[float] = ()) -> Dict[str, Any]:
+    """models.mesh.mesh_metrics' quantities, with exact point-to-mesh distances.
+
+    Why not mesh_metrics directly: it measures point-to-point distances between two surface samples,
+    whose spacing at street scale (a GT street mesh of ~10^5 m^2, 200k samples) is ~0.5 m, far above
+    τ = 5 cm: the GT mesh scored against itself gets Chamfer 1.04 m and F-score 0.002 on the tiny
+    test street (0.06 m / 0.43 with 1M samples on the cropped mesh). Here samples of one mesh are
+    matched to the other mesh's triangles (open3d RaycastingScene), so a perfect mesh scores 0.
+    Samples: the prediction's whole surface, kept where visible_region_filter(mode="pred") holds; the
+    GT mesh cropped to the box of the points the training cameras' GT depth saw (+ crop_margin),
+    kept where visible_region_filter(mode="gt") holds (same region rule as mesh_metrics).
+    extra_taus: precision / recall / F at these distances too, from the same samples ("at_tau")."""
+    p_pts, p_nrm, p_dist, p_hit, g_pts, g_nrm, g_dist, g_hit = scored_samples(
+        pred, gt, cameras, tau=tau, n_points=n_points, seed=seed, crop_margin=crop_margin)
     completeness, recall = g_dist.mean(), (g_dist < tau).mean()
     normal_completeness = np.nanmean(np.abs(np.sum(g_nrm * g_hit, axis=1)))  # degenerate triangles: NaN normals
     if len(p_pts):
-        p_dist, p_hit = _closest_on_mesh(gt, p_pts)
         accuracy, precision = p_dist.mean(), (p_dist < tau).mean()
         normal_accuracy = np.nanmean(np.abs(np.sum(p_nrm * p_hit, axis=1)))
     else:

@@ -26,6 +26,8 @@ def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degr
     if viewmats.shape != (C, 4, 4) or Ks.shape != (C, 3, 3):
         raise ValueError(f"expected viewmats [C,4,4] and Ks [C,3,3]; got {tuple(viewmats.shape)}, {tuple(Ks.shape)}")
     if sh_degree is None:
+        if sh_rest is not None:
+            raise ValueError("sh_rest (the SH coefficients after the first ones) needs an sh_degree")
         if not ((colors.dim() == 2 and colors.shape[0] == N) or (colors.dim() == 3 and colors.shape[:2] == (C, N))):
             raise ValueError(f"expected colors [N,D] or [C,N,D] without sh_degree; got {tuple(colors.shape)}")
     elif sh_rest is not None:
@@ -67,8 +69,6 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if packed:
         raise ValueError("only packed=False is supported (gsplat.strategy needs [C,N] meta)")
-    if sh_rest is not None and sh_degree is None:
-        raise ValueError("sh_rest (the SH coefficients after the first ones) needs an sh_degree")
     _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode, sh_rest)
     if backend == "auto":
         if means.is_cuda:
