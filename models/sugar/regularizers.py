@@ -112,7 +112,7 @@ def sugar_sdf_loss(
     scene_extent: float, weight: float = 0.2, *,
     surface_threshold: float = 2.0, density_factor: Optional[float] = None,
     max_residual: float = 1.0, min_alpha: float = 0.5, near: float = 0.01,
-    density_eps: float = 1e-16,
+    density_eps: float = 1e-16, estimate: str = "depth",
 ) -> Tuple[torch.Tensor, Dict[str, float]]:
     """SuGaR's SDF-estimation loss from the rendered depth map (docs/sugar.md, steps 2–5).
 
@@ -130,6 +130,12 @@ def sugar_sdf_loss(
            2σ_g, in front, inside the image, alpha ≥ min_alpha) and whose own projection is in
            front (z > near), inside the image and on a pixel with alpha ≥ min_alpha.
         3. f̂(p) = D(π(p)) − z(p), D read bilinearly (gradient into D and, through π, into p).
+           ``estimate="normal"`` converts it to a distance along the Gaussian's normal n_g:
+           f̂(p) · |n_g·r| / r_z, r the unit ray through p in camera coordinates (the factor is
+           detached). SuGaR's f̂ ("depth") is a distance along the camera axis; its ideal SDF f is
+           one along the normal, so where a surface is seen at a grazing angle (the road 5 m ahead
+           of a camera 1.55 m up: |n·r| ≈ 0.3) f̂ overstates the distance by r_z / |n·r| and the
+           residual |f − |f̂|| is lowest with Gaussians that many times thicker.
         4. f(p) = β·sqrt(−2·log d(p)), d(p) = density_factor · Σ_j α_j·G_j(p) over
            j ∈ [g] + neighbours[g], clipped into [density_eps, 1]. ``density_factor`` defaults
            to 1 / (number of Gaussians summed) = 1 / (k + 1): SuGaR's 1/16 for its 16-entry
@@ -164,6 +170,14 @@ def sugar_sdf_loss(
     # Step 3: estimated SDF from the depth map.
     cam, uv = _to_pixels(p, viewmat, K)
     f_hat = sample_image_bilinear(depth_map, uv) - cam[:, 2]
+    if estimate == "normal":
+        with torch.no_grad():
+            ray = torch.nn.functional.normalize(cam.detach(), dim=-1)
+            normal_cam = take(gaussian_normals(rotmats.detach(), scales.detach()), g) @ viewmat[:3, :3].T
+            to_normal = (normal_cam * ray).sum(-1).abs() / ray[:, 2].clamp_min(1e-6)
+        f_hat = f_hat * to_normal
+    elif estimate != "depth":
+        raise ValueError(f"sdf estimate must be 'depth' or 'normal', got {estimate!r}")
 
     # Step 4: ideal SDF from the density.
     d, beta, n_sum = _density_and_beta(p, g, neighbours, (means, rotmats, scales, opacities))

@@ -63,6 +63,7 @@ CHECKS = {
     "sugar.mode": SUGAR_MODE,
     "sugar.sdf_weight": NON_NEGATIVE,
     "sugar.sdf_density_factor": ((lambda v: v is None or (_real(v) and v > 0)), "null or a finite number > 0"),
+    "sugar.sdf_estimate": ((lambda v: v in ("depth", "normal")), "'depth' or 'normal'"),
     "sugar.normal_weight": NON_NEGATIVE,
     "sugar.knn": int_at_least(1),
     "sugar.knn_every": int_at_least(1),

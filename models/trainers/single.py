@@ -371,7 +371,8 @@ class SingleTrainer(BasicTrainer):
             factor = OmegaConf.select(scfg, "sdf_density_factor", default=None)
             out["sugar_sdf"], _ = sugar_sdf_loss(points, gidx, self.neighbours, gaussians, depth, alpha, viewmat,
                                                  view.K, self.scene_scale, weight=float(scfg.sdf_weight),
-                                                 density_factor=None if factor is None else float(factor))
+                                                 density_factor=None if factor is None else float(factor),
+                                                 estimate=str(OmegaConf.select(scfg, "sdf_estimate", default="depth")))
         out["sugar_normal"], _ = sugar_normal_loss(points, gidx, self.neighbours, gaussians,
                                                    weight=float(scfg.normal_weight))
         return out

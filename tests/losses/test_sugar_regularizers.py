@@ -286,3 +286,44 @@ def test_visible_surface_mask_is_invariant_to_a_rigid_change_of_world_frame():
                                  w["depth_map"], w["viewmat"] @ torch.linalg.inv(T), w["K"],
                                  w["alpha_map"])
     assert (moved != ref).sum() <= 2
+
+
+def _tilted_plane(tilt_deg, spacing=0.2, half=3.0, depth=5.0, thin=0.005, wide=0.15, size=64, focal=50.0):
+    """A plane through (0, 0, depth) whose normal is turned tilt_deg from the view axis (about x),
+    covered by thin Gaussians lying in it; the depth map is the exact plane depth per pixel centre."""
+    import math
+    t = math.radians(tilt_deg)
+    u = torch.tensor([1.0, 0.0, 0.0])
+    n = torch.tensor([0.0, -math.sin(t), math.cos(t)])
+    v = torch.linalg.cross(n, u)
+    ticks = torch.arange(-half, half + 1e-6, spacing)
+    a, b = torch.meshgrid(ticks, ticks / max(math.cos(t), 0.2), indexing="xy")
+    centre = torch.tensor([0.0, 0.0, depth])
+    means = centre + a.reshape(-1, 1) * u + b.reshape(-1, 1) * v
+    K = torch.tensor([[focal, 0.0, size / 2], [0.0, focal, size / 2], [0.0, 0.0, 1.0]])
+    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    rays = torch.stack([(xs - size / 2) / focal, (ys - size / 2) / focal, torch.ones_like(xs)], -1)
+    depth_map = (n @ centre) / (rays @ n)          # z of the ray's hit (the ray has z = 1)
+    m = means.shape[0]
+    return {
+        "means": means, "rotmats": torch.stack([u, v, n], dim=1).expand(m, 3, 3).clone(),
+        "scales": torch.tensor([wide, wide, thin]).expand(m, 3).clone(), "opacities": torch.full((m,), 0.99),
+        "viewmat": torch.eye(4), "K": K, "depth_map": depth_map, "alpha_map": torch.ones(size, size),
+        "scene_extent": depth,
+    }
+
+
+def test_sdf_estimate_along_the_normal_removes_the_grazing_angle_bias():
+    """sugar.sdf_estimate=normal: SuGaR's f̂ is a camera-z difference, its ideal f a distance along the
+    normal. Facing the camera the two agree; on a plane seen at a grazing angle SuGaR's residual grows
+    (it would be lowest with Gaussians 1/cos(tilt) times thicker), the normal estimate's does not."""
+    losses = {}
+    for tilt in (0, 70):
+        w = _tilted_plane(tilt)
+        for est in ("depth", "normal"):
+            losses[tilt, est] = _sdf(w, w["rotmats"], w["scales"], estimate=est)[0].item()
+    assert losses[0, "normal"] == pytest.approx(losses[0, "depth"], rel=1e-3)
+    assert losses[70, "depth"] > 2 * losses[70, "normal"]
+    assert losses[70, "normal"] < 1.5 * losses[0, "normal"]
+    with pytest.raises(ValueError, match="'depth' or 'normal'"):
+        _sdf(_tilted_plane(0), *_variants(_tilted_plane(0))["wall"], estimate="ray")

@@ -170,6 +170,21 @@ def test_sdf_density_factor_reaches_the_sdf_term(make_cfg, monkeypatch, factor):
     assert seen and all(f == factor for f in seen)
 
 
+@pytest.mark.parametrize("estimate", ["depth", "normal"])
+def test_sdf_estimate_reaches_the_sdf_term(make_cfg, monkeypatch, estimate):
+    seen = []
+    real = single_mod.sugar_sdf_loss
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("estimate", "absent"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(single_mod, "sugar_sdf_loss", spy)
+    trainer = SingleTrainer(make_cfg("estimate", f"sugar.sdf_estimate={estimate}"), output_dir=None)
+    trainer.train()
+    assert seen and all(e == estimate for e in seen)
+
+
 @pytest.mark.parametrize("override, message", [
     ("~render.opacity_entropy.table.sugar", "no weight for stage\\(s\\) 'sugar'"),
     ("render.opacity_entropy.table.sugar=-0.1", "weight for stage 'sugar' must be a finite number >= 0"),
