@@ -54,6 +54,7 @@ CONFIG_CASES = [
     ("sugar.prune_opacity=1.0", "sugar.prune_opacity=1.0 (expected a number in [0, 1))"),
     ("sugar.knn=0", "sugar.knn=0 (expected an integer >= 1)"),
     ("sugar.sdf_density_factor=0", "sugar.sdf_density_factor=0 (expected null or a finite number > 0)"),
+    ("render.backend=cuda", "render.backend='cuda' (expected auto, cpp, torch or gsplat)"),
     ("sugar.sdf_estimate=ray", "sugar.sdf_estimate='ray' (expected 'depth' or 'normal')"),
     ("sugar.num_samples=0", "sugar.num_samples=0 (expected an integer >= 1)"),
     ("checkpoint.every=-100", "checkpoint.every=-100 (expected an integer >= 0)"),

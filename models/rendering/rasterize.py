@@ -45,6 +45,20 @@ def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degr
         raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
 
 
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The backend ``rasterization`` uses for tensors on ``device``: ``auto`` is gsplat on CUDA, the
+    compiled C++ one on the CPU, and the PyTorch one where that cannot be built (the two CPU backends
+    agree to 1e-5, not bitwise: a run that fell back does not give the same bytes)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "gsplat"
+    return "cpp" if device.type == "cpu" and cpp_backend.available() else "torch"
+
+
 def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
                   viewmats: Tensor, Ks: Tensor, width: int, height: int,
                   near_plane: float = 0.01, far_plane: float = 1e10, radius_clip: float = 0.0,
@@ -70,13 +84,7 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
     if packed:
         raise ValueError("only packed=False is supported (gsplat.strategy needs [C,N] meta)")
     _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode, sh_rest)
-    if backend == "auto":
-        if means.is_cuda:
-            backend = "gsplat"
-        elif means.device.type == "cpu" and cpp_backend.available():
-            backend = "cpp"
-        else:
-            backend = "torch"
+    backend = resolve_backend(backend, means.device)
     if backend == "cpp" and means.device.type != "cpu":
         raise ValueError(f"backend='cpp' needs CPU tensors, got {means.device}; use 'gsplat' or 'torch'")
     fused = backend == "cpp" and cpp_backend.can_project(means, opacities, viewmats, Ks)

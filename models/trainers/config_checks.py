@@ -57,6 +57,7 @@ CHECKS = {
     "loss.sky_opacity": NON_NEGATIVE,
     "loss.lidar_depth": NON_NEGATIVE,
     "loss.mask_dynamic": BOOL,
+    "render.backend": ((lambda v: v in ("auto", "cpp", "torch", "gsplat")), "auto, cpp, torch or gsplat"),
     "render.near_plane": POSITIVE,
     "render.far_plane": POSITIVE,
     "sugar.prune_opacity": real_between(0.0, 1.0, hi_open=True),

@@ -27,6 +27,7 @@ from models.losses import (knn, lidar_depth_loss, opacity_entropy_loss, photomet
                            sample_points_around_gaussians, sky_opacity_loss, sugar_density_loss, sugar_normal_loss,
                            sugar_sdf_loss, visible_surface_mask)
 from models.rendering.render import RenderOutput, render_gaussians
+from models.rendering.rasterize import resolve_backend
 from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
 from models.trainers.config_checks import check_training_config
 from models.trainers.monitor import TrainingMonitor
@@ -105,6 +106,11 @@ class SingleTrainer(BasicTrainer):
         if isinstance(keep_min, bool) or not isinstance(keep_min, int) or keep_min < 0:
             raise ValueError(f"sugar.prune_keep_min={keep_min!r}: expected an integer >= 0")
         self.device = resolve_device(str(cfg.get("device", "auto")))
+        self.render_backend = resolve_backend(str(cfg.render.backend), self.device)
+        logger.info("rendering on %s with the %s backend%s", self.device, self.render_backend,
+                    " (render.backend=auto: the compiled C++ rasterizer is unavailable, see the warning above; "
+                    "the numbers differ from a run on the compiled backend in the last digits)"
+                    if self.render_backend == "torch" and str(cfg.render.backend) == "auto" else "")
         seed = int(cfg.get("seed", 0))
         # no thread count, no global seeding: that is the entry point's (models.trainers.rng.configure_process)
         self.scene = load_scene(cfg.scene)
@@ -385,6 +391,7 @@ class SingleTrainer(BasicTrainer):
         exports.mkdir(parents=True, exist_ok=True)
         self.export_gaussians(exports)
         metrics = self.evaluate(write_renders=True)
+        metrics["render_backend"] = self.render_backend
         with open(self.output_dir / "metrics.json", "w", encoding="utf-8") as f:
             json.dump(metrics, f, indent=2)
         logger.info("test views: PSNR %.2f dB, SSIM %.4f over %d views; Gaussians: %d -> %s",

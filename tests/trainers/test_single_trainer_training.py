@@ -56,6 +56,7 @@ def test_run_writes_its_outputs(uninterrupted):
     assert ply.num_gaussians == trainer.model.num_gaussians
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["views"] >= 1 and 5 < metrics["test"]["psnr"] < 60
+    assert metrics["render_backend"] == trainer.render_backend == "cpp"  # auto on the CPU: the compiled one
     assert (out / "config.yaml").is_file()
     assert any((out / "tensorboard").iterdir())
     snapshots = sorted(p.name for p in (out / "renders").glob("*.png"))
@@ -168,6 +169,20 @@ def test_sdf_density_factor_reaches_the_sdf_term(make_cfg, monkeypatch, factor):
     trainer = SingleTrainer(cfg, output_dir=None)
     trainer.train()
     assert seen and all(f == factor for f in seen)
+
+
+def test_a_run_says_which_backend_renders_it(make_cfg, monkeypatch, caplog):
+    """Where the compiled rasterizer cannot be built, render.backend=auto falls back to PyTorch,
+    whose numbers differ in the last digits: the log says so before step 0."""
+    import logging
+
+    from models.rendering import cpp_backend
+    monkeypatch.setattr(cpp_backend, "available", lambda: False)
+    with caplog.at_level(logging.INFO, logger="models.trainers"):
+        trainer = SingleTrainer(make_cfg("fallback"), output_dir=None)
+    assert trainer.render_backend == "torch"
+    assert any("with the torch backend (render.backend=auto: the compiled C++ rasterizer is unavailable" in r.message
+               for r in caplog.records)
 
 
 @pytest.mark.parametrize("estimate", ["depth", "normal"])
