@@ -153,22 +153,24 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(make_cfg, monkeypatch
     SingleTrainer(cfg, output_dir=cfg.output_dir, resume=True)  # still loads
 
 
-@pytest.mark.parametrize("factor", [None, 1.0])
-def test_sdf_density_factor_reaches_the_sdf_term(make_cfg, monkeypatch, factor):
-    """sugar.sdf_density_factor (null: the loss's own 1/(k+1), as SuGaR) is what the sugar stage's SDF
-    term gets."""
+@pytest.mark.parametrize("override, kwarg, expected", [
+    (None, "density_factor", None), ("sugar.sdf_density_factor=1.0", "density_factor", 1.0),
+    (None, "estimate", "depth"), ("sugar.sdf_estimate=normal", "estimate", "normal"),
+])
+def test_sdf_keys_reach_the_sdf_term(make_cfg, monkeypatch, override, kwarg, expected):
+    """sugar.sdf_density_factor (null: the loss's own 1/(k+1), as SuGaR) and sugar.sdf_estimate
+    (default depth, SuGaR's) are what the sugar stage's SDF term gets."""
     seen = []
     real = single_mod.sugar_sdf_loss
 
     def spy(*args, **kwargs):
-        seen.append(kwargs.get("density_factor", "absent"))
+        seen.append(kwargs.get(kwarg, "absent"))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(single_mod, "sugar_sdf_loss", spy)
-    cfg = make_cfg("factor", *([] if factor is None else [f"sugar.sdf_density_factor={factor}"]))
-    trainer = SingleTrainer(cfg, output_dir=None)
+    trainer = SingleTrainer(make_cfg("sdf_keys", *([] if override is None else [override])), output_dir=None)
     trainer.train()
-    assert seen and all(f == factor for f in seen)
+    assert seen and all(v == expected for v in seen)
 
 
 def test_a_run_says_which_backend_renders_it(make_cfg, monkeypatch, caplog):
@@ -183,21 +185,6 @@ def test_a_run_says_which_backend_renders_it(make_cfg, monkeypatch, caplog):
     assert trainer.render_backend == "torch"
     assert any("with the torch backend (render.backend=auto: the compiled C++ rasterizer is unavailable" in r.message
                for r in caplog.records)
-
-
-@pytest.mark.parametrize("estimate", ["depth", "normal"])
-def test_sdf_estimate_reaches_the_sdf_term(make_cfg, monkeypatch, estimate):
-    seen = []
-    real = single_mod.sugar_sdf_loss
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("estimate", "absent"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(single_mod, "sugar_sdf_loss", spy)
-    trainer = SingleTrainer(make_cfg("estimate", f"sugar.sdf_estimate={estimate}"), output_dir=None)
-    trainer.train()
-    assert seen and all(e == estimate for e in seen)
 
 
 @pytest.mark.parametrize("override, message", [
