@@ -79,12 +79,10 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
     keeps them (sh0 and shN): ``colors`` [N,K0,3] the first K0, ``sh_rest`` the others. The compiled
     backend reads both in place; the others concatenate them, as gsplat's trainers do every step.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    backend = resolve_backend(backend, means.device)
     if packed:
         raise ValueError("only packed=False is supported (gsplat.strategy needs [C,N] meta)")
     _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode, sh_rest)
-    backend = resolve_backend(backend, means.device)
     if backend == "cpp" and means.device.type != "cpu":
         raise ValueError(f"backend='cpp' needs CPU tensors, got {means.device}; use 'gsplat' or 'torch'")
     fused = backend == "cpp" and cpp_backend.can_project(means, opacities, viewmats, Ks)

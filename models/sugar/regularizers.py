@@ -36,6 +36,9 @@ from .geometry import (
 )
 
 
+SDF_ESTIMATES = ("depth", "normal")  # sugar_sdf_loss's f̂: SuGaR's camera-z difference, or along the normal
+
+
 def _unpack(gaussians: Sequence[torch.Tensor]):
     means, rotmats, scales, opacities = gaussians
     return means, rotmats, scales, opacities.reshape(-1)
@@ -173,11 +176,11 @@ def sugar_sdf_loss(
     if estimate == "normal":
         with torch.no_grad():
             ray = torch.nn.functional.normalize(cam.detach(), dim=-1)
-            normal_cam = take(gaussian_normals(rotmats.detach(), scales.detach()), g) @ viewmat[:3, :3].T
+            normal_cam = gaussian_normals(take(rotmats.detach(), g), take(scales.detach(), g)) @ viewmat[:3, :3].T
             to_normal = (normal_cam * ray).sum(-1).abs() / ray[:, 2].clamp_min(1e-6)
         f_hat = f_hat * to_normal
-    elif estimate != "depth":
-        raise ValueError(f"sdf estimate must be 'depth' or 'normal', got {estimate!r}")
+    elif estimate not in SDF_ESTIMATES:
+        raise ValueError(f"sdf estimate must be {' or '.join(map(repr, SDF_ESTIMATES))}, got {estimate!r}")
 
     # Step 4: ideal SDF from the density.
     d, beta, n_sum = _density_and_beta(p, g, neighbours, (means, rotmats, scales, opacities))

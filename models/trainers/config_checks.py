@@ -13,6 +13,9 @@ from typing import Any, Callable, List, Tuple
 
 from omegaconf import OmegaConf
 
+from models.rendering.rasterize import BACKENDS
+from models.sugar.regularizers import SDF_ESTIMATES
+
 
 def _int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
@@ -57,14 +60,14 @@ CHECKS = {
     "loss.sky_opacity": NON_NEGATIVE,
     "loss.lidar_depth": NON_NEGATIVE,
     "loss.mask_dynamic": BOOL,
-    "render.backend": ((lambda v: v in ("auto", "cpp", "torch", "gsplat")), "auto, cpp, torch or gsplat"),
+    "render.backend": ((lambda v: v in BACKENDS), ", ".join(BACKENDS[:-1]) + " or " + BACKENDS[-1]),
     "render.near_plane": POSITIVE,
     "render.far_plane": POSITIVE,
     "sugar.prune_opacity": real_between(0.0, 1.0, hi_open=True),
     "sugar.mode": SUGAR_MODE,
     "sugar.sdf_weight": NON_NEGATIVE,
     "sugar.sdf_density_factor": ((lambda v: v is None or (_real(v) and v > 0)), "null or a finite number > 0"),
-    "sugar.sdf_estimate": ((lambda v: v in ("depth", "normal")), "'depth' or 'normal'"),
+    "sugar.sdf_estimate": ((lambda v: v in SDF_ESTIMATES), " or ".join(repr(e) for e in SDF_ESTIMATES)),
     "sugar.normal_weight": NON_NEGATIVE,
     "sugar.knn": int_at_least(1),
     "sugar.knn_every": int_at_least(1),

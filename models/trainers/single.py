@@ -335,7 +335,7 @@ class SingleTrainer(BasicTrainer):
             gs, view.camera.to(self.device), background=torch.sigmoid(self.background),
             sh_degree=self.model.sh_degree if sh_degree is None else sh_degree, render_mode=render_mode,
             near_plane=float(self.cfg.render.near_plane), far_plane=float(self.cfg.render.far_plane),
-            backend=str(self.cfg.render.backend))
+            backend=self.render_backend)
         return out, gs, slices
 
     def compose_gaussians(self, view) -> Tuple[Dict[str, torch.Tensor], Dict[str, slice]]:
