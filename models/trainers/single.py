@@ -1,7 +1,8 @@
 """SingleTrainer: one VanillaGaussians model trained through the stage schedule.
 
 pretrain: 0.8·L1 + 0.2·(1 − SSIM), densification by gsplat's DefaultStrategy.
-entropy:  + per-Gaussian opacity entropy, weight `render_cfg.opacity_entropy_weight`.
+entropy:  + per-Gaussian opacity entropy, weight `render_cfg.opacity_entropy_weight`; what it drives below
+          densify.prune_opa is removed every densify.refine_every steps.
 sugar:    prune α < sugar.prune_opacity at the start, densification off, depth rendered every
           step, + SuGaR's SDF (or density) and normal regularizers.
 What each stage turns on comes from its hooks (models.trainers.base.KNOWN_HOOKS).
@@ -242,6 +243,30 @@ class SingleTrainer(BasicTrainer):
         logger.info("stage %s: pruned %d of %d Gaussians with opacity < %.2f", stage.name,
                     before - self.num_gaussians, before, threshold)
 
+    def _prune_transparent(self) -> None:
+        """The `prune_transparent` hook: remove the Gaussians below densify.prune_opa, as the densification
+        strategy does every densify.refine_every steps while it runs (in the entropy stage, those the entropy
+        term has driven to 0; below 1/255 the rasterizer skips them anyway). A model or rigid instance where
+        that would leave fewer than the sugar prune's floor (see _prune_low_opacity) keeps all of its
+        Gaussians: the floor and its warning belong to that prune, and a floor of a share of what is left
+        must not compound from one refinement to the next."""
+        scfg = self.cfg.sugar
+        threshold = float(self.cfg.densify.prune_opa)
+        fraction = float(scfg.get("prune_keep_fraction", 0.1))
+        keep_min = int(scfg.get("prune_keep_min", 32))
+        before = self.num_gaussians
+        for name, m in self.models.items():
+            opacity = torch.sigmoid(m.params["opacities"].detach()).reshape(-1)
+            groups = self.prune_groups(name, m)
+            low, spared = prune_mask_with_floor(opacity, threshold, fraction, keep_min, groups)
+            for g, *_ in spared:
+                low[slice(None) if groups is None else groups == g] = False
+            if bool(low.any()):
+                remove(m.params, self.optimizers[name], self.strategy_states[name], low)
+        if self.num_gaussians != before:
+            logger.info("stage %s, step %d: removed %d of %d Gaussians with opacity < %g", self.current_stage,
+                        self.step, before - self.num_gaussians, before, threshold)
+
     def prune_groups(self, name: str, model: VanillaGaussians) -> Optional[torch.Tensor]:
         """Per-Gaussian group ids within which the prune's floor applies (None: the whole model)."""
         return None
@@ -315,6 +340,8 @@ class SingleTrainer(BasicTrainer):
             scheduler.step()
         if densify:
             self._densify(info, slices)
+        elif hooks["prune_transparent"] and self.step % int(cfg.densify.refine_every) == 0:
+            self._prune_transparent()
 
         out = {k: float(v.detach()) for k, v in losses.items()}
         out["loss"] = float(total.detach())
