@@ -60,6 +60,17 @@ CHECKS = {
     "loss.sky_opacity": NON_NEGATIVE,
     "loss.lidar_depth": NON_NEGATIVE,
     "loss.mask_dynamic": BOOL,
+    # gsplat's DefaultStrategy takes these as they are: refine_every=0 ended a run with a ZeroDivisionError
+    # at the first refinement, a prune_opa of 1 pruned every Gaussian
+    "densify.refine_start_iter": int_at_least(0),
+    "densify.refine_stop_iter": int_at_least(0),
+    "densify.refine_every": int_at_least(1),
+    "densify.reset_every": int_at_least(1),
+    "densify.grow_grad2d": POSITIVE,
+    "densify.grow_scale3d": POSITIVE,
+    "densify.prune_opa": real_between(0.0, 1.0, hi_open=True),
+    "densify.prune_scale3d": POSITIVE,
+    "densify.max_gaussians": int_at_least(0),
     "render.backend": ((lambda v: v in BACKENDS), ", ".join(BACKENDS[:-1]) + " or " + BACKENDS[-1]),
     "render.near_plane": POSITIVE,
     "render.far_plane": POSITIVE,
