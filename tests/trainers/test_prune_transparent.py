@@ -112,7 +112,7 @@ def test_scene_graph_prunes_per_model_and_spares_an_instance_at_its_floor(scene_
     assert torch.bincount(trainer.models[RIGID_KEY].instance_ids).tolist()[first] == per_instance[first]
 
 
-def test_a_resume_under_other_hooks_says_which(scene_dir, tmp_path, caplog):
+def test_a_resume_under_other_hooks_says_which(scene_dir, tmp_path):
     """The warning for a checkpoint of another schedule names the hooks when only those differ."""
     out = tmp_path / "hooks"
     first = SingleTrainer(tiny_config(scene_dir, out, *SCHEDULE), output_dir=out)
