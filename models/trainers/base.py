@@ -32,8 +32,8 @@ KNOWN_HOOKS: Tuple[str, ...] = (
     "render_depth",        # render expected depth ("RGB+ED") every step
     "sugar_losses",        # SuGaR's SDF and normal regularizers (need render_depth)
     "prune_low_opacity",   # prune Gaussians below sugar.prune_opacity once, when the stage starts
-    "prune_transparent",   # without densify: remove Gaussians below densify.prune_opa every densify.refine_every
-                           # steps, as the densification strategy does when it runs
+    "prune_transparent",   # without densify: every densify.refine_every steps, remove the Gaussians below
+                           # α 1/255, which the projection culls (no gradient, never drawn again)
 )
 
 # Defaults for the seed's stage names so the seed's YAML (names and steps only) works as written.
@@ -46,9 +46,8 @@ DEFAULT_STAGE_HOOKS: Dict[str, Dict[str, bool]] = {
     # either, as in SuGaR's coarse run: the entropy term then decides a fixed set of Gaussians before the
     # sugar stage's prune, instead of clones and splits arriving undecided just before it (measured in
     # issue 10: Chamfer x0.86 / x0.78 of the densifying default on two streets, quick schedule). What the
-    # entropy term drives to 0 is removed as the strategy's prune would (densify.prune_opa, every
-    # densify.refine_every steps): on the default street 79k of 141k Gaussians fall below 0.005 within
-    # 200 entropy steps, and a CPU step's cost grows with the count (the stage took 98 s instead of 209-238 s)
+    # entropy term drives below 1/255 is removed every densify.refine_every steps: on the default street
+    # 75k of 141k Gaussians are there within 200 entropy steps, and a CPU step's cost grows with the count
     "entropy": {"densify": False, "reset_opacity": False, "render_depth": False, "sugar_losses": False,
                 "prune_low_opacity": False, "prune_transparent": True},
     "sugar": {"densify": False, "reset_opacity": False, "render_depth": True, "sugar_losses": True,

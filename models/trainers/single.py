@@ -2,7 +2,7 @@
 
 pretrain: 0.8·L1 + 0.2·(1 − SSIM), densification by gsplat's DefaultStrategy.
 entropy:  + per-Gaussian opacity entropy, weight `render_cfg.opacity_entropy_weight`; what it drives below
-          densify.prune_opa is removed every densify.refine_every steps.
+          α 1/255 (no longer drawn) is removed every densify.refine_every steps.
 sugar:    prune α < sugar.prune_opacity at the start, densification off, depth rendered every
           step, + SuGaR's SDF (or density) and normal regularizers.
 What each stage turns on comes from its hooks (models.trainers.base.KNOWN_HOOKS).
@@ -27,6 +27,7 @@ from models.gaussians.vanilla import VanillaGaussians, create_optimizers
 from models.losses import (knn, lidar_depth_loss, opacity_entropy_loss, photometric_loss, psnr, quat_to_rotmat,
                            sample_points_around_gaussians, sky_opacity_loss, sugar_density_loss, sugar_normal_loss,
                            sugar_sdf_loss, visible_surface_mask)
+from models.rendering.projection import ALPHA_THRESHOLD
 from models.rendering.render import RenderOutput, render_gaussians
 from models.rendering.rasterize import resolve_backend
 from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
@@ -244,28 +245,29 @@ class SingleTrainer(BasicTrainer):
                     before - self.num_gaussians, before, threshold)
 
     def _prune_transparent(self) -> None:
-        """The `prune_transparent` hook: remove the Gaussians below densify.prune_opa, as the densification
-        strategy does every densify.refine_every steps while it runs (in the entropy stage, those the entropy
-        term has driven to 0; below 1/255 the rasterizer skips them anyway). A model or rigid instance where
-        that would leave fewer than the sugar prune's floor (see _prune_low_opacity) keeps all of its
-        Gaussians: the floor and its warning belong to that prune, and a floor of a share of what is left
-        must not compound from one refinement to the next."""
+        """The `prune_transparent` hook: remove the Gaussians the renderer can no longer draw, α < 1/255
+        (in the entropy stage, those its term has driven to 0). Every backend's projection culls them
+        (radius 0), so they receive no gradient, take no part in the entropy term's mean over the
+        visible Gaussians, and Adam's momentum only carries them further down: they cannot come back,
+        and removing them changes the rest only through the order of float sums. A model or rigid
+        instance where the prune would leave fewer than the sugar prune's floor (see _prune_low_opacity)
+        keeps all of its Gaussians: the floor and its warning belong to that prune, and a floor of a
+        share of what is left must not compound from one prune to the next."""
         scfg = self.cfg.sugar
-        threshold = float(self.cfg.densify.prune_opa)
         fraction = float(scfg.get("prune_keep_fraction", 0.1))
         keep_min = int(scfg.get("prune_keep_min", 32))
         before = self.num_gaussians
         for name, m in self.models.items():
             opacity = torch.sigmoid(m.params["opacities"].detach()).reshape(-1)
             groups = self.prune_groups(name, m)
-            low, spared = prune_mask_with_floor(opacity, threshold, fraction, keep_min, groups)
+            low, spared = prune_mask_with_floor(opacity, ALPHA_THRESHOLD, fraction, keep_min, groups)
             for g, *_ in spared:
                 low[slice(None) if groups is None else groups == g] = False
             if bool(low.any()):
                 remove(m.params, self.optimizers[name], self.strategy_states[name], low)
         if self.num_gaussians != before:
-            logger.info("stage %s, step %d: removed %d of %d Gaussians with opacity < %g", self.current_stage,
-                        self.step, before - self.num_gaussians, before, threshold)
+            logger.info("stage %s, step %d: removed %d of %d Gaussians with opacity < 1/255 (no longer drawn)",
+                        self.current_stage, self.step, before - self.num_gaussians, before)
 
     def prune_groups(self, name: str, model: VanillaGaussians) -> Optional[torch.Tensor]:
         """Per-Gaussian group ids within which the prune's floor applies (None: the whole model)."""

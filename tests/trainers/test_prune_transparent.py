@@ -1,7 +1,7 @@
 """The entropy stage removes what its term drove transparent (the `prune_transparent` hook): every
-densify.refine_every steps, the Gaussians below densify.prune_opa go, as the densification strategy
-removes them while it runs; a model or rigid instance that would fall below the sugar prune's floor
-keeps all of its Gaussians; a resume across such a prune is exact."""
+densify.refine_every steps, the Gaussians below α 1/255 go, which the projection culls (no gradient,
+never drawn again); a model or rigid instance that would fall below the sugar prune's floor keeps
+all of its Gaussians; a resume across such a prune is exact."""
 from __future__ import annotations
 
 import pytest
@@ -16,7 +16,8 @@ from .tiny_run import tiny_config
 # steps 1-4 are the entropy stage; with refine_every 2 the hook prunes after steps 2 and 4
 SCHEDULE = ["optim.stage_schedule=[{name:pretrain,steps:1},{name:entropy,steps:4},{name:sugar,steps:2}]",
             "densify.refine_every=2"]
-DEAD = -12.0  # logit: sigmoid = 6e-6, far below prune_opa = 0.005; nothing in 4 steps brings it back
+DEAD = -12.0  # logit: sigmoid = 6e-6, far below 1/255; culled, so nothing brings it back
+FAINT = -5.35  # logit: sigmoid = 0.0047, above 1/255 (still drawn) but below densify.prune_opa = 0.005
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +44,15 @@ def test_entropy_stage_removes_what_is_transparent_every_refinement(scene_dir, t
     n = trainer.model.num_gaussians
     dead = torch.arange(n) % 3 == 0
     kill(trainer.model.params, dead)
+    faint = torch.arange(n) % 3 == 1
+    with torch.no_grad():
+        trainer.model.params["opacities"][faint] = FAINT
     trainer.train(num_steps=2)  # step 0 (pretrain: densification, not yet refining) and step 1 (1 % 2 != 0)
     assert trainer.model.num_gaussians == n
     trainer.train(num_steps=1)  # step 2: entropy, 2 % 2 == 0
-    assert trainer.model.num_gaussians == n - int(dead.sum())
+    assert trainer.model.num_gaussians == n - int(dead.sum())  # the faint ones, still drawn, stay
     opacity = torch.sigmoid(trainer.model.params["opacities"].detach())
-    assert bool((opacity >= 0.005).all())
+    assert bool((opacity >= 1 / 255).all()) and bool((opacity < 0.005).any())
     # the optimizer state follows the parameters row by row, and training goes on
     assert set(adam_rows(trainer).values()) == {n - int(dead.sum())}
     trainer.train()
