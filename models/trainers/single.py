@@ -61,11 +61,12 @@ class StepOutputs:
 
 
 def prune_mask_with_floor(opacity: torch.Tensor, threshold: float, keep_fraction: float, keep_min: int,
-                          groups: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, list]:
+                          groups: Optional[torch.Tensor] = None, spare_whole_group: bool = False
+                          ) -> Tuple[torch.Tensor, list]:
     """Which Gaussians a prune of opacity < threshold removes, keeping in each group (all Gaussians when
     groups is None) at least min(n, max(ceil(keep_fraction · n), keep_min)) of its n Gaussians: the most
-    opaque ones. Returns (remove mask, [(group, n, kept by the threshold, kept) for each group where the
-    floor applied])."""
+    opaque ones, or with ``spare_whole_group`` all of them. Returns (remove mask, [(group, n, kept by the
+    threshold, kept) for each group where the floor applied])."""
     low = opacity < threshold
     if groups is None:
         groups = torch.zeros(len(opacity), dtype=torch.long, device=opacity.device)
@@ -77,8 +78,12 @@ def prune_mask_with_floor(opacity: torch.Tensor, threshold: float, keep_fraction
         kept = n - int(low[idx].sum())
         if kept >= floor:
             continue
-        order = torch.argsort(opacity[idx], descending=True, stable=True)
-        low[idx[order[:floor]]] = False
+        if spare_whole_group:
+            low[idx] = False
+            floor = n
+        else:
+            order = torch.argsort(opacity[idx], descending=True, stable=True)
+            low[idx[order[:floor]]] = False
         spared.append((int(g), n, kept, floor))
     return low, spared
 
@@ -215,32 +220,48 @@ class SingleTrainer(BasicTrainer):
         if hooks["sugar_losses"]:
             self._refresh_neighbours()
 
+    def _prune_floor(self) -> Tuple[float, int]:
+        """(sugar.prune_keep_fraction, sugar.prune_keep_min): the share and count every prune keeps."""
+        scfg = self.cfg.sugar
+        return float(scfg.get("prune_keep_fraction", 0.1)), int(scfg.get("prune_keep_min", 32))
+
+    def _prune_below(self, threshold: float, spare_whole_group: bool = False) -> list:
+        """Remove the Gaussians with opacity < threshold from every model, with the floor of
+        sugar.prune_keep_fraction / sugar.prune_keep_min per model or rigid instance (prune_mask_with_floor).
+        Returns [(model name, its opacities before, the groups where the floor applied)]."""
+        fraction, keep_min = self._prune_floor()
+        out = []
+        for name, m in self.models.items():
+            opacity = torch.sigmoid(m.params["opacities"].detach()).reshape(-1)
+            low, spared = prune_mask_with_floor(opacity, threshold, fraction, keep_min, self.prune_groups(name, m),
+                                                spare_whole_group=spare_whole_group)
+            if bool(low.any()):
+                remove(m.params, self.optimizers[name], self.strategy_states[name], low)
+            out.append((name, opacity, spared))
+        return out
+
     def _prune_low_opacity(self, stage: StageSpec) -> None:
         """SuGaR's once-only prune of α < sugar.prune_opacity, with a floor: where it would leave fewer than
         max(sugar.prune_keep_fraction × n, sugar.prune_keep_min) of a model's (or a rigid instance's) n
         Gaussians, the most opaque ones up to that floor stay, with a warning that says why (the stages
         before were too short for the entropy term to make enough Gaussians opaque)."""
-        scfg = self.cfg.sugar
-        threshold = float(scfg.prune_opacity)
-        fraction = float(scfg.get("prune_keep_fraction", 0.1))
-        keep_min = int(scfg.get("prune_keep_min", 32))
+        threshold = float(self.cfg.sugar.prune_opacity)
+        fraction, keep_min = self._prune_floor()
         before = self.num_gaussians
-        for name, m in self.models.items():
-            opacity = torch.sigmoid(m.params["opacities"].detach()).reshape(-1)
-            low, spared = prune_mask_with_floor(opacity, threshold, fraction, keep_min, self.prune_groups(name, m))
-            if spared:
-                undecided = float(((opacity > 0.1) & (opacity < 0.9)).float().mean())
-                done = self.stage_schedule.stages[:self.stage_schedule.index_of(stage.name)]
-                what = "; ".join(f"{self.group_name(name, g)}: {kept} of {n} -> kept the {floor} most opaque"
-                                 for g, n, kept, floor in spared)
-                logger.warning(
-                    "stage %s: the opacity < %.2f prune would have left too few Gaussians (%s; floor: "
-                    "sugar.prune_keep_fraction=%g of each, at least sugar.prune_keep_min=%d). %.0f%% of %s's "
-                    "opacities are still undecided, in (0.1, 0.9): the stages before (%s) were too short for the "
-                    "opacity entropy to make them opaque (SuGaR prunes after 7,000 steps of 3DGS and 2,000 with "
-                    "the entropy term)", stage.name, threshold, what, fraction, keep_min, 100 * undecided, name,
-                    ", ".join(f"{s.name} {s.steps}" for s in done) or "none")
-            remove(m.params, self.optimizers[name], self.strategy_states[name], low)
+        for name, opacity, spared in self._prune_below(threshold):
+            if not spared:
+                continue
+            undecided = float(((opacity > 0.1) & (opacity < 0.9)).float().mean())
+            done = self.stage_schedule.stages[:self.stage_schedule.index_of(stage.name)]
+            what = "; ".join(f"{self.group_name(name, g)}: {kept} of {n} -> kept the {floor} most opaque"
+                             for g, n, kept, floor in spared)
+            logger.warning(
+                "stage %s: the opacity < %.2f prune would have left too few Gaussians (%s; floor: "
+                "sugar.prune_keep_fraction=%g of each, at least sugar.prune_keep_min=%d). %.0f%% of %s's "
+                "opacities are still undecided, in (0.1, 0.9): the stages before (%s) were too short for the "
+                "opacity entropy to make them opaque (SuGaR prunes after 7,000 steps of 3DGS and 2,000 with "
+                "the entropy term)", stage.name, threshold, what, fraction, keep_min, 100 * undecided, name,
+                ", ".join(f"{s.name} {s.steps}" for s in done) or "none")
         logger.info("stage %s: pruned %d of %d Gaussians with opacity < %.2f", stage.name,
                     before - self.num_gaussians, before, threshold)
 
@@ -250,21 +271,11 @@ class SingleTrainer(BasicTrainer):
         (radius 0), so they receive no gradient, take no part in the entropy term's mean over the
         visible Gaussians, and Adam's momentum only carries them further down: they cannot come back,
         and removing them changes the rest only through the order of float sums. A model or rigid
-        instance where the prune would leave fewer than the sugar prune's floor (see _prune_low_opacity)
-        keeps all of its Gaussians: the floor and its warning belong to that prune, and a floor of a
-        share of what is left must not compound from one prune to the next."""
-        scfg = self.cfg.sugar
-        fraction = float(scfg.get("prune_keep_fraction", 0.1))
-        keep_min = int(scfg.get("prune_keep_min", 32))
+        instance where the prune would leave fewer than the sugar prune's floor keeps all of its
+        Gaussians: the floor and its warning belong to that prune, and a floor of a share of what is
+        left must not compound from one prune to the next."""
         before = self.num_gaussians
-        for name, m in self.models.items():
-            opacity = torch.sigmoid(m.params["opacities"].detach()).reshape(-1)
-            groups = self.prune_groups(name, m)
-            low, spared = prune_mask_with_floor(opacity, ALPHA_THRESHOLD, fraction, keep_min, groups)
-            for g, *_ in spared:
-                low[slice(None) if groups is None else groups == g] = False
-            if bool(low.any()):
-                remove(m.params, self.optimizers[name], self.strategy_states[name], low)
+        self._prune_below(ALPHA_THRESHOLD, spare_whole_group=True)
         if self.num_gaussians != before:
             logger.info("stage %s, step %d: removed %d of %d Gaussians with opacity < 1/255 (no longer drawn)",
                         self.current_stage, self.step, before - self.num_gaussians, before)
