@@ -43,6 +43,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.gaussians.rigid import RIGID_KEY, quat_multiply, rotmat_to_quat, sh_rotation
+
 AXES = ("viewer", "world")
 
 # export = VIEWER_FROM_WORLD @ world: x right (= -left), y down (= -up), z forward.
@@ -79,8 +81,6 @@ def transform_params(params: Dict[str, Tensor], R: Tensor, t: Optional[Tensor] =
                      ) -> Dict[str, Tensor]:
     """Raw Gaussian parameters (log scales, logit opacities, wxyz quaternions, SH) moved by the
     rigid motion x -> R x + t; per-Gaussian ``R [N, 3, 3]`` / ``t [N, 3]`` or one shared ``R [3, 3]``."""
-    from models.gaussians.rigid import quat_multiply, rotmat_to_quat, sh_rotation
-
     means = params["means"].float()
     R = R.to(means)
     if R.dim() == 2 and t is None and torch.equal(R, torch.eye(3, dtype=R.dtype, device=R.device)):
@@ -228,8 +228,6 @@ def background_rgb(trainer) -> List[float]:
 def export_run(trainer, folder: Union[str, Path], axes: str = "viewer", frame: Optional[int] = None) -> Dict[str, Path]:
     """Write the exports of a trained Single/MultiTrainer into ``folder`` (see the module doc);
     with ``frame`` also ``scene_frame_<frame>.ply``. Returns {name: path}."""
-    from models.trainers.scene_graph import RIGID_KEY
-
     folder = Path(folder)
     R = axes_rotation(axes)
     scene = trainer.scene

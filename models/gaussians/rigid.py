@@ -26,6 +26,7 @@ from models.rendering.sh import sh_basis
 from scenes.driving_dataset import colour_points_from_views
 
 INSTANCE_KEY = "instance_ids"
+RIGID_KEY = "RigidNodes"  # the rigid nodes' key among a scene's models (drivestudio keys them by class name)
 
 
 # ---------------------------------------------------------------------------------------------

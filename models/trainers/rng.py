@@ -25,6 +25,9 @@ from typing import Any, Dict, Iterator, Optional
 import numpy as np
 import torch
 
+from models.trainers.config_checks import check_training_config
+from models.trainers.device import resolve_device
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python's `random`, NumPy's and torch's global RNGs (an entry point's job, never a trainer's)."""
@@ -37,8 +40,6 @@ def configure_process(cfg: Any) -> None:
     """What an entry point that trains does to its process before building the trainer: check the
     config (one error listing every bad value), set torch's thread count from `num_threads` when
     training on the CPU (null: torch's default), and seed the global RNGs from `seed`."""
-    from models.trainers.config_checks import check_training_config
-    from models.trainers.single import resolve_device
     check_training_config(cfg)
     device = resolve_device(str(cfg.get("device", "auto")))
     if device.type == "cpu" and cfg.get("num_threads"):

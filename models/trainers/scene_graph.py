@@ -32,13 +32,11 @@ from typing import Any, Dict, Tuple
 import torch
 from omegaconf import OmegaConf
 
-from models.gaussians.rigid import RigidNodes, instance_points
+from models.gaussians.rigid import RIGID_KEY, RigidNodes, instance_points
 from models.gaussians.vanilla import VanillaGaussians
 from models.trainers.single import MODEL_KEY, SingleTrainer
 
 logger = logging.getLogger("models.trainers")
-
-RIGID_KEY = "RigidNodes"
 
 
 class MultiTrainer(SingleTrainer):

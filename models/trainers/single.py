@@ -22,6 +22,7 @@ import torch
 from gsplat.strategy.ops import remove
 from omegaconf import OmegaConf
 
+from models.exports import export_run
 from models.gaussians.densify import build_strategy, load_strategy_state, strategy_state_dict
 from models.gaussians.vanilla import VanillaGaussians, create_optimizers
 from models.losses import (knn, lidar_depth_loss, opacity_entropy_loss, photometric_loss, psnr, quat_to_rotmat,
@@ -32,6 +33,7 @@ from models.rendering.render import RenderOutput, render_gaussians
 from models.rendering.rasterize import resolve_backend
 from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
 from models.trainers.config_checks import check_training_config
+from models.trainers.device import resolve_device
 from models.trainers.monitor import TrainingMonitor
 from models.trainers.rng import TrainerRNG
 from models.trainers.sampler import ImageSampler
@@ -40,14 +42,6 @@ from scenes import load_scene
 logger = logging.getLogger("models.trainers")
 
 MODEL_KEY = "Background"  # drivestudio keys models by class name; a single model is the background
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but CUDA is not available here; use device=cpu or device=auto")
-    return torch.device(name)
 
 
 @dataclass
@@ -443,7 +437,6 @@ class SingleTrainer(BasicTrainer):
     def export_gaussians(self, folder: Path) -> None:
         """gaussians.ply (INRIA's 3DGS layout), cameras.json, export_info.json (axes, background colour)
         and, for a scene graph, rigid_nodes.ply/.json, in the axes of `export.axes` (models/exports.py)."""
-        from models.exports import export_run
         export_run(self, folder, axes=str(OmegaConf.select(self.cfg, "export.axes", default="viewer")))
 
     @torch.no_grad()
@@ -454,7 +447,7 @@ class SingleTrainer(BasicTrainer):
 
     @torch.no_grad()
     def evaluate(self, write_renders: bool = False) -> Dict[str, Any]:
-        from pytorch_msssim import ssim
+        from models.ssim import ssim
         views = self.scene.test_views or self.scene.train_views
         psnrs, ssims = [], []
         for i, view in enumerate(views):
