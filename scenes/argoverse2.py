@@ -8,7 +8,7 @@
 - lidar/{t}.bin: float32 N x 4 (x, y, z, intensity) in the ego frame (no ray origins);
 - instance classes are AV2 categories in capitals (REGULAR_VEHICLE, PEDESTRIAN, ...).
 """
-from .sources import DEFORMABLE, RIGID, SMPL, DatasetFormat, LidarLayout, register
+from .dataset_format import DEFORMABLE, RIGID, SMPL, DatasetFormat, LidarLayout
 
 _VEHICLES = ("ARTICULATED_BUS", "BOX_TRUCK", "BUS", "LARGE_VEHICLE", "MOTORCYCLE", "RAILED_VEHICLE",
              "REGULAR_VEHICLE", "SCHOOL_BUS", "TRUCK", "TRUCK_CAB", "VEHICULAR_TRAILER")
@@ -16,7 +16,7 @@ _HUMANS = ("PEDESTRIAN", "OFFICIAL_SIGNALER")
 _DEFORMABLE = ("ANIMAL", "BICYCLE", "BICYCLIST", "DOG", "MOTORCYCLIST", "STROLLER", "WHEELCHAIR", "WHEELED_DEVICE",
                "WHEELED_RIDER")
 
-FORMAT = register(DatasetFormat(
+FORMAT = DatasetFormat(
     name="argoverse2",
     title="Argoverse 2",
     cameras={0: "ring_front_center", 1: "ring_front_left", 2: "ring_front_right", 3: "ring_side_left",
@@ -28,4 +28,4 @@ FORMAT = register(DatasetFormat(
     lidar=LidarLayout(columns=("x", "y", "z", "intensity"), frame="ego"),
     class_nodes={**{c: RIGID for c in _VEHICLES}, **{c: SMPL for c in _HUMANS}, **{c: DEFORMABLE for c in _DEFORMABLE}},
     undistort=False,
-))
+)

@@ -22,7 +22,7 @@ from models.cameras import Camera
 from .geometry import project_points, rigid_inverse, transform_points
 from .processed_layout import (LayoutIndex, SceneFormatError, index_layout, read_depth, read_image, read_lidar,
                                read_mask)
-from .sources import NODE_TYPES
+from .dataset_format import NODE_TYPES
 from .undistort import has_distortion, undistort_image, undistort_mask
 
 logger = logging.getLogger("scenes")

@@ -9,9 +9,9 @@
 - instance classes Car, Van, Truck, Tram, Pedestrian, Person_sitting, Cyclist; boxes are moved from
   KITTI's bottom centre to the box centre and stored l, w, h.
 """
-from .sources import DEFORMABLE, RIGID, SMPL, DatasetFormat, LidarLayout, register
+from .dataset_format import DEFORMABLE, RIGID, SMPL, DatasetFormat, LidarLayout
 
-FORMAT = register(DatasetFormat(
+FORMAT = DatasetFormat(
     name="kitti",
     title="KITTI",
     cameras={0: "CAM_LEFT", 1: "CAM_RIGHT"},
@@ -23,4 +23,4 @@ FORMAT = register(DatasetFormat(
     class_nodes={"Car": RIGID, "Van": RIGID, "Truck": RIGID, "Tram": RIGID, "Pedestrian": SMPL,
                  "Person_sitting": SMPL, "Cyclist": DEFORMABLE},
     undistort=False,
-))
+)

@@ -8,9 +8,9 @@
 - lidar/{t}.bin: float32 N x 6 (x, y, z, intensity, ring, lidar id) in the ego frame;
 - instance classes vehicle, pedestrian, bicycle.
 """
-from .sources import DEFORMABLE, RIGID, SMPL, DatasetFormat, LidarLayout, register
+from .dataset_format import DEFORMABLE, RIGID, SMPL, DatasetFormat, LidarLayout
 
-FORMAT = register(DatasetFormat(
+FORMAT = DatasetFormat(
     name="nuplan",
     title="nuPlan",
     cameras={0: "CAM_F0", 1: "CAM_L0", 2: "CAM_R0", 3: "CAM_L1", 4: "CAM_R1", 5: "CAM_L2", 6: "CAM_R2", 7: "CAM_B0"},
@@ -21,4 +21,4 @@ FORMAT = register(DatasetFormat(
     lidar=LidarLayout(columns=("x", "y", "z", "intensity", "ring", "lidar_id"), frame="ego"),
     class_nodes={"vehicle": RIGID, "pedestrian": SMPL, "bicycle": DEFORMABLE},
     undistort=False,
-))
+)

@@ -11,7 +11,7 @@
 - instance classes are nuScenes categories (vehicle.car, human.pedestrian.adult, ...); box_size is
   stored l, w, h.
 """
-from .sources import DEFORMABLE, RIGID, SMPL, DatasetFormat, LidarLayout, register
+from .dataset_format import DEFORMABLE, RIGID, SMPL, DatasetFormat, LidarLayout
 
 _VEHICLES = ("vehicle.bus.bendy", "vehicle.bus.rigid", "vehicle.car", "vehicle.construction",
              "vehicle.emergency.ambulance", "vehicle.emergency.police", "vehicle.motorcycle", "vehicle.trailer",
@@ -21,7 +21,7 @@ _HUMANS = ("human.pedestrian.adult", "human.pedestrian.child", "human.pedestrian
 _DEFORMABLE = ("human.pedestrian.personal_mobility", "human.pedestrian.stroller", "human.pedestrian.wheelchair",
                "animal", "vehicle.bicycle")
 
-FORMAT = register(DatasetFormat(
+FORMAT = DatasetFormat(
     name="nuscenes",
     title="nuScenes",
     cameras={0: "CAM_FRONT", 1: "CAM_FRONT_LEFT", 2: "CAM_FRONT_RIGHT", 3: "CAM_BACK_LEFT", 4: "CAM_BACK_RIGHT",
@@ -33,4 +33,4 @@ FORMAT = register(DatasetFormat(
     lidar=LidarLayout(columns=("x", "y", "z", "intensity"), frame="lidar_pose"),
     class_nodes={**{c: RIGID for c in _VEHICLES}, **{c: SMPL for c in _HUMANS}, **{c: DEFORMABLE for c in _DEFORMABLE}},
     undistort=False,
-))
+)

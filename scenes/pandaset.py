@@ -10,7 +10,7 @@
 - instance classes are PandaSet labels (Car, Pickup Truck, Pedestrian, ...); instances_info records
   also carry sibling_id and per-frame stationary flags.
 """
-from .sources import DEFORMABLE, RIGID, SMPL, DatasetFormat, LidarLayout, register
+from .dataset_format import DEFORMABLE, RIGID, SMPL, DatasetFormat, LidarLayout
 
 _VEHICLES = ("Bus", "Car", "Emergency Vehicle", "Medium-sized Truck", "Motorcycle", "Motorized Scooter",
              "Other Vehicle - Construction Vehicle", "Other Vehicle - Pedicab", "Other Vehicle - Uncommon",
@@ -18,7 +18,7 @@ _VEHICLES = ("Bus", "Car", "Emergency Vehicle", "Medium-sized Truck", "Motorcycl
 _HUMANS = ("Pedestrian", "Pedestrian with Object")
 _DEFORMABLE = ("Bicycle", "Animals - Other", "Personal Mobility Device")
 
-FORMAT = register(DatasetFormat(
+FORMAT = DatasetFormat(
     name="pandaset",
     title="PandaSet",
     cameras={0: "front_camera", 1: "front_left_camera", 2: "front_right_camera", 3: "left_camera",
@@ -30,4 +30,4 @@ FORMAT = register(DatasetFormat(
     lidar=LidarLayout(columns=("x", "y", "z", "intensity", "laser_id"), frame="ego"),
     class_nodes={**{c: RIGID for c in _VEHICLES}, **{c: SMPL for c in _HUMANS}, **{c: DEFORMABLE for c in _DEFORMABLE}},
     undistort=False,
-))
+)

@@ -25,14 +25,12 @@ import numpy as np
 from PIL import Image
 
 from .geometry import OPENCV_TO_DATASET, rigid_inverse
-from .sources import DatasetFormat, detect_format, get_format
+from .dataset_format import DatasetFormat
+from .errors import SceneFormatError
+from .sources import detect_format, get_format
 
 logger = logging.getLogger("scenes")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
-
-
-class SceneFormatError(ValueError):
-    """A scene folder does not have the expected layout or contents."""
 
 
 def _fail(path, expected: str, found: str | None = None):
@@ -120,8 +118,7 @@ def read_lidar(path: Path, layout=None, dataset: str = "waymo") -> np.ndarray:
     """float32 [N, columns] as the dataset's layout says; a size that does not fit is an error, never a
     reinterpretation."""
     if layout is None:
-        from .waymo import FORMAT
-        layout = FORMAT.lidar
+        layout = get_format("waymo").lidar
     if not path.is_file():
         _fail(path, f"a {dataset} LiDAR file: {layout.describe()}", "no such file")
     n = path.stat().st_size

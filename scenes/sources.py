@@ -1,11 +1,12 @@
-"""What each drivestudio dataset's preprocessor writes, as data, and the registry that picks one.
+"""The registry of drivestudio's datasets: which `DatasetFormat` a scene folder is read with.
 
 drivestudio (github ziyc/drivestudio) writes every dataset into the same folder names, but the files
 mean different things per dataset: per-camera camera->ego extrinsics or per-frame camera->world
 ones; cameras in Waymo axes or in OpenCV axes; LiDAR with 14, 6, 5 or 4 columns, in the ego frame
-or in the sensor frame with its own poses; different class names. One `DatasetFormat` per dataset
-(scenes/waymo.py, nuscenes.py, pandaset.py, argoverse2.py, kitti.py, nuplan.py) states those
-facts; `scenes/processed_layout.py` and `scenes/driving_dataset.py` read any of them through it.
+or in the sensor frame with its own poses; different class names. One `DatasetFormat`
+(scenes/dataset_format.py) per dataset (scenes/waymo.py, nuscenes.py, pandaset.py, argoverse2.py,
+kitti.py, nuplan.py) states those facts; `scenes/processed_layout.py` and `scenes/driving_dataset.py`
+read any of them through it.
 
     get_format("nuscenes") -> DatasetFormat
     detect_format(root) -> (name, reason)   where the folder's contents make it unambiguous
@@ -13,84 +14,29 @@ facts; `scenes/processed_layout.py` and `scenes/driving_dataset.py` read any of 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-# Node types as drivestudio's sourceloaders name them (OBJECT_CLASS_NODE_MAPPING values).
-RIGID = "RigidNodes"
-SMPL = "SMPLNodes"
-DEFORMABLE = "DeformableNodes"
-NODE_TYPES = (RIGID, SMPL, DEFORMABLE)
+from . import argoverse2, kitti, nuplan, nuscenes, pandaset, waymo
+from .dataset_format import DEFORMABLE, NODE_TYPES, RIGID, SMPL, DatasetFormat, LidarLayout  # noqa: F401
+from .errors import SceneFormatError
 
-
-@dataclass(frozen=True)
-class LidarLayout:
-    """A LiDAR file: float32, `columns` values per point, row after row."""
-
-    columns: tuple                 # column names; "x", "y", "z" always, "origin_x".. where stored
-    frame: str                     # "ego": points in the frame of ego_pose/{t}.txt;
-    #                                "lidar_pose": points in the sensor frame of lidar_pose/{t}.txt
-
-    @property
-    def width(self) -> int:
-        return len(self.columns)
-
-    def col(self, name: str):
-        return self.columns.index(name) if name in self.columns else None
-
-    def describe(self) -> str:
-        return f"float32 N x {self.width} ({', '.join(self.columns)})"
-
-
-@dataclass(frozen=True)
-class DatasetFormat:
-    name: str                      # the value of scene.dataset
-    title: str
-    cameras: dict                  # camera id (file name part) -> the source's camera name
-    camera_axes: str               # "waymo": camera files in x fwd, y left, z up; "opencv": x right, y down, z fwd
-    extrinsics: str                # "camera_to_ego": extrinsics/{cam}.txt;
-    #                                "camera_to_world": extrinsics/{t:03d}_{cam}.txt per frame
-    poses: str                     # "ego_pose": ego_pose/{t}.txt (ego -> world); "lidar_pose": lidar_pose/{t}.txt
-    world: str                     # "first_ego": scene world = ego frame at start_frame;
-    #                                "first_front_camera": camera 0 at start_frame, turned to x fwd, y left, z up
-    lidar: LidarLayout
-    class_nodes: dict = field(default_factory=dict)   # instance class name -> node type
-    undistort: bool = False        # drivestudio's configs/datasets/<name>/*.yaml default
-    notes: str = ""
-
-    def rigid_classes(self) -> list:
-        return [c for c, n in self.class_nodes.items() if n == RIGID]
-
-
-_REGISTRY: dict = {}
-
-
-def register(fmt: DatasetFormat) -> DatasetFormat:
-    if fmt.name in _REGISTRY and _REGISTRY[fmt.name] is not fmt:
-        raise ValueError(f"dataset format {fmt.name!r} registered twice")
-    _REGISTRY[fmt.name] = fmt
-    return fmt
-
-
-def _load_all():
-    # Importing the modules registers their formats.
-    from . import argoverse2, kitti, nuplan, nuscenes, pandaset, waymo  # noqa: F401
+_FORMATS = (argoverse2.FORMAT, kitti.FORMAT, nuplan.FORMAT, nuscenes.FORMAT, pandaset.FORMAT, waymo.FORMAT)
+_REGISTRY: dict = {fmt.name: fmt for fmt in _FORMATS}
+if len(_REGISTRY) != len(_FORMATS):
+    raise ValueError(f"two dataset formats share a name: {sorted(f.name for f in _FORMATS)}")
 
 
 def available() -> list:
-    _load_all()
     return sorted(_REGISTRY)
 
 
 def get_format(name: str) -> DatasetFormat:
-    _load_all()
     key = str(name).lower().replace("-", "").replace("_", "")
     aliases = {"argoverse": "argoverse2", "av2": "argoverse2", "argoverse2": "argoverse2"}
     key = aliases.get(key, key)
     if key not in _REGISTRY:
-        from .processed_layout import SceneFormatError
         raise SceneFormatError(f"scene.dataset: expected 'auto' or one of {sorted(_REGISTRY)}; found {name!r}")
     return _REGISTRY[key]
 
@@ -110,8 +56,6 @@ def detect_format(root: Path) -> tuple:
         up in the ego frame), the others' in OpenCV axes (y column points down), and those three write
         all their cameras (7, 2 and 8), whatever cameras are later loaded.
     """
-    from .processed_layout import SceneFormatError
-    _load_all()
     root = Path(root)
     ext_dir = root / "extrinsics"
     names = sorted(p.name for p in ext_dir.glob("*.txt")) if ext_dir.is_dir() else []

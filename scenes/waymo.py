@@ -11,9 +11,9 @@
   velocity in m/s, vehicle axes), flow class, ground label, intensity, elongation, laser id;
 - instance classes Vehicle, Pedestrian, Cyclist.
 """
-from .sources import DEFORMABLE, RIGID, SMPL, DatasetFormat, LidarLayout, register
+from .dataset_format import DEFORMABLE, RIGID, SMPL, DatasetFormat, LidarLayout
 
-FORMAT = register(DatasetFormat(
+FORMAT = DatasetFormat(
     name="waymo",
     title="Waymo Open Dataset",
     cameras={0: "FRONT", 1: "FRONT_LEFT", 2: "FRONT_RIGHT", 3: "SIDE_LEFT", 4: "SIDE_RIGHT"},
@@ -25,4 +25,4 @@ FORMAT = register(DatasetFormat(
                                "flow_class", "ground", "intensity", "elongation", "laser_id"), frame="ego"),
     class_nodes={"Vehicle": RIGID, "Pedestrian": SMPL, "Cyclist": DEFORMABLE},
     undistort=True,
-))
+)
