@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test test-all test-slurm bench venv clean
+.PHONY: demo test test-all test-slurm venv clean
 
 venv: $(STAMP)
 

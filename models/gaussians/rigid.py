@@ -13,8 +13,7 @@ car's view-dependent colour turns with the car (a rigid motion leaves the scales
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -141,24 +140,6 @@ class RigidNodes(VanillaGaussians):
             colors = torch.einsum("nkj,njc->nkc", sh_rotation(R, self.sh_degree)[ids], colors)
         opacities = g["opacities"] * present.to(g["opacities"].dtype)[ids]
         return {"means": means, "quats": quats, "scales": g["scales"], "opacities": opacities, "colors": colors}
-
-    @torch.no_grad()
-    def export_ply(self, path: Union[str, Path], instance_names: Sequence[str] = ()) -> Path:
-        """The standard 3DGS PLY (object-frame attributes) plus an ``instance_id`` vertex property;
-        ``instance_names`` go into the header as ``comment instance <id> <name>`` lines."""
-        from plyfile import PlyData, PlyElement
-        path = super().export_ply(path)
-        vertex = PlyData.read(str(path))["vertex"].data
-        names = list(vertex.dtype.names)
-        arr = np.empty(len(vertex), dtype=[(n, "f4") for n in names] + [("instance_id", "i4")])
-        for n in names:
-            arr[n] = vertex[n]
-        arr["instance_id"] = self.instance_ids.cpu().numpy().astype(np.int32)
-        comments = [f"instance {i} {name}" for i, name in enumerate(instance_names)]
-        tmp = path.with_name(path.name + ".tmp")
-        PlyData([PlyElement.describe(arr, "vertex")], comments=comments).write(str(tmp))
-        tmp.replace(path)
-        return path
 
 
 # ---------------------------------------------------------------------------------------------

@@ -105,12 +105,11 @@ class VanillaGaussians(nn.Module):
     def num_gaussians(self) -> int:
         return int(self.params["means"].shape[0])
 
-    def get_gaussians(self, cam=None, split_sh: bool = False) -> Dict[str, Tensor]:
+    def get_gaussians(self, split_sh: bool = False) -> Dict[str, Tensor]:
         """Activated tensors for ``rasterization``; ``colors`` is the SH [N, K, 3] (pass
         ``sh_degree=self.active_sh_degree``). ``split_sh``: ``sh0`` [N, 1, 3] and ``shN`` [N, K-1, 3]
         (the parameters themselves) instead of their concatenation ``colors``, for ``render_gaussians``,
-        which the compiled backend renders without the copy (``rasterization(sh_rest=...)``).
-        ``cam`` is accepted for API symmetry (unused)."""
+        which the compiled backend renders without the copy (``rasterization(sh_rest=...)``)."""
         p = self.params
         out = {
             "means": p["means"],
@@ -123,10 +122,6 @@ class VanillaGaussians(nn.Module):
         else:
             out["colors"] = torch.cat([p["sh0"], p["shN"]], dim=1)
         return out
-
-    def raise_sh_degree(self) -> int:
-        self.active_sh_degree = min(self.active_sh_degree + 1, self.sh_degree)
-        return self.active_sh_degree
 
     # ---------------------------------------------------------------- PLY (standard 3DGS layout)
     def ply_attribute_names(self):

@@ -1,7 +1,7 @@
 """Mesh extraction (SuGaR level set + Poisson, TSDF fusion) and surface metrics against ground truth."""
 
 from .levelset import KnnGaussianDensity, LevelSetPoints, extract_level_set_points, levelset_mesh, poisson_mesh
-from .metrics import load_mesh, mesh_metrics, sample_surface, visible_region_filter
+from .metrics import load_mesh, sample_surface, visible_region_filter
 from .run_io import (LoadedRun, RunInputError, evaluate_run, extract_run_mesh, load_run, point_to_mesh_metrics,
                      save_mesh)
 from .tsdf import TSDFParams, tsdf_fusion, tsdf_params
@@ -13,7 +13,6 @@ __all__ = [
     "levelset_mesh",
     "poisson_mesh",
     "load_mesh",
-    "mesh_metrics",
     "sample_surface",
     "visible_region_filter",
     "TSDFParams",

@@ -1,17 +1,18 @@
-"""Surface metrics between a predicted mesh and a ground-truth mesh.
+"""Surface sampling and the scored region of the surface metrics between a predicted mesh and a
+ground-truth mesh (computed by models.mesh.run_io.point_to_mesh_metrics).
 
-Both meshes are sampled uniformly by area (seeded); distances are nearest-neighbour distances
-between the two samples (scipy cKDTree).
+Both meshes are sampled uniformly by area (seeded, ``sample_surface``); each sample's distance is its
+exact distance to the other mesh.
 
 Metrics (all distances in metres, the scene's unit):
-- ``accuracy``      mean distance pred sample -> nearest gt sample (Chamfer pred->gt)
-- ``completeness``  mean distance gt sample -> nearest pred sample (Chamfer gt->pred)
+- ``accuracy``      mean distance pred sample -> gt mesh
+- ``completeness``  mean distance gt sample -> pred mesh
 - ``chamfer``       (accuracy + completeness) / 2
 - ``precision``     fraction of pred samples with distance < tau
 - ``recall``        fraction of gt samples with distance < tau
 - ``fscore``        2PR / (P + R) (0 when both are 0)
-- ``normal_consistency`` mean |cos| between a sample's normal and its nearest neighbour's normal in
-  the other sample, averaged over both directions (``normal_accuracy``: pred samples,
+- ``normal_consistency`` mean |cos| between a sample's normal and the normal of the closest triangle
+  of the other mesh, averaged over both directions (``normal_accuracy``: pred samples,
   ``normal_completeness``: gt samples)
 - ``tau``, ``n_pred``, ``n_gt`` (the numbers of samples that were scored)
 
@@ -33,9 +34,9 @@ point p has camera coordinates (x, y, z) and projection u = fx·x/z + cx, v = fy
   not occlusion tested: junk floating in front of the surfaces, or hidden behind them within the
   far limit, counts against accuracy and precision.
 
-Only the *query* samples are filtered; nearest neighbours are always searched in the other mesh's
-full sample, so a predicted surface that is right but seen from no camera's GT pixel is not
-punished, and a visible GT surface may be explained by any part of the predicted mesh.
+Only the *query* samples are filtered; distances are always measured to the other mesh as a whole,
+so a predicted surface that is right but seen from no camera's GT pixel is not punished, and a
+visible GT surface may be explained by any part of the predicted mesh.
 If no predicted sample is in the region, accuracy / precision / normal_accuracy (and chamfer,
 normal_consistency) are nan and fscore is 0. No ground-truth sample in the region is an error.
 """
@@ -47,7 +48,6 @@ from typing import Sequence
 
 import numpy as np
 import trimesh
-from scipy.spatial import cKDTree
 
 from models.cameras import project_points, rigid_inverse, transform_points
 
@@ -57,7 +57,6 @@ __all__ = [
     "load_mesh",
     "sample_surface",
     "visible_region_filter",
-    "mesh_metrics",
 ]
 
 
@@ -176,76 +175,3 @@ def visible_region_filter(
                 inside &= z <= far
         keep |= inside
     return keep
-
-
-def _as_float(x) -> float:
-    return float(x)
-
-
-def mesh_metrics(
-    pred,
-    gt,
-    *,
-    cameras: Sequence | None = None,
-    tau: float = 0.05,
-    n_points: int = 200_000,
-    seed: int = 0,
-    depth_tolerance: float = 0.05,
-    depth_rel_tolerance: float = 0.02,
-    far_margin: float | None = None,
-) -> dict[str, float]:
-    """Chamfer, precision/recall/F-score at tau and normal consistency between two meshes.
-
-    pred, gt: trimesh.Trimesh or paths. cameras: optional list of
-    (K, camera_to_world, width, height, depth_or_None) restricting the scored region (see the module
-    docstring); far_margin defaults to tau. Returns a dict of floats.
-    """
-    pred_mesh = load_mesh(pred)
-    gt_mesh = load_mesh(gt)
-    rng = np.random.default_rng(seed)
-    p_pts, p_nrm = sample_surface(pred_mesh, n_points, rng)
-    g_pts, g_nrm = sample_surface(gt_mesh, n_points, rng)
-
-    if cameras is not None:
-        margin = tau if far_margin is None else far_margin
-        kw = dict(depth_tolerance=depth_tolerance, depth_rel_tolerance=depth_rel_tolerance, far_margin=margin)
-        p_keep = visible_region_filter(p_pts, cameras, mode="pred", **kw)
-        g_keep = visible_region_filter(g_pts, cameras, mode="gt", **kw)
-        if not g_keep.any():
-            raise ValueError("no ground-truth surface lies in the region the cameras saw")
-    else:
-        p_keep = np.ones(len(p_pts), dtype=bool)
-        g_keep = np.ones(len(g_pts), dtype=bool)
-
-    # Query only the kept samples, search in the other mesh's full sample (see module docstring).
-    g_dist, g_nn = cKDTree(p_pts).query(g_pts[g_keep], k=1)
-    completeness = g_dist.mean()
-    recall = (g_dist < tau).mean()
-    normal_completeness = np.abs(np.sum(g_nrm[g_keep] * p_nrm[g_nn], axis=1)).mean()
-
-    if p_keep.any():
-        p_dist, p_nn = cKDTree(g_pts).query(p_pts[p_keep], k=1)
-        accuracy = p_dist.mean()
-        precision = (p_dist < tau).mean()
-        normal_accuracy = np.abs(np.sum(p_nrm[p_keep] * g_nrm[p_nn], axis=1)).mean()
-    else:
-        accuracy = precision = normal_accuracy = np.nan
-
-    if np.isfinite(precision) and precision + recall > 0:
-        fscore = 2 * precision * recall / (precision + recall)
-    else:
-        fscore = 0.0
-    return {
-        "accuracy": _as_float(accuracy),
-        "completeness": _as_float(completeness),
-        "chamfer": _as_float((accuracy + completeness) / 2),
-        "precision": _as_float(precision),
-        "recall": _as_float(recall),
-        "fscore": _as_float(fscore),
-        "normal_accuracy": _as_float(normal_accuracy),
-        "normal_completeness": _as_float(normal_completeness),
-        "normal_consistency": _as_float((normal_accuracy + normal_completeness) / 2),
-        "tau": _as_float(tau),
-        "n_pred": _as_float(p_keep.sum()),
-        "n_gt": _as_float(g_keep.sum()),
-    }

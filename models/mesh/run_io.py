@@ -291,16 +291,15 @@ def scored_samples(pred, gt, cameras, *, tau: float = 0.05, n_points: int = 200_
 
 def point_to_mesh_metrics(pred, gt, cameras, *, tau: float = 0.05, n_points: int = 200_000, seed: int = 0,
                           crop_margin: float = 1.0, extra_taus: Sequence[float] = ()) -> Dict[str, Any]:
-    """models.mesh.mesh_metrics' quantities, with exact point-to-mesh distances.
+    """The surface metrics of models/mesh/metrics.py's docstring, with exact point-to-mesh distances.
 
-    Why not mesh_metrics directly: it measures point-to-point distances between two surface samples,
-    whose spacing at street scale (a GT street mesh of ~10^5 m^2, 200k samples) is ~0.5 m, far above
+    Why not point-to-point distances between two surface samples: their spacing at street scale (a GT street mesh of ~10^5 m^2, 200k samples) is ~0.5 m, far above
     τ = 5 cm: the GT mesh scored against itself gets Chamfer 1.04 m and F-score 0.002 on the tiny
     test street (0.06 m / 0.43 with 1M samples on the cropped mesh). Here samples of one mesh are
     matched to the other mesh's triangles (open3d RaycastingScene), so a perfect mesh scores 0.
     Samples: the prediction's whole surface, kept where visible_region_filter(mode="pred") holds; the
     GT mesh cropped to the box of the points the training cameras' GT depth saw (+ crop_margin),
-    kept where visible_region_filter(mode="gt") holds (same region rule as mesh_metrics).
+    kept where visible_region_filter(mode="gt") holds.
     extra_taus: precision / recall / F at these distances too, from the same samples ("at_tau")."""
     p_pts, p_nrm, p_dist, p_hit, g_pts, g_nrm, g_dist, g_hit = scored_samples(
         pred, gt, cameras, tau=tau, n_points=n_points, seed=seed, crop_margin=crop_margin)

@@ -209,12 +209,6 @@ def decode_numpy_rng(state: Dict[str, Any]) -> Tuple:
             float(state["cached_gaussian"]))
 
 
-def capture_rng_state() -> Dict[str, Any]:
-    """The process's global RNG states as plain data (format 2's `rng`; trainers no longer use it)."""
-    return encode_rng_state(random.getstate(), np.random.get_state(), torch.get_rng_state(),
-                            torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-
-
 def restore_rng_state(state: Dict[str, Any]) -> None:
     random.setstate(decode_python_rng(state["python"]))
     np.random.set_state(decode_numpy_rng(state["numpy"]))
@@ -324,5 +318,5 @@ def load_checkpoint(path: PathLike, required: tuple = ("step", "stage")) -> Dict
 
 __all__ = ["FORMAT", "CheckpointError", "UnreadableCheckpointError", "UnsafeCheckpointError", "CheckpointSaveError",
            "atomic_save", "checkpoint_name", "list_checkpoints", "find_latest", "prune_checkpoints",
-           "remove_stale_temporaries", "encode_rng_state", "capture_rng_state", "restore_rng_state", "migrate",
+           "remove_stale_temporaries", "encode_rng_state", "restore_rng_state", "migrate",
            "read_checkpoint_file", "load_checkpoint"]

@@ -59,7 +59,8 @@ def test_written_checkpoints_are_plain_data_with_the_format_number(scene_dir, tm
 def test_rng_encoding_round_trips():
     random.seed(5), np.random.seed(6), torch.manual_seed(7)
     random.gauss(0, 1), np.random.standard_normal()  # a cached Gaussian in both
-    saved = ckpt.capture_rng_state()
+    saved = ckpt.encode_rng_state(random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                                  torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
     expected = (random.random(), float(np.random.standard_normal()), float(torch.rand(1)), random.gauss(0, 1))
     random.seed(0), np.random.seed(0), torch.manual_seed(0)
     ckpt.restore_rng_state(saved)
