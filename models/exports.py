@@ -34,7 +34,6 @@ ground-truth surface there; export_info.json's transform maps them to the viewer
 from __future__ import annotations
 
 import json
-import os
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.atomic_write import atomic_write
 from models.gaussians.rigid import RIGID_KEY, quat_multiply, rotmat_to_quat, sh_rotation
 
 AXES = ("viewer", "world")
@@ -118,19 +118,6 @@ def posed_node_params(nodes, poses: Tensor, present: Tensor) -> Dict[str, Tensor
 
 
 # ----- writing ----------------------------------------------------------------------------------
-def _atomic_write_bytes(path: Path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def write_gaussians_ply(path: Union[str, Path], params: Dict[str, Tensor],
                         extra: Optional[Dict[str, np.ndarray]] = None, comments: Sequence[str] = ()) -> Path:
     """INRIA's 3DGS PLY (binary little endian, float32 properties only): x y z nx ny nz f_dc_0..2
@@ -156,15 +143,11 @@ def write_gaussians_ply(path: Union[str, Path], params: Dict[str, Tensor],
     for name, values in columns:
         arr[name] = (values.detach().cpu().numpy() if isinstance(values, Tensor) else values).astype(np.float32)
     ply = PlyData([PlyElement.describe(arr, "vertex")], byte_order="<", comments=list(comments))
-    return _atomic_write_bytes(Path(path), lambda tmp: ply.write(str(tmp)))
+    return atomic_write(path, ply.write)
 
 
 def _write_json(path: Path, data: Any) -> Path:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-    return _atomic_write_bytes(path, write)
+    return atomic_write(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode("utf-8")))
 
 
 def view_image_name(view) -> str:

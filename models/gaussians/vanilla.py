@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.atomic_write import atomic_write
+
 SH_C0 = 0.28209479177387814
 MIN_SCALE = 1e-7  # floor for the initial scale: duplicate points must not give log(0) = -inf
 
@@ -145,12 +147,7 @@ class VanillaGaussians(nn.Module):
         arr = np.empty(n, dtype=[(name, "f4") for name in names])
         for i, name in enumerate(names):
             arr[name] = data[:, i]
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        PlyData([PlyElement.describe(arr, "vertex")]).write(str(tmp))
-        tmp.replace(path)  # never leave a half-written file under the final name
-        return path
+        return atomic_write(path, PlyData([PlyElement.describe(arr, "vertex")]).write)
 
     @classmethod
     def load_ply(cls, path: Union[str, Path], sh_degree: Optional[int] = None) -> "VanillaGaussians":

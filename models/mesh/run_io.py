@@ -23,6 +23,7 @@ from typing import Any, Dict, NamedTuple, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from models.atomic_write import atomic_write
 from models.cameras import transform_points, unproject_pixels
 from models.trainers.inference import LoadedRun, open_run
 
@@ -181,17 +182,8 @@ def save_mesh(mesh, path: PathLike) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".ply":
         raise RunInputError(f"path={path}: expected a .ply path", param="path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            # per-vertex normals too (viewers shade with them; trimesh writes them only when asked)
-            f.write(mesh.export(file_type="ply", vertex_normal=True))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    # per-vertex normals too (viewers shade with them; trimesh writes them only when asked)
+    return atomic_write(path, lambda f: f.write(mesh.export(file_type="ply", vertex_normal=True)))
 
 
 # ----- evaluation ---------------------------------------------------------------------------------
@@ -371,11 +363,7 @@ def evaluate_run(run: LoadedRun, *, mesh: Optional[PathLike] = None, tau: float 
             m["distances"] = "exact point-to-mesh (open3d), samples restricted to the region"
             report["surface"] = m
     if write:
-        path = run.run_dir / "eval.json"
-        tmp = path.with_name(".eval.json.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
-        os.replace(tmp, path)
+        path = atomic_write(run.run_dir / "eval.json", lambda f: f.write(json.dumps(report, indent=2).encode("utf-8")))
         report["written"] = str(path)
     return report
 

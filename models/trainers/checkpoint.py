@@ -29,13 +29,14 @@ import os
 import random
 import re
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
+
+from models.atomic_write import atomic_write
 
 FORMAT = 3
 CHECKPOINT_RE = re.compile(r"^step_(\d+)\.pt$")
@@ -120,22 +121,9 @@ def atomic_save(obj: Any, path: PathLike) -> Path:
     says why."""
     obj = canonical(obj)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(path, lambda f: torch.save(obj, f), durable=True)
     except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         failed = _write_failure(exc)
         if failed is not None:
             reason = failed.strerror if isinstance(failed, OSError) and failed.strerror else str(failed).splitlines()[0]
