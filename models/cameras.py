@@ -37,15 +37,30 @@ def rigid_inverse(pose):
     rt = pose[..., :3, :3].swapaxes(-1, -2)
     out = torch.zeros_like(pose) if _is_torch(pose) else np.zeros_like(pose)
     out[..., :3, :3] = rt
-    out[..., :3, 3] = -(rt @ pose[..., :3, 3:4])[..., 0]
+    out[..., :3, 3] = -(matvec3(rt, pose[..., :3, 3]) if _is_torch(pose) else (rt @ pose[..., :3, 3:4])[..., 0])
     out[..., 3, 3] = 1.0
     return out
 
 
 def transform_points(pose, points):
     """Points [N, 3] through a 4x4 transform: points @ R^T + t."""
+def matmul3(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """``A @ B`` for [..., 3, 3] by [..., 3, K] (batch dimensions broadcast), as explicit products
+    and sums in a fixed order. Small matrix products are where torch calls MKL, whose bits depend on
+    the CPU, the thread count and buffer alignment; elementwise arithmetic is exact IEEE rounding
+    everywhere, so renders and their gradients are the same bits on every machine."""
+    return (A[..., :, 0:1] * B[..., 0:1, :] + A[..., :, 1:2] * B[..., 1:2, :]) + A[..., :, 2:3] * B[..., 2:3, :]
+
+
+def matvec3(A: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``(A @ v[..., None])[..., 0]`` for [..., 3, 3] and [..., 3], as :func:`matmul3`."""
+    return (A[..., 0] * v[..., 0:1] + A[..., 1] * v[..., 1:2]) + A[..., 2] * v[..., 2:3]
+
+
     return points @ pose[:3, :3].swapaxes(-1, -2) + pose[:3, 3]
 
+    if isinstance(points, torch.Tensor):
+        return matvec3(pose[:3, :3], points) + pose[:3, 3]
 
 def project_points(points_cam, K, min_depth: Optional[float] = None):
     """Camera points [N, 3] -> (u, v), continuous pixel coordinates (pixel centres at +0.5, so

@@ -17,6 +17,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from models.cameras import matmul3, matvec3
+
 ALPHA_THRESHOLD = 1.0 / 255.0
 
 
@@ -38,7 +40,7 @@ def quat_to_rotmat(quats: Tensor) -> Tensor:
 def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:
     """World covariance R S S R^T, [N, 3, 3]."""
     M = quat_to_rotmat(quats) * scales[..., None, :]
-    return M @ M.transpose(-1, -2)
+    return matmul3(M, M.transpose(-1, -2))
 
 
 class Projection(NamedTuple):
@@ -83,8 +85,8 @@ def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, opacities: T
     """Project N Gaussians into C cameras (vectorized, differentiable except radii)."""
     cov3d = covariance_3d(quats, scales)                      # [N,3,3]
     Rv, tv = viewmats[:, :3, :3], viewmats[:, :3, 3]
-    mc = torch.einsum("cij,nj->cni", Rv, means) + tv[:, None, :]   # [C,N,3]
-    covc = torch.einsum("cij,njk,clk->cnil", Rv, cov3d, Rv)        # [C,N,3,3]
+    mc = matvec3(Rv[:, None], means[None]) + tv[:, None, :]                        # [C,N,3]
+    covc = matmul3(matmul3(Rv[:, None], cov3d[None]), Rv[:, None].transpose(-1, -2))  # [C,N,3,3]
     x, y, z = mc.unbind(-1)
     depth_ok = (z >= near_plane) & (z <= far_plane)
     # culled Gaussians get a harmless z so that no inf/NaN reaches the backward pass

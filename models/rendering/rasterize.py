@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 
 from . import cpp_backend
+from models.cameras import matvec3
+
 from .projection import project_gaussians
 from .sh import eval_sh
 from .torch_backend import rasterize_to_pixels_torch
@@ -108,8 +110,7 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
                    radius_clip, antialiased=rasterize_mode == "antialiased")
     if sh_degree is not None:
         # viewing direction from the camera centre (gsplat: inverse(viewmat)[:3, 3])
-        R, t = viewmats[:, :3, :3], viewmats[:, :3, 3:]
-        campos = -(R.transpose(-1, -2) @ t)[..., 0]
+        campos = -matvec3(viewmats[:, :3, :3].transpose(-1, -2), viewmats[:, :3, 3])
         if fused and colors.dim() == 3:
             cols = cpp_backend.sh_colors_cpp(sh_degree, means, colors, campos, proj.radii, rest=sh_rest)
         else:

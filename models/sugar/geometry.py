@@ -12,6 +12,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 import torch
 
+from models.cameras import matvec3
 from models.rendering.projection import quat_to_rotmat
 
 
@@ -54,7 +55,7 @@ def std_along_directions(rotmats: torch.Tensor, scales: torch.Tensor,
 
     Since Σ = R S² Rᵀ, rᵀΣr = ‖S Rᵀ r‖².
     """
-    local = torch.einsum("nij,ni->nj", rotmats, directions)                 # Rᵀ r
+    local = matvec3(rotmats.transpose(-1, -2), directions)                  # Rᵀ r
     return (scales * local).norm(dim=-1)
 
 

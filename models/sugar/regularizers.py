@@ -24,7 +24,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from models.cameras import project_points, transform_points
+from models.cameras import matvec3, project_points, transform_points
 
 from .geometry import (
     gaussian_normals,
@@ -102,7 +102,7 @@ def visible_surface_mask(
     if alpha_map is not None and min_alpha > 0:
         keep &= sample_image_bilinear(alpha_map.detach(), uv) >= min_alpha
     # Unit ray through the centre, expressed in world coordinates: R_cwᵀ · normalize(cam).
-    ray_world = torch.nn.functional.normalize(cam, dim=-1) @ viewmat[:3, :3]
+    ray_world = matvec3(viewmat[:3, :3].T, torch.nn.functional.normalize(cam, dim=-1))
     sigma = std_along_directions(rotmats, scales, ray_world)
     keep &= (d_at - z).abs() < threshold * sigma
     return keep
@@ -176,7 +176,7 @@ def sugar_sdf_loss(
     if estimate == "normal":
         with torch.no_grad():
             ray = torch.nn.functional.normalize(cam.detach(), dim=-1)
-            normal_cam = gaussian_normals(take(rotmats.detach(), g), take(scales.detach(), g)) @ viewmat[:3, :3].T
+            normal_cam = matvec3(viewmat[:3, :3], gaussian_normals(take(rotmats.detach(), g), take(scales.detach(), g)))
             to_normal = (normal_cam * ray).sum(-1).abs() / ray[:, 2].clamp_min(1e-6)
         f_hat = f_hat * to_normal
     elif estimate not in SDF_ESTIMATES:
