@@ -129,13 +129,14 @@ def bench_run(args):
     if not backends or any(b not in ("cpp", "torch") for b in backends):
         raise SystemExit(f"--backends {args.backends!r}: expected a comma-separated list of cpp and torch "
                          "(the CPU backends)")
+    from models.gaussians.vanilla import sh_degree_at
     from models.mesh.run_io import RunInputError, load_run
     try:
         run = load_run(args.run)
     except RunInputError as exc:
         raise SystemExit(f"--run: {exc}") from None
     model, views = run.model, list(run.scene.train_views)
-    sh_degree = min(run.step // int(run.trainer.cfg.model.sh_degree_interval), model.sh_degree)  # as training at this step
+    sh_degree = sh_degree_at(run.step, int(run.trainer.cfg.model.sh_degree_interval), model.sh_degree)  # as training
     picks = sorted({round(i * (len(views) - 1) / max(args.views - 1, 1)) for i in range(args.views)})
     g = {k: v.detach() for k, v in model.get_gaussians().items()}
     inputs = [g["means"], g["quats"], g["scales"], g["opacities"], g["colors"]]

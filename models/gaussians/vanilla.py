@@ -26,6 +26,12 @@ def sh0_to_rgb(sh0: Tensor) -> Tensor:
     return sh0 * SH_C0 + 0.5
 
 
+def sh_degree_at(step: int, interval: int, max_degree: int) -> int:
+    """The SH degree rendered at a training step: raised by one every ``interval`` steps (an
+    interval below 1 counts as 1), up to the model's ``max_degree``."""
+    return min(step // max(1, interval), max_degree)
+
+
 def knn_mean_distance(xyz: Tensor, k: int = 3, chunk: int = 4096) -> Tensor:
     """Mean Euclidean distance of every point to its k nearest other points (chunked, exact)."""
     n = xyz.shape[0]

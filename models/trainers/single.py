@@ -24,11 +24,11 @@ from omegaconf import OmegaConf
 
 from models.exports import export_run
 from models.gaussians.densify import build_strategy, load_strategy_state, strategy_state_dict
-from models.gaussians.vanilla import VanillaGaussians, create_optimizers
-from models.losses import (knn, lidar_depth_loss, opacity_entropy_loss, photometric_loss, psnr, quat_to_rotmat,
+from models.gaussians.vanilla import VanillaGaussians, create_optimizers, sh_degree_at
+from models.losses import (knn, lidar_depth_loss, opacity_entropy_loss, photometric_loss, psnr,
                            sample_points_around_gaussians, sky_opacity_loss, sugar_density_loss, sugar_normal_loss,
                            sugar_sdf_loss, visible_surface_mask)
-from models.rendering.projection import ALPHA_THRESHOLD
+from models.rendering.projection import ALPHA_THRESHOLD, quat_to_rotmat
 from models.rendering.render import RenderOutput, render_gaussians
 from models.rendering.rasterize import resolve_backend
 from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
@@ -305,7 +305,7 @@ class SingleTrainer(BasicTrainer):
         hooks = self.stage_hooks
         view = self._views[self.sampler.next()]
         cfg = self.cfg
-        sh_degree = min(self.step // int(cfg.model.sh_degree_interval), self.model.sh_degree)
+        sh_degree = sh_degree_at(self.step, int(cfg.model.sh_degree_interval), self.model.sh_degree)
         need_depth = hooks["render_depth"] or float(cfg.loss.lidar_depth) > 0
         out, gs, slices = self.render(view, render_mode="RGB+ED" if need_depth else "RGB", sh_degree=sh_degree)
         rgb, alpha, depth, info = out

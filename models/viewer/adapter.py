@@ -17,6 +17,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 
 from models.cameras import Camera
+from models.gaussians.vanilla import sh_degree_at
 
 
 def open_run(path, *, device: str = "cpu", num_threads: Optional[int] = None):
@@ -39,8 +40,7 @@ class _At:
 
 def sh_degree(trainer) -> int:
     """The SH degree a training step at the trainer's step renders with (all of it once trained)."""
-    interval = int(trainer.cfg.model.sh_degree_interval)
-    return min(int(trainer.step) // max(1, interval), int(trainer.model.sh_degree))
+    return sh_degree_at(int(trainer.step), int(trainer.cfg.model.sh_degree_interval), int(trainer.model.sh_degree))
 
 
 @torch.no_grad()
