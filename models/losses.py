@@ -11,7 +11,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from pytorch_msssim import ssim
+from models.ssim import ssim
 
 from models.sugar import (  # noqa: F401  (re-exported)
     GaussianGeometry,
@@ -63,7 +63,7 @@ def photometric_loss(
         l1 = ((pred - gt).abs() * mf).sum() / (mf.sum() * 3).clamp_min(1.0)
         pred_for_ssim = torch.where(m.unsqueeze(-1), pred, gt)
     s = ssim(pred_for_ssim.permute(2, 0, 1).unsqueeze(0), gt.permute(2, 0, 1).unsqueeze(0),
-             data_range=1.0, size_average=True)
+             data_range=1.0)
     loss = (1.0 - ssim_lambda) * l1 + ssim_lambda * (1.0 - s)
     return loss, {"l1": l1.detach(), "ssim": s.detach()}
 
