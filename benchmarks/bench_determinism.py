@@ -18,9 +18,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from models.reproducibility import pin_cpu_numerics  # noqa: E402
+pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
+import torch  # noqa: E402
 
 import models.sugar.geometry as geometry  # noqa: E402
 import models.sugar.regularizers as regularizers  # noqa: E402

@@ -24,10 +24,12 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from models.reproducibility import pin_cpu_numerics  # noqa: E402
+pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
+import torch  # noqa: E402
 
 from models.trainers.checkpoint import (TMP_RE, find_latest, list_checkpoints,  # noqa: E402
                                         load_checkpoint)

@@ -21,10 +21,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from models.reproducibility import pin_cpu_numerics  # noqa: E402
+pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 BANDS = ((0, 5), (5, 10), (10, 20), (20, 30), (30, float("inf")))
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 REPO = str(Path(__file__).resolve().parents[1])
 sys.path.insert(0, REPO)
+from models.reproducibility import pin_cpu_numerics  # noqa: E402
+pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
 # Sweep jobs run in fresh processes (submitit); they import this repository's packages and its
 # Hydra launchers (hydra_plugins/) from the same place.
 os.environ["PYTHONPATH"] = os.pathsep.join([REPO, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])

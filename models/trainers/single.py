@@ -31,6 +31,7 @@ from models.losses import (knn, lidar_depth_loss, opacity_entropy_loss, photomet
 from models.rendering.projection import ALPHA_THRESHOLD, quat_to_rotmat
 from models.rendering.render import RenderOutput, render_gaussians
 from models.rendering.rasterize import resolve_backend
+from models.reproducibility import describe as numerics_description
 from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
 from models.trainers.config_checks import check_training_config
 from models.trainers.device import resolve_device
@@ -112,6 +113,8 @@ class SingleTrainer(BasicTrainer):
                     " (render.backend=auto: the compiled C++ rasterizer is unavailable, see the warning above; "
                     "the numbers differ from a run on the compiled backend in the last digits)"
                     if self.render_backend == "torch" and str(cfg.render.backend) == "auto" else "")
+        if self.device.type == "cpu":
+            logger.info(numerics_description())
         seed = int(cfg.get("seed", 0))
         # no thread count, no global seeding: that is the entry point's (models.trainers.rng.configure_process)
         self.scene = load_scene(cfg.scene)
