@@ -170,16 +170,6 @@ def stage_boundaries(run_dir: Path) -> list:
     return out
 
 
-def normals_from_depth(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """[H, W, 3] camera-frame unit normals from a depth map's gradients (0 where depth is invalid)."""
-    H, W = depth.shape
-    P = pixel_rays(K, W, H) * depth[..., None]
-    n = np.cross(np.gradient(P, axis=1), np.gradient(P, axis=0))
-    n /= np.linalg.norm(n, axis=-1, keepdims=True).clip(1e-12)
-    n[~(depth > 0)] = 0
-    return n
-
-
 def mesh_depth(mesh, K: np.ndarray, c2w: np.ndarray, width: int, height: int) -> np.ndarray:
     """Camera-z depth of a mesh seen from a camera (open3d ray casting; 0 where no hit)."""
     import open3d as o3d
@@ -200,6 +190,7 @@ def quality_figure(results: Dict[str, Dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from models.depth_normals import normals_from_depth
     from models.mesh.metrics import load_mesh
 
     names = list(results)
@@ -221,8 +212,8 @@ def quality_figure(results: Dict[str, Dict[str, Any]], path: Path) -> Path:
                           view.height) if meshes.get(m) else np.zeros_like(d) for m in methods]
         gt = view.gt_depth.cpu().numpy() if getattr(view, "gt_depth", None) is not None else np.zeros_like(d)
         gt = np.where(np.isfinite(gt), gt, 0.0)
-        tiles = [view.image.cpu().numpy(), rgb.cpu().numpy(), d, (normals_from_depth(d, K) + 1) / 2 * (d > 0)[..., None],
-                 gt, *mds]
+        normals = (normals_from_depth(d, K, d > 0, towards_camera=False) + 1) / 2 * (d > 0)[..., None]
+        tiles = [view.image.cpu().numpy(), rgb.cpu().numpy(), d, normals, gt, *mds]
         for c, tile in enumerate(tiles):
             ax = fig.add_subplot(grid[r, c])
             if tile.ndim == 2:

@@ -13,9 +13,11 @@ scene generator (numpy), the mesh tools (numpy) and training (torch) share one c
     project_points(points_cam, K)          camera points -> (u, v) continuous pixel coordinates
     unproject_pixels(u, v, depth, K)       pixel coordinates and camera z -> camera points
     pixel_rays(K, width, height)           camera-frame rays through pixel centres, z = 1
+    field_of_view(focal, size)             the angle (radians) that size pixels span at focal length focal
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
@@ -106,6 +108,12 @@ def pixel_rays(K, width: int, height: int, supersample: int = 1):
         vs = (np.arange(height * s) + 0.5) / s
         uu, vv = np.meshgrid(us, vs)
     return unproject_pixels(uu, vv, 1.0, K)
+
+
+def field_of_view(focal: float, size: float) -> float:
+    """The angle in radians that ``size`` pixels span at focal length ``focal`` (pixels), through
+    the image centre: horizontal with (K[0, 0], width), vertical with (K[1, 1], height)."""
+    return 2 * math.atan(0.5 * size / focal)
 
 
 @dataclass(frozen=True, eq=False)

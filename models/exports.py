@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from models.atomic_write import atomic_write
+from models.cameras import field_of_view
 from models.gaussians.rigid import RIGID_KEY, quat_multiply, rotmat_to_quat, sh_rotation
 
 AXES = ("viewer", "world")
@@ -187,9 +188,9 @@ def supersplat_settings(views: Sequence, R: Tensor, background: Sequence[float],
         # the viewer takes fov as horizontal on a landscape canvas and vertical otherwise
         # (camera.horizontalFov = width > height): give the one a canvas of the view's shape uses
         if view.width > view.height:
-            fov = math.degrees(2 * math.atan(0.5 * view.width / float(view.K[0, 0])))
+            fov = math.degrees(field_of_view(float(view.K[0, 0]), view.width))
         else:
-            fov = math.degrees(2 * math.atan(0.5 * view.height / float(view.K[1, 1])))
+            fov = math.degrees(field_of_view(float(view.K[1, 1]), view.height))
         return {"initial": {"position": position.tolist(), "target": (position + orbit_distance * forward).tolist(),
                             "fov": fov}}
 

@@ -28,6 +28,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from models.cameras import field_of_view
+from models.depth_normals import normals_from_depth
+from models.rendering.projection import quat_to_rotmat
 from models.viewer import adapter
 
 logger = logging.getLogger("models.viewer")
@@ -37,21 +40,6 @@ FREE = "(free camera)"
 
 
 # ----- images ---------------------------------------------------------------------------------------
-def normals_from_depth(depth: torch.Tensor, K: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """[H, W, 3] camera-frame unit normals (OpenCV axes, facing the camera) from the gradients of the
-    back-projected depth map; 0 where the depth is not valid."""
-    from models.cameras import pixel_rays
-
-    H, W = depth.shape
-    d = torch.where(valid, depth, torch.zeros_like(depth))
-    P = pixel_rays(K.to(depth.dtype), W, H) * d[..., None]  # camera points: rays with z = 1, times camera z
-    du = torch.gradient(P, dim=1)[0]
-    dv = torch.gradient(P, dim=0)[0]
-    n = torch.nn.functional.normalize(torch.cross(du, dv, dim=-1), dim=-1)
-    n = torch.where((n[..., 2:] > 0), -n, n)  # towards the camera
-    return n * valid[..., None]
-
-
 def mode_image(mode: str, rgb: torch.Tensor, alpha: torch.Tensor, depth: Optional[torch.Tensor],
                K: torch.Tensor) -> np.ndarray:
     """uint8 [H, W, 3] picture of one render mode."""
@@ -162,8 +150,7 @@ class ViewerServer:
         self._frusta = []
         for i, ((split, view), label) in enumerate(zip(self.views, self.labels)):
             c2w = view.camera_to_world.detach().cpu().double()
-            fy = float(view.K[1, 1])
-            fov = 2 * math.atan(0.5 * view.height / fy)
+            fov = field_of_view(float(view.K[1, 1]), view.height)
             thumb = (view.image.detach().cpu().numpy() * 255).astype(np.uint8) if view.image is not None else None
             handle = self.server.scene.add_camera_frustum(
                 f"/cameras/{split}/{i:04d}", fov=fov, aspect=view.width / view.height, scale=0.02 * radius,
@@ -221,7 +208,6 @@ class ViewerServer:
                 self._splat_handle.remove()
                 self._splat_handle = None
             return
-        from models.losses import quat_to_rotmat
         from models.gaussians.vanilla import sh0_to_rgb
 
         with self.lock:
@@ -298,7 +284,7 @@ class ViewerServer:
 
         _, view = self.views[index]
         c2w = view.camera_to_world.detach().cpu().double()
-        fov = 2 * math.atan(0.5 * view.height / float(view.K[1, 1]))
+        fov = field_of_view(float(view.K[1, 1]), view.height)
         if set_frame and int(self.frame.value) != int(view.frame_idx):
             self.frame.value = int(view.frame_idx)
         with client.atomic():
@@ -340,7 +326,7 @@ class ViewerServer:
         if self._rendered.get(client.client_id) == key:
             return
         c2w = torch.eye(4, dtype=torch.float64)
-        c2w[:3, :3] = _quat_to_rotmat(np.asarray(cam.wxyz, dtype=np.float64))
+        c2w[:3, :3] = quat_to_rotmat(torch.as_tensor(np.asarray(cam.wxyz, dtype=np.float64)))
         c2w[:3, 3] = torch.as_tensor(np.asarray(cam.position, dtype=np.float64))
         img = self.render_for(c2w.float(), float(cam.fov), float(cam.aspect))
         client.scene.set_background_image(img, format="jpeg", jpeg_quality=92)
@@ -375,13 +361,6 @@ class ViewerServer:
         self._wake.set()
         self._thread.join(timeout=5)
         self.server.stop()
-
-
-def _quat_to_rotmat(wxyz: np.ndarray) -> torch.Tensor:
-    w, x, y, z = wxyz / np.linalg.norm(wxyz)
-    return torch.tensor([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                         [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                         [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]], dtype=torch.float64)
 
 
 def attach_live_viewer(trainer, cfg) -> ViewerServer:

@@ -225,10 +225,11 @@ def test_bench_schedules_share_the_step_budget_and_the_pretrain():
 
 
 def test_normals_from_depth_of_a_fronto_parallel_plane_face_the_camera():
-    from benchmarks.quality_bench import normals_from_depth
+    from models.depth_normals import normals_from_depth
 
     K = np.array([[20.0, 0, 8], [0, 20.0, 6], [0, 0, 1]])
-    n = normals_from_depth(np.full((12, 16), 3.0), K)
+    depth = np.full((12, 16), 3.0)
+    n = normals_from_depth(depth, K, depth > 0, towards_camera=False)  # as the quality benchmark's figure
     assert np.allclose(np.abs(n[..., 2]), 1.0, atol=1e-6)
 
 

@@ -11,7 +11,8 @@ import torch
 
 from models.trainers.single import SingleTrainer
 from models.viewer import adapter
-from models.viewer.server import RENDER_MODES, ViewerServer, camera_intrinsics, mode_image, normals_from_depth
+from models.depth_normals import normals_from_depth
+from models.viewer.server import RENDER_MODES, ViewerServer, camera_intrinsics, mode_image
 from tests.trainers.tiny_run import tiny_config
 
 from .browser import free_port
