@@ -44,8 +44,6 @@ def rigid_inverse(pose):
     return out
 
 
-def transform_points(pose, points):
-    """Points [N, 3] through a 4x4 transform: points @ R^T + t."""
 def matmul3(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """``A @ B`` for [..., 3, 3] by [..., 3, K] (batch dimensions broadcast), as explicit products
     and sums in a fixed order. Small matrix products are where torch calls MKL, whose bits depend on
@@ -59,10 +57,12 @@ def matvec3(A: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return (A[..., 0] * v[..., 0:1] + A[..., 1] * v[..., 1:2]) + A[..., 2] * v[..., 2:3]
 
 
-    return points @ pose[:3, :3].swapaxes(-1, -2) + pose[:3, 3]
-
+def transform_points(pose, points):
+    """Points [N, 3] through a 4x4 transform: points @ R^T + t."""
     if isinstance(points, torch.Tensor):
         return matvec3(pose[:3, :3], points) + pose[:3, 3]
+    return points @ pose[:3, :3].swapaxes(-1, -2) + pose[:3, 3]
+
 
 def project_points(points_cam, K, min_depth: Optional[float] = None):
     """Camera points [N, 3] -> (u, v), continuous pixel coordinates (pixel centres at +0.5, so
