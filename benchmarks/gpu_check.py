@@ -11,6 +11,9 @@ Phases (each in its own try/except; a failure is printed and recorded, the rest 
      means/quats/scales/opacities/SH and of means2d, radii agreement
   3. timings: forward+backward at ~100k Gaussians, 1280x1920 (halving N / resolution on
      out-of-memory), median of 5 after a warm-up, both backends, peak GPU memory
+  3b. gsplat_repeatability: the same inputs rendered and differentiated twice with gsplat (its
+     backward accumulates with atomics): whether outputs and gradients are bitwise equal, and the
+     largest relative difference and the share of differing entries of each gradient
   4. cpp_vs_gsplat: the compiled CPU backend (built on first use here: its compile time is
      recorded) on the CPU copy of the agreement scene against gsplat on CUDA: output and gradient
      differences as in phase 2, bitwise repeatability of two CPU calls, and CPU fwd+bwd timings of
@@ -175,6 +178,24 @@ def _render_with_grads(base, width, height, be):
     return (c.detach(), a.detach(), meta["radii"]), grads
 
 
+@phase("gsplat_repeatability")
+def gsplat_repeatability(n=20000, width=320, height=192):
+    if DRY:
+        width, height = 48, 32
+    base = scene(n, width, height, n_cams=2, sh_degree=3, seed=1)
+    (out1, grads1), (out2, grads2) = [_render_with_grads(base, width, height, "gsplat") for _ in range(2)]
+    res = {"n": n, "width": width, "height": height,
+           "outputs_bitwise_equal": all(torch.equal(x, y) for x, y in zip(out1, out2))}
+    for k in grads1:
+        a, b = grads1[k], grads2[k]
+        res[f"grad_bitwise_equal_{k}"] = bool(torch.equal(a, b))
+        res[f"grad_rel_{k}"] = ((a - b).abs().max() / a.abs().max().clamp(min=1e-20)).item()
+        res[f"grad_share_differing_{k}"] = (a != b).float().mean().item()
+    for k, v in res.items():
+        print(f"  {k:32s} {v}")
+    return res
+
+
 @phase("cpp_vs_gsplat")
 def cpp_vs_gsplat(n=20000, width=320, height=192):
     from models.rendering import cpp_backend
@@ -269,6 +290,7 @@ def main(argv=None):
         warmup()
         agreement(args.n_agree)
         rows = timing(args.n_big, h, w) or []
+        gsplat_repeatability(args.n_agree)
         cpp_vs_gsplat(args.n_agree)
         print(f"\n{'backend':8s} {'N':>8s} {'HxW':>10s} {'fwd+bwd ms':>11s} {'peak MB':>8s}")
         for r in rows:

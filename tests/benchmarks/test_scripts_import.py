@@ -26,6 +26,8 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     report = json.loads(out.read_text())
     assert report["errors"] == {}
     assert report["phases"]["agreement"]["ok"] and report["phases"]["timing"]["ok"]
+    repeat = report["phases"]["gsplat_repeatability"]
+    assert repeat["ok"] and repeat["result"]["outputs_bitwise_equal"] is True  # the dense reference is deterministic
     cpp = report["phases"]["cpp_vs_gsplat"]
     assert cpp["ok"] and cpp["result"]["cpp_bitwise_repeatable"] is True
     assert cpp["result"]["max_abs_rgb"] <= 1e-4  # in the dry run the dense reference stands in for gsplat
