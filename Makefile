@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: $(STAMP)
-	$(PY) tools/demo.py
+	$(VENV)/bin/omnire-demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -35,7 +35,7 @@ test-all: $(STAMP)
 # (KEEP_SLURM=1 leaves them running).
 test-slurm: $(STAMP)
 	sh tools/slurm/setup_local_slurm.sh
-	$(PY) tools/slurm/sweep_check.py --record docs/measurements/test_slurm.md; rc=$$?; \
+	$(PY) -m checks.slurm_sweep --record docs/measurements/test_slurm.md; rc=$$?; \
 	  [ -n "$(KEEP_SLURM)" ] || sh tools/slurm/stop_local_slurm.sh; exit $$rc
 
 clean:

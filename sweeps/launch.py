@@ -136,5 +136,5 @@ def summarize(rows: Sequence[Dict[str, Any]], sweep_dir: str) -> str:
     for r in rows:
         if r["status"] != "finished":
             lines.append(f"  {r['scene']}: {r['status']}" + (f": {r['error']}" if r.get("error") else ""))
-    lines.append(f"  table: .venv/bin/python tools/gather.py {sweep_dir}")
+    lines.append(f"  table: .venv/bin/omnire-gather {sweep_dir}")
     return "\n".join(lines)

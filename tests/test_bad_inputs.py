@@ -135,3 +135,19 @@ def test_train_command_reports_one_error_line(earlier_run, tmp_path):
     err = res.stderr.strip().splitlines()
     assert err == ["error: bad config value: sugar.mode='sdff' (expected sdf or density)"], res.stderr
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "inside_file"])
+def test_train_command_refuses_an_output_dir_that_is_a_file(tmp_path, where):
+    """omnire-train (here through tools/train.py) with output_dir=<an existing file>: one error line,
+    exit 2, the file untouched; not Hydra's FileExistsError traceback."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep me")
+    out = taken if where == "file" else taken / "run"
+    cmd = [sys.executable, "tools/train.py", "--config-name", "omnire_sugar_quick", f"output_dir={out}"]
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"error: output_dir={out} " + ("is a file" if where == "file" else f"passes through the file {taken}")
+        + ", expected a folder (new or a run's): choose another output_dir"], res.stderr
+    assert taken.read_text() == "keep me" and "Traceback" not in res.stderr

@@ -1,42 +1,10 @@
-"""Evaluate a trained run: PSNR / SSIM on the test views, and surface metrics of its mesh against the
-scene's ground truth (where it has one), restricted to what the training cameras saw.
+"""`omnire-eval` as a script: `.venv/bin/python tools/eval.py ARGS` runs `.venv/bin/omnire-eval ARGS` (omnire_cli/eval.py).
 
-    python tools/eval.py outputs/quick                      # mesh: exports/mesh_levelset.ply or mesh_tsdf.ply
-    python tools/eval.py outputs/quick --mesh /tmp/mesh.ply --tau 0.05
-
-Prints a table and writes <run>/eval.json. Bad input: one error line, exit status 2.
+Importing omnire_cli pins the CPU numerics before torch and NumPy load (models/reproducibility.py).
 """
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models.reproducibility import pin_cpu_numerics  # noqa: E402
-pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run", help="run folder (its newest checkpoint is used) or a checkpoint file")
-    p.add_argument("--mesh", default=None, help="mesh to score (default: the run's exported mesh)")
-    p.add_argument("--tau", type=float, default=0.05, help="distance threshold (metres) of precision/recall")
-    p.add_argument("--max-depth", type=float, default=None,
-                   help="score only GT surface the training cameras saw within this depth (metres)")
-    p.add_argument("--points", type=int, default=200_000, help="surface samples per mesh")
-    args = p.parse_args(argv)
-
-    from models.mesh.run_io import RunInputError, cli_message, evaluate_run, format_eval, load_run
-    try:
-        report = evaluate_run(load_run(args.run), mesh=args.mesh, tau=args.tau, n_points=args.points,
-                              max_depth=args.max_depth)
-    except RunInputError as exc:
-        print(f"error: {cli_message(exc, p)}", file=sys.stderr)
-        return 2
-    print(format_eval(report))
-    return 0
-
+from omnire_cli.eval import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,62 +1,10 @@
-"""Extract a mesh from a trained run (SuGaR level set + Poisson, or TSDF fusion of rendered depth).
+"""`omnire-mesh` as a script: `.venv/bin/python tools/extract_mesh.py ARGS` runs `.venv/bin/omnire-mesh ARGS` (omnire_cli/mesh.py).
 
-    python tools/extract_mesh.py outputs/quick                       # -> outputs/quick/exports/mesh_levelset.ply
-    python tools/extract_mesh.py outputs/quick --method tsdf
-    python tools/extract_mesh.py outputs/quick/checkpoints/step_001500.pt --poisson-depth 9 \
-        --target-triangles 200000 --views all --out /tmp/mesh.ply
-
-Bad input (missing checkpoint, a folder without checkpoints, a model with nothing to render) gives
-one error line and exit status 2.
+Importing omnire_cli pins the CPU numerics before torch and NumPy load (models/reproducibility.py).
 """
-from __future__ import annotations
-
-import argparse
 import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models.reproducibility import pin_cpu_numerics  # noqa: E402
-pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
-
-
-RENAMES = {"path": "--out"}  # library parameter -> flag, where the names differ
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run", help="run folder (its newest checkpoint is used) or a checkpoint file")
-    p.add_argument("--method", choices=["levelset", "tsdf"], default="levelset")
-    p.add_argument("--out", default=None, help="output .ply (default <run>/exports/mesh_<method>.ply)")
-    p.add_argument("--level", type=float, default=0.3, help="density level λ of the surface (levelset)")
-    p.add_argument("--poisson-depth", type=int, default=10, help="Poisson octree depth (SuGaR: 10)")
-    p.add_argument("--target-triangles", type=int, default=None, help="decimate to this many triangles")
-    p.add_argument("--views", choices=["train", "all"], default="train", help="views whose depth maps are used")
-    p.add_argument("--pixel-stride", type=int, default=1, help="use every N-th pixel row and column")
-    p.add_argument("--depth-trunc", type=float, default=None,
-                   help="tsdf: farthest fused depth in metres (default: max(2 x scene radius, 98th pct of depth))")
-    p.add_argument("--threads", type=int, default=1,
-                   help="Poisson threads (-1: all cores; 1 is fastest on a shared, loaded machine)")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-
-    from models.mesh.run_io import RunInputError, cli_message, default_mesh_path, extract_run_mesh, load_run, save_mesh
-    try:
-        t0 = time.perf_counter()
-        run = load_run(args.run)
-        mesh = extract_run_mesh(run, method=args.method, views=args.views, level=args.level,
-                                poisson_depth=args.poisson_depth, target_triangles=args.target_triangles,
-                                pixel_stride=args.pixel_stride, n_threads=args.threads,
-                                depth_trunc=args.depth_trunc,
-                                progress=not args.no_progress)
-        out = save_mesh(mesh, args.out or default_mesh_path(run, args.method))
-    except RunInputError as exc:
-        print(f"error: {cli_message(exc, p, renames=RENAMES)}", file=sys.stderr)
-        return 2
-    print(f"{args.method} mesh of {run.checkpoint} (step {run.step}): {len(mesh.vertices)} vertices, "
-          f"{len(mesh.faces)} triangles -> {out} ({time.perf_counter() - t0:.1f} s)")
-    return 0
-
+from omnire_cli.mesh import main
 
 if __name__ == "__main__":
     sys.exit(main())

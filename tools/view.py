@@ -1,54 +1,10 @@
-"""Serve the web viewer of a trained run (its newest checkpoint) or a checkpoint file.
+"""`omnire-view` as a script: `.venv/bin/python tools/view.py ARGS` runs `.venv/bin/omnire-view ARGS` (omnire_cli/view.py).
 
-    python tools/view.py outputs/demo                  # then open http://localhost:8080
-    python tools/view.py outputs/quick --port 8081 --render-height 360
-    python tools/train.py --config-name omnire_sugar_quick output_dir=outputs/quick viewer=true   # live
-
-Ctrl-C stops it. Bad input (a missing run, a folder without checkpoints) gives one error line and
-exit status 2. What the viewer shows: models/viewer/server.py.
+Importing omnire_cli pins the CPU numerics before torch and NumPy load (models/reproducibility.py).
 """
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models.reproducibility import pin_cpu_numerics  # noqa: E402
-pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run", help="run folder (its newest checkpoint is used) or a checkpoint file")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all interfaces, as viser)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
-    p.add_argument("--render-height", type=int, default=None, help="render height in pixels (default 240 CPU, 720 CUDA)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for rendering")
-    args = p.parse_args(argv)
-
-    from models.mesh.run_io import RunInputError
-    from models.trainers.single import resolve_device
-    from models.viewer.adapter import open_run
-    try:
-        device = str(resolve_device(args.device))
-        trainer, run_dir, ckpt = open_run(args.run, device=device, num_threads=args.threads)
-    except (RunInputError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from models.viewer.server import ViewerServer
-    try:
-        viewer = ViewerServer(trainer, host=args.host, port=args.port, run_dir=run_dir,
-                              render_height=args.render_height)
-    except OSError as exc:
-        print(f"error: could not listen on {args.host}:{args.port} ({exc}); pick another --port", file=sys.stderr)
-        return 2
-    print(f"viewer of {ckpt} (step {trainer.step}, {trainer.num_gaussians:,} Gaussians): "
-          f"http://localhost:{viewer.port}  (Ctrl-C to stop)", flush=True)
-    viewer.serve_forever()
-    return 0
-
+from omnire_cli.view import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,8 +11,8 @@ what they do around it:
 * `WorkstationLauncher` runs at most `jobs` jobs at a time (default: cores // num_threads, one per
   GPU on CUDA; 1 on a 2-core machine), each in its own process, starting the next as one ends.
 
-Hydra only instantiates launchers from the `hydra_plugins` package; tools/train.py puts the
-repository on sys.path (and PYTHONPATH, for the job processes) so this folder is found.
+Hydra only instantiates launchers from the `hydra_plugins` namespace package; the installed
+project (pyproject.toml) adds this folder to it, in omnire-train's process and in every job process.
 """
 
 import logging

@@ -31,7 +31,7 @@ def test_summary_lists_what_did_not_finish():
     text = summarize([{"scene": "a", "status": "finished", "error": None},
                       {"scene": "b", "status": "failed", "error": "ValueError: bad"}], "out")
     assert text.splitlines()[0] == "sweep out: 1 failed, 1 finished"
-    assert "  b: failed: ValueError: bad" in text and "tools/gather.py out" in text
+    assert "  b: failed: ValueError: bad" in text and "omnire-gather out" in text
 
 
 def test_launcher_configs_compose_with_their_options():
