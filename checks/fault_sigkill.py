@@ -2,10 +2,10 @@
 and check, after every kill, that the newest checkpoint reads and that `resume=auto` continues from
 it; at the end, the killed-and-resumed run must equal an uninterrupted one byte for byte.
 
-    .venv/bin/python benchmarks/fault_sigkill.py                  # 20 kills on a small street, ~3 min
-    .venv/bin/python benchmarks/fault_sigkill.py --kills 5 --out outputs/fault_sigkill
+    .venv/bin/python -m checks.fault_sigkill                  # 20 kills on a small street, ~3 min
+    .venv/bin/python -m checks.fault_sigkill --kills 5 --out outputs/fault_sigkill
 
-Each round starts `tools/train.py ... resume=auto` (the user's command), waits until the run has
+Each round starts `omnire-train ... resume=auto` (the user's command), waits until the run has
 written a new checkpoint, then kills it either at a random moment within the next checkpoint
 interval or, every other round, as soon as a checkpoint save has begun (its hidden temporary file
 exists). Prints one line per kill and "N of N kills recovered"; exit status 0 only if all were.
@@ -26,7 +26,6 @@ from typing import List, Optional
 
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 from models.reproducibility import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
 import torch  # noqa: E402
@@ -46,7 +45,7 @@ RESUMED_RE = re.compile(r"resumed from (\S+) at step (\d+)")
 
 
 def train_cmd(out: Path, scene: Path, extra: List[str]) -> List[str]:
-    return [sys.executable, str(REPO / "tools" / "train.py"), "--config-name", "omnire_sugar_quick",
+    return [sys.executable, "-m", "omnire_cli.train", "--config-name", "omnire_sugar_quick",
             f"output_dir={out}", f"scene.path={scene}", *SCENE, *TRAINING, *extra]
 
 
@@ -66,7 +65,7 @@ def kill_round(out: Path, scene: Path, rng: random.Random, during_save: bool, lo
     start_step = newest_step(out)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(train_cmd(out, scene, ["resume=auto"]), cwd=REPO, stdout=log,
-                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+                                stderr=subprocess.STDOUT)
         t0 = time.monotonic()
         # wait for progress: a checkpoint newer than the one this round started from
         while newest_step(out) <= start_step and proc.poll() is None and time.monotonic() - t0 < timeout:
@@ -138,8 +137,7 @@ def main(argv=None) -> int:
               f"({len(list_checkpoints(out / 'checkpoints'))} kept) "
               f"{'reads' if ok else 'FAILED: ' + problem}", flush=True)
     # finish the killed run with resume=auto
-    res = subprocess.run(train_cmd(out, scene, ["resume=auto"]), cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    res = subprocess.run(train_cmd(out, scene, ["resume=auto"]), cwd=REPO, capture_output=True, text=True)
     resumed = RESUMED_RE.search(res.stdout + res.stderr)
     finished = res.returncode == 0 and (out / "exports" / "gaussians.ply").is_file()
     print(f"final resume=auto from step {resumed.group(2) if resumed else '?'}: "
@@ -147,8 +145,7 @@ def main(argv=None) -> int:
     same = None
     if not args.no_compare and finished:
         ref = work / "uninterrupted"
-        subprocess.run(train_cmd(ref, scene, []), cwd=REPO, check=True, capture_output=True,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
+        subprocess.run(train_cmd(ref, scene, []), cwd=REPO, check=True, capture_output=True)
         names = ["exports/gaussians.ply", "metrics.json"]
         same = all((out / n).read_bytes() == (ref / n).read_bytes() for n in names)
         # the final checkpoints differ only in the config's output_dir: compare their tensors

@@ -1,7 +1,7 @@
 """GPU check: the PyTorch backend against gsplat's CUDA rasterizer, then fwd+bwd timings; and the
 compiled CPU backend ("cpp", run on this machine's CPU) against gsplat.
 
-    .venv/bin/python benchmarks/gpu_check.py --out gpu_check.json [--n-big 100000 --size-big 1280x1920]
+    .venv/bin/python -m checks.gpu_check --out gpu_check.json [--n-big 100000 --size-big 1280x1920]
 
 Phases (each in its own try/except; a failure is printed and recorded, the rest still runs):
   0. environment (torch, CUDA, gsplat versions, device name)
@@ -30,7 +30,6 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.reproducibility import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
 
@@ -76,7 +75,7 @@ def phase(name):
 
 
 def scene(n, width, height, n_cams=1, sh_degree=None, seed=0):
-    from benchmarks.random_scene import frontal_gaussians
+    from models.rendering.random_scene import frontal_gaussians
     out = frontal_gaussians(n, width, height, n_cams=n_cams, sh_degree=sh_degree, seed=seed)
     return [t.to(DEVICE) for t in out]
 

@@ -11,7 +11,7 @@
    same scene (a second sweep on the same cluster): exported PLY bytes, metrics, final checkpoint;
 4. prints the gather table of both sweeps.
 
-    .venv/bin/python tools/slurm/sweep_check.py [--work outputs/test_slurm] [--record FILE]
+    .venv/bin/python -m checks.slurm_sweep [--work outputs/test_slurm] [--record FILE]
 
 Exit status 0 when every check passed, 1 otherwise.
 """
@@ -26,8 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[1]
 from models.reproducibility import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
 
@@ -75,7 +74,7 @@ def make_scenes(root: Path) -> dict:
 
 
 def sweep_command(out: Path, scenes: list) -> list:
-    return [str(REPO / ".venv/bin/python"), str(REPO / "tools/train.py"), "--config-name", "omnire_sugar_quick",
+    return [str(REPO / ".venv/bin/python"), "-m", "omnire_cli.train", "--config-name", "omnire_sugar_quick",
             "--multirun", *SLURM, "scene=processed", "scene.path=" + ",".join(str(s) for s in scenes),
             f"output_dir={out}", *TRAIN]
 
@@ -117,7 +116,7 @@ def main(argv=None) -> int:
         shutil.rmtree(work / sub, ignore_errors=True)
     t0 = time.time()
     scenes = make_scenes(work / "scenes")
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     log(f"# make test-slurm ({time.strftime('%Y-%m-%d %H:%M:%S %Z')}, host {os.uname().nodename}, "
         f"{os.cpu_count()} CPUs)")
     log(subprocess.run(["sinfo", "--version"], capture_output=True, text=True).stdout.strip()
@@ -194,9 +193,9 @@ def main(argv=None) -> int:
             failures.append(f"{name} differs from the uninterrupted run: {diffs[:3]}")
 
     # 4. tables
-    log("\n## tools/gather.py " + str(sweep.relative_to(REPO) if sweep.is_relative_to(REPO) else sweep))
+    log("\n## omnire-gather " + str(sweep.relative_to(REPO) if sweep.is_relative_to(REPO) else sweep))
     log(to_markdown(gather(sweep)))
-    log("\n## tools/gather.py " + str(reference.relative_to(REPO) if reference.is_relative_to(REPO) else reference))
+    log("\n## omnire-gather " + str(reference.relative_to(REPO) if reference.is_relative_to(REPO) else reference))
     log(to_markdown(gather(reference)))
     log(f"\n{'PASSED' if not failures else 'FAILED'} in {time.time() - t0:.0f} s")
     for f in failures:

@@ -1,7 +1,7 @@
 """Open a run's exports in the SuperSplat viewer (npm @playcanvas/supersplat-viewer) in headless
 Chromium and compare what it shows with this project's render of the first training camera.
 
-    python tools/check_splat_viewer.py outputs/demo [--out outputs/demo/supersplat_check]
+    .venv/bin/python -m checks.splat_viewer outputs/demo [--out outputs/demo/supersplat_check]
 
 It writes the exports (viewer axes) into a scratch folder, serves them beside the viewer's static
 site, opens `index.html?webgl&noui&content=gaussians.ply&settings=supersplat_settings.json`, and
@@ -24,9 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from models.reproducibility import pin_cpu_numerics  # noqa: E402
-pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
+from omnire_cli.errors import fail  # noqa: E402  (importing omnire_cli pins the CPU numerics first)
 
 VIEWER_PACKAGE = "@playcanvas/supersplat-viewer@1.36.2"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -37,7 +35,7 @@ def viewer_site(viewer_dir: Path) -> Path:
     site = viewer_dir / "node_modules" / "@playcanvas" / "supersplat-viewer" / "public"
     if not (site / "index.html").is_file():
         if shutil.which("npm") is None:
-            raise SystemExit("error: npm is needed to install the SuperSplat viewer (apt-get install npm)")
+            raise SystemExit(fail("npm is needed to install the SuperSplat viewer (apt-get install npm)"))
         viewer_dir.mkdir(parents=True, exist_ok=True)
         subprocess.run(["npm", "install", "--prefix", str(viewer_dir), "--no-audit", "--no-fund", VIEWER_PACKAGE],
                        check=True, stdout=subprocess.DEVNULL)
@@ -77,8 +75,7 @@ def main(argv=None) -> int:
     try:
         trainer, run_dir, ckpt = open_run(args.run)
     except RunInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     out = Path(args.out) if args.out else run_dir / "supersplat_check"
     site = out / "site"
     shutil.rmtree(site, ignore_errors=True)
@@ -118,9 +115,7 @@ def main(argv=None) -> int:
         browser.close()
     httpd.shutdown()
     if shot is None or shot.std() <= 0.03:
-        print(f"error: the SuperSplat viewer showed nothing in {args.timeout:.0f} s (page errors: {errors[:3]})",
-              file=sys.stderr)
-        return 1
+        return fail(f"the SuperSplat viewer showed nothing in {args.timeout:.0f} s (page errors: {errors[:3]})", 1)
     small = np.asarray(Image.fromarray((shot * 255).astype(np.uint8)).resize((W, H), Image.BOX),
                        dtype=np.float32) / 255
     d_upright = float(np.abs(small - want).mean())

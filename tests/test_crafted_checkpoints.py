@@ -32,7 +32,7 @@ class Payload:
 
 
 def _tool(name):
-    for folder in ("tools", "benchmarks"):  # user commands in tools/, benchmarks (once moved) in benchmarks/
+    for folder in ("benchmarks",):
         path = REPO / folder / f"{name}.py"
         if path.is_file():
             spec = importlib.util.spec_from_file_location(f"_crafted_{name}", path)
@@ -104,11 +104,11 @@ def test_train_tool_resume_refuses(tmp_path, marker):
     assert last.startswith(f"error: checkpoint {evil} refused") and "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("tool", ["eval", "extract_mesh"])
-def test_run_tools_refuse(tmp_path, marker, capsys, tool):
+@pytest.mark.parametrize("tool", ["eval", "mesh"])
+def test_run_tools_refuse(tmp_path, marker, capsys, tool):  # omnire-eval, omnire-mesh
     evil = craft(tmp_path / "run" / "checkpoints" / "step_000015.pt", marker)
     for target in (evil, evil.parent.parent):  # a checkpoint file, or the run folder
-        assert _tool(tool).main([str(target)]) == 2
+        assert importlib.import_module(f"omnire_cli.{tool}").main([str(target)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith(f"error: checkpoint {evil} refused"), err
 

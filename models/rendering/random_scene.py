@@ -1,4 +1,5 @@
-"""Random Gaussians spread over a camera's view: the shared input of the renderer benchmarks."""
+"""Random Gaussians spread over a camera's view: the shared input of the renderer benchmarks, the GPU
+check and the compiled backend's tests."""
 from __future__ import annotations
 
 import math

@@ -1,28 +1,42 @@
-"""Every script in benchmarks/ loads as its command line loads it (its imports resolve after the move
-out of tools/ and models/), and gpu_check's CPU dry run writes its report."""
+"""Every benchmark and check loads as its command line loads it (`.venv/bin/python -m benchmarks.<name>`,
+`-m checks.<name>`, from the repository root, with no sys.path changes), and gpu_check's CPU dry run
+writes its report. They run in a child process: tests import nothing from benchmarks/ or checks/."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest
-
-from tests.script_loader import load_script
-
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = sorted(p.stem for p in (REPO / "benchmarks").glob("*.py") if p.stem != "__init__")
+SCRIPTS = {folder: sorted(p.stem for p in (REPO / folder).glob("*.py") if p.stem != "__init__")
+           for folder in ("benchmarks", "checks")}
+WITH_MAIN = ("bench_", "gpu_check", "fit_image", "record_trace", "fault_sigkill", "splat_viewer", "slurm_sweep")
+
+LOAD_ALL = """
+import importlib, sys
+for name in sys.argv[1:]:
+    module = importlib.import_module(name)
+    if name.rsplit(".", 1)[1].startswith(WITH_MAIN):
+        assert callable(module.main), name + " has no main()"
+print("loaded", len(sys.argv) - 1)
+"""
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
-def test_benchmark_script_loads(name):
-    module = load_script(name, "benchmarks")
-    if name.startswith("bench_") or name in ("gpu_check", "fit_image", "record_trace"):
-        assert callable(module.main), f"benchmarks/{name}.py has no main()"
+def test_every_benchmark_and_check_loads_as_a_module():
+    names = [f"{folder}.{name}" for folder, stems in SCRIPTS.items() for name in stems]
+    assert "checks.gpu_check" in names and "benchmarks.bench_render" in names
+    res = subprocess.run([sys.executable, "-c", f"WITH_MAIN = {WITH_MAIN!r}" + LOAD_ALL, *names], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"loaded {len(names)}" in res.stdout
 
 
 def test_gpu_check_dry_run_on_cpu(tmp_path):
     out = tmp_path / "gpu_check.json"
-    assert load_script("gpu_check", "benchmarks").main(["--dry-run-cpu", "--out", str(out)]) == 0
+    res = subprocess.run([sys.executable, "-m", "checks.gpu_check", "--dry-run-cpu", "--out", str(out)], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["errors"] == {}
     assert report["phases"]["agreement"]["ok"] and report["phases"]["timing"]["ok"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models.rendering import cpp_backend, rasterization
-from benchmarks.random_scene import frontal_gaussians
+from models.rendering.random_scene import frontal_gaussians
 from tests.rendering.scenes import random_scene
 
 REPO = Path(__file__).resolve().parents[2]

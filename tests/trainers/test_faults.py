@@ -200,7 +200,7 @@ def test_progress_is_a_bar_on_a_terminal(scene_dir, tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_at_20_random_moments_recovers_every_time(tmp_path):
-    res = subprocess.run([sys.executable, "benchmarks/fault_sigkill.py", "--kills", "20",
+    res = subprocess.run([sys.executable, "-m", "checks.fault_sigkill", "--kills", "20",
                           "--out", os.path.relpath(tmp_path / "fault", REPO)], cwd=REPO, env=ENV,
                          capture_output=True, text=True, timeout=1800)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
