@@ -3,8 +3,8 @@ forward and backward) with the deterministic gathers (`take` = index_select, tod
 side with the plain `tensor[index]` gathers they replaced (not reproducible with several threads)
 and with those under `torch.use_deterministic_algorithms(True)` (reproducible, serial index_put).
 
-    .venv/bin/python benchmarks/bench_determinism.py                 # default sizes, 2 threads
-    .venv/bin/python benchmarks/bench_determinism.py --gaussians 15000 --samples 5000 --knn 16 --runs 9
+    .venv/bin/python -m benchmarks.bench_determinism                 # default sizes, 2 threads
+    .venv/bin/python -m benchmarks.bench_determinism --gaussians 15000 --samples 5000 --knn 16 --runs 9
 
 Prints a table: median seconds of `--runs` timed runs (after one warm-up) and whether 5 repeated
 runs gave bitwise-identical gradients.
@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.reproducibility import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
 import torch  # noqa: E402

@@ -1,7 +1,7 @@
 """The cost of reproducible numerics: seconds per training step in each stage with the pinned code
 paths (the default) and without them (OMNIRE_REPRODUCIBLE=0), measured side by side.
 
-    .venv/bin/python benchmarks/bench_numerics.py [--rounds 3] [--steps 40] [--seed-model]
+    .venv/bin/python -m benchmarks.bench_numerics [--rounds 3] [--steps 40] [--seed-model]
 
 The modes are fixed when torch loads, so each measurement is a child process in one mode; children
 alternate (pinned, fast, pinned, fast, ...) so that both modes see the same machine. A child resumes
@@ -41,7 +41,7 @@ def checkpoint_for(name: str) -> Path:
     ckpt = out / "checkpoints" / f"step_{step:06d}.pt"
     if not ckpt.exists():
         print(f"training the {name} model to step {step} (once) ...", flush=True)
-        subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), "--config-name", config, f"output_dir={out}",
+        subprocess.run([sys.executable, "-m", "omnire_cli.train", "--config-name", config, f"output_dir={out}",
                         "log.progress=false", f"stop_after={step}", f"checkpoint.every={step}"],
                        cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     return ckpt
@@ -61,7 +61,6 @@ def segments(step: int, steps: int):
 
 def child(name: str, ckpt: str, steps: int) -> None:
     """One process, one mode: time `steps` steps of each stage from the checkpoint; print JSON."""
-    sys.path.insert(0, str(REPO))
     from models.reproducibility import describe, pin_cpu_numerics
     pin_cpu_numerics()
     import logging

@@ -10,9 +10,9 @@ footprint, normal consistency), the rendered depth against the GT depth maps, te
 Gaussians, seconds per stage, the share of undecided opacities at the end of each stage; prints one
 table and writes <out>/bench_quality.json, <out>/bench_quality.png (and --json PATH).
 
-    .venv/bin/python benchmarks/bench_quality.py --quick --max-depth 40                # 1,500 steps, default scene
-    .venv/bin/python benchmarks/bench_quality.py --max-depth 40 --budget-min 10 --reuse  # the seed's schedule, in pieces
-    .venv/bin/python benchmarks/bench_quality.py --quick --out /tmp/bq1 scene.seed=1     # another street
+    .venv/bin/python -m benchmarks.bench_quality --quick --max-depth 40                # 1,500 steps, default scene
+    .venv/bin/python -m benchmarks.bench_quality --max-depth 40 --budget-min 10 --reuse  # the seed's schedule, in pieces
+    .venv/bin/python -m benchmarks.bench_quality --quick --out /tmp/bq1 scene.seed=1     # another street
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.reproducibility import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
+from omnire_cli.errors import fail  # noqa: E402
 
 
 RENAMES = {"total": "--steps"}  # library parameter -> flag, where the names differ
@@ -82,8 +82,7 @@ def main(argv=None) -> int:
                                     figure=not args.no_figure, eval_device=args.eval_device,
                                     train_only=args.train_only)
     except RunInputError as exc:
-        print(f"error: {cli_message(exc, p, renames=RENAMES)}", file=sys.stderr)
-        return 2
+        return fail(cli_message(exc, p, renames=RENAMES))
     if results is None:
         print("stopped by --budget-min; rerun the same command with --reuse to continue", file=sys.stderr)
         return 3

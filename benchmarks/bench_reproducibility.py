@@ -1,11 +1,11 @@
 """Same bytes from many processes: the README's tiny run, N times in N fresh processes, each file's
 md5 counted, and compared with the golden checksums the repository holds.
 
-    .venv/bin/python benchmarks/bench_reproducibility.py [--runs 50] [--simulate] [--record FILE]
+    .venv/bin/python -m benchmarks.bench_reproducibility [--runs 50] [--simulate] [--record FILE]
 
 --simulate adds one run per simulated machine (the environments of tests/test_reproducibility.py:
 torch's kernel set, MKL's instruction set, OpenMP threads). Each process starts from the user's
-environment (none of the pinned variables set), as a user's shell does; tools/train.py pins them.
+environment (none of the pinned variables set), as a user's shell does; omnire-train pins them.
 Prints a table of md5 -> number of runs, per file; exits 1 when the runs disagree or differ from
 the golden checksums. One run takes about 20 s on a 2-core CPU.
 """
@@ -39,7 +39,7 @@ def user_environment(extra=None) -> dict:
 
 
 def one_run(overrides, out: Path, env: dict) -> dict:
-    cmd = [sys.executable, str(REPO / "tools" / "train.py"), *overrides, f"output_dir={out}"]
+    cmd = [sys.executable, "-m", "omnire_cli.train", *overrides, f"output_dir={out}"]
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     lines = [f"# {len(results)} processes of the tiny run ({golden['command']})",
              f"# machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
              f"ATen capability without pinning: {torch.backends.cpu.get_cpu_capability()}",
-             f"# command: .venv/bin/python benchmarks/bench_reproducibility.py --runs {args.runs}"
+             f"# command: .venv/bin/python -m benchmarks.bench_reproducibility --runs {args.runs}"
              + (" --simulate" if args.simulate else ""), ""]
     ok = True
     for f in OUTPUTS:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Time generating (and loading) the default synthetic scene; prints a table of medians.
 
-  .venv/bin/python benchmarks/bench_scene.py              # 3 runs of configs/scene/synthetic.yaml
-  .venv/bin/python benchmarks/bench_scene.py --runs 5 scene.supersample=1
+  .venv/bin/python -m benchmarks.bench_scene              # 3 runs of configs/scene/synthetic.yaml
+  .venv/bin/python -m benchmarks.bench_scene --runs 5 scene.supersample=1
 
 Rows: the phases of generation (camera rendering, LiDAR, writing files), the total against the
 30 s budget, and, for reference in the same run, loading the written scene back.
@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.reproducibility import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
 

@@ -1,6 +1,6 @@
 """Cost of StageSchedule.step() over the seed's 15,000 steps, and of to_state()/from_state().
 
-    .venv/bin/python benchmarks/bench_schedule.py [--repeats 7]
+    .venv/bin/python -m benchmarks.bench_schedule [--repeats 7]
 
 Prints a table: median over repeats (each repeat times all 15,000 step() calls, or 10,000
 state round trips). Reference measured side by side: a linear scan over the stages (what
@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.reproducibility import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
 

@@ -2,14 +2,14 @@
 of the stage machinery in a pretrain step, checkpoint save / resume time, and optionally the wall
 time of `make demo`.
 
-    .venv/bin/python benchmarks/bench_train.py [--config-name omnire_sugar_quick] [--reps 7] [--demo]
+    .venv/bin/python -m benchmarks.bench_train [--config-name omnire_sugar_quick] [--reps 7] [--demo]
 
 1. trains the configured schedule once, timing every step; prints the median per stage;
 2. on the trained model, interleaves `reps` rounds of: a SingleTrainer pretrain step (stage
    machinery, hooks, colour-only render) and a bare 3DGS step written here without any stage or
    SuGaR code (the reference: same render, loss, backward, optimizer); prints both medians;
 3. checkpoint save (atomic write) and resume (a new trainer loading it) times, median of `reps`;
-4. with --demo: the wall time of `python tools/demo.py` in a fresh process.
+4. with --demo: the wall time of `.venv/bin/omnire-demo` in a fresh process.
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 from models.reproducibility import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
 
@@ -59,7 +58,7 @@ def main(argv=None) -> None:
     ap.add_argument("--config-name", default="omnire_sugar_quick")
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--steps-per-rep", type=int, default=5)
-    ap.add_argument("--demo", action="store_true", help="also time `python tools/demo.py` end to end")
+    ap.add_argument("--demo", action="store_true", help="also time `.venv/bin/omnire-demo` end to end")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
@@ -69,7 +68,7 @@ def main(argv=None) -> None:
                                                    "log.tensorboard=false", "log.snapshot_every=0",
                                                    "checkpoint.every=0", *args.overrides])
     t0 = time.perf_counter()
-    configure_process(cfg)  # the config's threads and seeds, as tools/train.py sets them
+    configure_process(cfg)  # the config's threads and seeds, as omnire-train sets them
     tr = SingleTrainer(cfg, output_dir=cfg.output_dir)
     setup_s = time.perf_counter() - t0
     per_stage = defaultdict(list)
@@ -125,9 +124,9 @@ def main(argv=None) -> None:
 
     if args.demo:
         t = time.perf_counter()
-        subprocess.run([sys.executable, "tools/demo.py", "--out", str(tmp / "demo"), "log.progress=false"],
+        subprocess.run([sys.executable, "-m", "omnire_cli.demo", "--out", str(tmp / "demo"), "log.progress=false"],
                        cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-        print(f"\n`python tools/demo.py` wall time: {time.perf_counter() - t:.1f} s (one run)")
+        print(f"\n`.venv/bin/omnire-demo` wall time: {time.perf_counter() - t:.1f} s (one run)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Does an attached viewer slow training when nobody is connected? Prints a table.
 
-    python benchmarks/bench_viewer.py [--blocks 6] [--steps 10] [--scene-overrides ...]
+    .venv/bin/python -m benchmarks.bench_viewer [--blocks 6] [--steps 10] [--scene-overrides ...]
 
 One SingleTrainer on the default scene (quick config, 2 threads). Blocks of training steps
 alternate between the bare train_step and the one wrapped by a live ViewerServer with no browser
@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 from models.reproducibility import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
 
@@ -45,7 +44,7 @@ def main(argv=None) -> None:
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose("omnire_sugar_quick", overrides=["log.progress=false", "num_threads=2", *args.overrides])
-    configure_process(cfg)  # num_threads=2 and the seeds, as tools/train.py sets them
+    configure_process(cfg)  # num_threads=2 and the seeds, as omnire-train sets them
     trainer = SingleTrainer(cfg, output_dir=None)
     bare = trainer.train_step
     viewer = ViewerServer(trainer, host="127.0.0.1", port=free_port(), live=True)

@@ -1,8 +1,8 @@
 """Fit Gaussians to one procedural image through the renderer (a smoke test of the whole loop:
 rasterization -> loss -> backward -> DefaultStrategy densification -> Adam) and print the PSNR.
 
-    .venv/bin/python benchmarks/fit_image.py                       # 2k points, 500 steps, CPU
-    .venv/bin/python benchmarks/fit_image.py --steps 300 --points 1000 --log-every 50
+    .venv/bin/python -m benchmarks.fit_image                       # 2k points, 500 steps, CPU
+    .venv/bin/python -m benchmarks.fit_image --steps 300 --points 1000 --log-every 50
 
 Densification is gsplat's DefaultStrategy (refine every 50 steps from step 100 to 80 % of the run,
 grow_grad2d 5e-4 as drivestudio uses).
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.reproducibility import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
 

@@ -71,11 +71,11 @@ t1=$(stamp)
 run_variant() {
   local v=$1 s e rc=0
   s=$(stamp)
-  "$PY" benchmarks/bench_quality.py "${ARGS[@]}" --variants "$v" --eval-device $EVAL > "$OUT/run_$v.log" 2>&1 || rc=$?
+  "$PY" -m benchmarks.bench_quality "${ARGS[@]}" --variants "$v" --eval-device $EVAL > "$OUT/run_$v.log" 2>&1 || rc=$?
   if [ $rc -ne 0 ] && [ -f "$OUT/runs/$v/bench_timing.json" ]; then  # trained, but scoring on cuda failed
     mv "$OUT/run_$v.log" "$OUT/run_${v}_cuda_scoring.log"
     rc=0
-    "$PY" benchmarks/bench_quality.py "${ARGS[@]}" --variants "$v" > "$OUT/run_$v.log" 2>&1 || rc=$?
+    "$PY" -m benchmarks.bench_quality "${ARGS[@]}" --variants "$v" > "$OUT/run_$v.log" 2>&1 || rc=$?
   fi
   e=$(stamp)
   echo "run $v (train + meshes + scores) $(secs "$s" "$e") s (exit $rc)" >> "$OUT/timing.txt"
@@ -88,7 +88,7 @@ wait $pa || true
 wait $pc || true
 
 # 3. the table and the JSON from both runs' saved scores
-"$PY" benchmarks/bench_quality.py "${ARGS[@]}" --variants a_pretrain,c_pretrain_entropy_sugar \
+"$PY" -m benchmarks.bench_quality "${ARGS[@]}" --variants a_pretrain,c_pretrain_entropy_sugar \
   --json "$OUT/bench_quality_gpu.json" > "$OUT/table.log" 2>&1 || true
 t3=$(stamp)
 echo "total $(secs "$t0" "$t3") s" >> "$OUT/timing.txt"

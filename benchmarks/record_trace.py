@@ -1,6 +1,6 @@
 """Record the seed's acceptance run into state/trace/T-FR-ARCH-001/.
 
-    .venv/bin/python benchmarks/record_trace.py [--config-name omnire_sugar_quick] [--stop-after 800]
+    .venv/bin/python -m benchmarks.record_trace [--config-name omnire_sugar_quick] [--stop-after 800]
 
 Runs a real training in two processes: the first stops after `--stop-after` steps (the quick
 schedule's equivalent of the seed's 8,000-step checkpoint) and writes a checkpoint; the second
@@ -46,7 +46,7 @@ def main(argv=None) -> None:
     run_dir, out = REPO / args.run_dir, REPO / args.out
     shutil.rmtree(run_dir, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    base = [sys.executable, "tools/train.py", "--config-name", args.config_name, f"output_dir={args.run_dir}",
+    base = [sys.executable, "-m", "omnire_cli.train", "--config-name", args.config_name, f"output_dir={args.run_dir}",
             "log.progress=false", *args.overrides]
     first = base + [f"stop_after={args.stop_after}"]
     second = base + ["resume=true"]

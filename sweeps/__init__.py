@@ -5,5 +5,5 @@ scene_list.py  `scene_list=FILE` on the command line -> a `scene.path=a,b,...` s
 job.py         one scene inside a sweep: status file, failure report, preemption -> checkpoint + requeue
 launch.py      capacity of a workstation, output-folder plan, waiting for jobs (used by the launchers in
                hydra_plugins/omnire_sugar_launchers)
-gather.py      one table over a sweep's scenes (tools/gather.py)
+gather.py      one table over a sweep's scenes (omnire-gather)
 """

@@ -1,4 +1,4 @@
-"""One table over the scenes of a sweep folder (tools/gather.py).
+"""One table over the scenes of a sweep folder (omnire-gather).
 
 A scene folder is any sub-folder of the sweep with a job.json, a config.yaml or checkpoints. Each
 row says what the folder holds, read from what the run wrote:
@@ -9,7 +9,7 @@ row says what the folder holds, read from what the run wrote:
   steps, stage    the newest of: checkpoints/step_*.pt, metrics.json, job.json; out of the schedule in
                   config.yaml, and the stage of that step
   PSNR, SSIM, Gaussians   metrics.json (test views at the end of training)
-  mesh metrics    eval.json's "surface" (tools/eval.py after tools/extract_mesh.py), where present
+  mesh metrics    eval.json's "surface" (omnire-eval after omnire-mesh), where present
   wall time       job.json: the sum of its attempts' durations; attempts = 1 + requeues/restarts
   error           job.json's one-line error of a failed scene
 """

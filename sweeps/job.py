@@ -1,12 +1,12 @@
 """One scene of a sweep: its status file, its failure report, and preemption handling.
 
-`run_sweep_job(cfg)` is what tools/train.py runs for each job of a `--multirun`. It
+`run_sweep_job(cfg)` is what omnire-train runs for each job of a `--multirun`. It
 
 * trains into the job's own folder (`<sweep dir>/<scene name>`, Hydra's runtime output dir) with
   `resume=auto` unless resume was given: a requeued or relaunched job continues its checkpoint;
 * keeps `job.json` there: the scene, its status (running / finished / stopped / failed /
   requeued / interrupted), the one-line error of a failure, and one record per attempt (host, job
-  id, restart count, steps, start/end); tools/gather.py reads it;
+  id, restart count, steps, start/end); omnire-gather reads it;
 * on submitit's preemption/timeout signal (SIGUSR2, `SUBMITIT_PREEMPT_SIGNAL`) lets the trainer
   finish its step and write a checkpoint, then hands over to submitit's own handler, which pickles
   the job again and requeues it (`scontrol requeue` on SLURM; a restart on the local executor);

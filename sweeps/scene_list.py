@@ -1,7 +1,7 @@
 """`scene_list=FILE`: sweep over the scene folders listed in a text file.
 
 Hydra's sweeper expands comma-separated values; a fleet of hundreds of scenes is easier to keep in
-a file. tools/train.py turns `scene_list=FILE` into `scene.path='a','b',...` (and `scene=processed`
+a file. omnire-train turns `scene_list=FILE` into `scene.path='a','b',...` (and `scene=processed`
 unless a scene option is given) before Hydra reads the command line.
 
 File format: one scene folder per line; blank lines and `#` comments are skipped; a relative path
