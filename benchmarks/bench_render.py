@@ -1,10 +1,10 @@
 """Benchmark: forward+backward seconds of the compiled C++ backend, the PyTorch backend and the dense
 reference, side by side in the same run.
 
-    .venv/bin/python benchmarks/bench_render.py                      # full table (N x size grid)
-    .venv/bin/python benchmarks/bench_render.py --n 5000 --size 128x192 --reps 5
-    .venv/bin/python benchmarks/bench_render.py --no-dense           # compiled and PyTorch backends only
-    .venv/bin/python benchmarks/bench_render.py --run outputs/omnire_sugar --views 4 --backends cpp
+    .venv/bin/python -m benchmarks.bench_render                      # full table (N x size grid)
+    .venv/bin/python -m benchmarks.bench_render --n 5000 --size 128x192 --reps 5
+    .venv/bin/python -m benchmarks.bench_render --no-dense           # compiled and PyTorch backends only
+    .venv/bin/python -m benchmarks.bench_render --run outputs/omnire_sugar --views 4 --backends cpp
                                  # a trained model (run folder or checkpoint) in its own training views
 
 With ``--run`` the Gaussians are a trained model's and the cameras its scene's training views (evenly
@@ -30,14 +30,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.reproducibility import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
 
 import torch  # noqa: E402
 
 from models.rendering import rasterization  # noqa: E402
-from benchmarks.random_scene import frontal_gaussians  # noqa: E402
+from models.rendering.random_scene import frontal_gaussians  # noqa: E402
 from models.rendering.reference import rasterization_dense  # noqa: E402
 
 

@@ -100,7 +100,7 @@ def train_bench_run(config_name: str, out: Path, schedule: list, overrides: Sequ
     schedule = [dict(s, hooks={**hooks.get(s["name"], {}), **(s.get("hooks") or {})}) for s in schedule]
     cfg = _compose(config_name, [*overrides, _schedule_override(schedule), f"output_dir={out}"])
     try:  # the configured trainer class: SingleTrainer, or MultiTrainer with trainer=MultiTrainer
-        configure_process(cfg)  # threads and seeds from the config, as tools/train.py sets them
+        configure_process(cfg)  # threads and seeds from the config, as omnire-train sets them
         trainer = trainer_class(str(cfg.get("trainer", "SingleTrainer")))(cfg, output_dir=out, resume=resume)
     except ValueError as exc:
         raise RunInputError(f"{out.name}: bad configuration: {exc}") from None

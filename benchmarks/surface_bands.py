@@ -13,7 +13,7 @@ For a trained run on a scene with ground truth (the synthetic streets), three ta
    tau), per band of GT depth; plus the Gaussians' smallest scale (their thickness), which offsets a
    level set d = 0.3 by about 1.55 times that scale in front of a flat Gaussian's centre.
 
-    .venv/bin/python benchmarks/surface_bands.py outputs/bq_seed0/c_pretrain_entropy_sugar [--mesh M]
+    .venv/bin/python -m benchmarks.surface_bands outputs/bq_seed0/c_pretrain_entropy_sugar [--mesh M]
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.reproducibility import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
 import numpy as np  # noqa: E402
@@ -130,7 +129,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"run: {args.run}'s scene has no ground-truth mesh (expected a synthetic street)")
     mesh = Path(args.mesh) if args.mesh else run.run_dir / "exports" / "mesh_levelset.ply"
     if not mesh.is_file():
-        raise SystemExit(f"--mesh: {mesh} does not exist (run tools/extract_mesh.py first or pass --mesh)")
+        raise SystemExit(f"--mesh: {mesh} does not exist (run omnire-mesh first or pass --mesh)")
     cm = f"{100 * args.tau:g} cm"
     print(f"{run.checkpoint} (step {run.step}), mesh {mesh}, tau {cm}, GT within {args.max_depth:g} m")
     mrows = mesh_bands(run, mesh, tau=args.tau, max_depth=args.max_depth)

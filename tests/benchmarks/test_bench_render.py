@@ -1,13 +1,11 @@
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 
 def test_bench_render_runs_a_tiny_subset(capsys):
-    import bench_render
+    from benchmarks import bench_render
     n = torch.get_num_threads()
     try:
         rows = bench_render.main(["--n", "200", "--size", "16x24", "--reps", "1", "--dense-reps", "1",
@@ -22,7 +20,7 @@ def test_bench_render_runs_a_tiny_subset(capsys):
 def test_bench_render_times_a_trained_run_in_its_views(tmp_path, capsys):
     """--run: a trained model in its own training views, per backend; the cpp and torch backends
     agree on the contributing pairs of each view."""
-    import bench_render
+    from benchmarks import bench_render
     from models.trainers.single import SingleTrainer
     from tests.trainers.tiny_run import tiny_config
 
