@@ -1,7 +1,4 @@
-import sys
-
 import torch
-
 
 
 def test_bench_render_runs_a_tiny_subset(capsys):
