@@ -136,8 +136,8 @@ def bench_run(args):
         run = load_run(args.run)
     except RunInputError as exc:
         raise SystemExit(f"--run: {exc}") from None
-    model, views = run.model, list(run.scene.train_views)
-    sh_degree = sh_degree_at(run.step, int(run.trainer.cfg.model.sh_degree_interval), model.sh_degree)  # as training
+    model, views = run.model, list(run.cameras.train_views)
+    sh_degree = sh_degree_at(run.step, int(run.config.model.sh_degree_interval), model.sh_degree)  # as training
     picks = sorted({round(i * (len(views) - 1) / max(args.views - 1, 1)) for i in range(args.views)})
     g = {k: v.detach() for k, v in model.get_gaussians().items()}
     inputs = [g["means"], g["quats"], g["scales"], g["opacities"], g["colors"]]

@@ -202,8 +202,9 @@ def quality_figure(results: Dict[str, Dict[str, Any]], path: Path) -> Path:
     for r, name in enumerate(names):
         res = results[name]
         run = load_run(res["run_dir"])
-        view = (run.scene.test_views or run.scene.train_views)[0]
-        rgb, alpha, depth = run.trainer.render_view(view)
+        dataset = run.dataset()  # the figure shows ground truth: images and GT depth
+        view = (dataset.test_views or dataset.train_views)[0]
+        rgb, alpha, depth = run.render_view(view)
         K = view.K.double().cpu().numpy()
         d = np.where(alpha.cpu().numpy() >= MIN_ALPHA, depth.cpu().numpy(), 0.0)
         vmax = float(np.quantile(d[d > 0], 0.98)) if (d > 0).any() else 1.0
@@ -265,12 +266,13 @@ def depth_error(run, max_depth: Optional[float] = None) -> Dict[str, float]:
     """Rendered (ED) depth against the ground-truth depth maps of the test views (the training views
     without a test split), where the GT is finite (not sky), within max_depth and static: mean and median
     absolute error (m), mean relative error, and coverage (share of those pixels rendered with alpha >= 0.5)."""
-    views = run.scene.test_views or run.scene.train_views
+    dataset = run.dataset()  # ground-truth depth
+    views = dataset.test_views or dataset.train_views
     errs, rels, covered, total = [], [], 0, 0
     for view in views:
         if view.gt_depth is None:
             continue
-        _, alpha, depth = run.trainer.render_view(view, render_mode="RGB+ED")
+        _, alpha, depth = run.render_view(view, render_mode="RGB+ED")
         gt = view.gt_depth.float().cpu().numpy()
         ok = np.isfinite(gt) & (gt > 0)
         if max_depth is not None:
@@ -289,7 +291,7 @@ def depth_error(run, max_depth: Optional[float] = None) -> Dict[str, float]:
     return {"abs_mean": float(e.mean()) if len(e) else float("nan"),
             "abs_median": float(np.median(e)) if len(e) else float("nan"),
             "rel_mean": float(r.mean()) if len(r) else float("nan"), "coverage": covered / total,
-            "views": "test" if run.scene.test_views else "train"}
+            "views": "test" if dataset.test_views else "train"}
 
 
 def run_quality_bench(out: Path, *, steps: int = SEED_STEPS, config_name: str = "omnire_sugar",
@@ -337,7 +339,7 @@ def run_quality_bench(out: Path, *, steps: int = SEED_STEPS, config_name: str = 
                 continue
         run = load_run(run_dir, device=eval_device)
         stages = json.loads((run_dir / "bench_stages.json").read_text())
-        tau_pix = pixel_footprint_tau(run.scene, max_depth)
+        tau_pix = pixel_footprint_tau(run.dataset(), max_depth)
         taus = [tau] + ([tau_pix["tau"]] if tau_pix else [])
         meshes, surfaces, mesh_errors = {}, {}, {}
         timing = dict(timing)
@@ -356,7 +358,8 @@ def run_quality_bench(out: Path, *, steps: int = SEED_STEPS, config_name: str = 
                 surf = surface_metrics(run, meshes[method], tau=tau, n_points=n_points, max_depth=max_depth,
                                        extra_taus=taus)
                 surfaces[method] = surf
-        image = run.trainer.evaluate()
+        from models.mesh.run_io import evaluate_run_images
+        image = evaluate_run_images(run)
         res = {"run_dir": str(run_dir), "label": VARIANT_LABELS[name], "schedule": stages["schedule"],
                "stages": stages["stages"], "timing_s": timing, "psnr": image["test"]["psnr"],
                "ssim": image["test"]["ssim"], "num_gaussians": int(image["num_gaussians"]),

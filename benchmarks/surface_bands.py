@@ -41,8 +41,8 @@ def mesh_bands(run, mesh, *, tau: float, max_depth: float, n_points: int = 200_0
 
     from models.mesh.run_io import scored_samples, training_cameras
 
-    cams = training_cameras(run.scene, max_depth)
-    sc = scored_samples(mesh, run.scene.load_gt_mesh(), cams, tau=tau, n_points=n_points)
+    cams = training_cameras(run.dataset(), max_depth)
+    sc = scored_samples(mesh, run.dataset().load_gt_mesh(), cams, tau=tau, n_points=n_points)
     centres = cKDTree(np.stack([c[1][:3, 3] for c in cams]))
     g_r, p_r = centres.query(sc.g_pts)[0], centres.query(sc.p_pts)[0]
     rows = []
@@ -64,15 +64,15 @@ def point_bands(run, *, tau: float, max_depth: float, every: int, level: float =
     from models.cameras import rigid_inverse
     from models.mesh.levelset import extract_level_set_points
     from models.mesh.metrics import _project
-    from models.mesh.run_io import _closest_on_mesh, render_depths, select_views, training_cameras
+    from models.mesh.run_io import _closest_on_mesh, render_depths, training_cameras
 
-    views = select_views(run, "train")[::every]
+    views = list(run.dataset().train_views)[::every]  # with their GT depth
     r = render_depths(run, views, progress=False)
     gs = run.model.get_gaussians()
     gauss = dict(means=gs["means"].detach(), scales=gs["scales"].detach(),
                  opacities=gs["opacities"].detach().reshape(-1), quats=gs["quats"].detach())
-    centres = cKDTree(np.stack([c[1][:3, 3] for c in training_cameras(run.scene, max_depth)]))
-    gt = run.scene.load_gt_mesh()
+    centres = cKDTree(np.stack([c[1][:3, 3] for c in training_cameras(run.dataset(), max_depth)]))
+    gt = run.dataset().load_gt_mesh()
     world, signed = [], []
     for i, view in enumerate(views):
         depth = np.asarray(r["depths"][i])
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         run = load_run(args.run, device="cpu")
     except RunInputError as exc:
         raise SystemExit(f"run: {exc}") from None
-    if run.scene.gt_mesh_path is None:
+    if run.dataset().gt_mesh_path is None:
         raise SystemExit(f"run: {args.run}'s scene has no ground-truth mesh (expected a synthetic street)")
     mesh = Path(args.mesh) if args.mesh else run.run_dir / "exports" / "mesh_levelset.ply"
     if not mesh.is_file():

@@ -1,7 +1,7 @@
 """Exports that other splat tools open: Gaussians, cameras, background colour, scene graph.
 
-What a run's ``exports/`` folder gets (``export_run``; at the end of training and from
-``tools/export.py``):
+What a run's ``exports/`` folder gets (``export_scene`` of a GaussianScene and its cameras: at the
+end of training; ``export_run`` of a run opened with models.run.open_run: ``tools/export.py``):
 
   gaussians.ply        the background Gaussians, INRIA's 3DGS vertex layout (float32 only)
   cameras.json         every training and test view in INRIA's layout: id, img_name, width,
@@ -45,6 +45,8 @@ from torch import Tensor
 from models.atomic_write import atomic_write
 from models.cameras import field_of_view
 from models.gaussians.rigid import RIGID_KEY, quat_multiply, rotmat_to_quat, sh_rotation
+from models.run import RunCameras, view_image_name
+from models.scene import GaussianScene
 
 AXES = ("viewer", "world")
 
@@ -151,11 +153,6 @@ def _write_json(path: Path, data: Any) -> Path:
     return atomic_write(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode("utf-8")))
 
 
-def view_image_name(view) -> str:
-    path = getattr(view, "image_path", None)
-    return Path(path).stem if path else f"{view.frame_idx:03d}_{view.cam_name}"
-
-
 def cameras_json(views: Sequence, R: Tensor) -> List[Dict[str, Any]]:
     """INRIA's cameras.json entries (``utils/camera_utils.camera_to_JSON``) for ``views`` in the
     export axes: position = camera centre, rotation = camera -> world rotation (OpenCV camera
@@ -205,29 +202,36 @@ def supersplat_settings(views: Sequence, R: Tensor, background: Sequence[float],
             "animTracks": [], "cameras": [pose(v) for v in views[:1]], "annotations": [], "startMode": "default"}
 
 
-def background_rgb(trainer) -> List[float]:
-    return [float(x) for x in torch.sigmoid(trainer.background.detach().cpu().float())]
+def background_rgb(scene: GaussianScene) -> List[float]:
+    return [float(x) for x in torch.sigmoid(scene.background.detach().cpu().float())]
 
 
-def export_run(trainer, folder: Union[str, Path], axes: str = "viewer", frame: Optional[int] = None) -> Dict[str, Path]:
-    """Write the exports of a trained Single/MultiTrainer into ``folder`` (see the module doc);
-    with ``frame`` also ``scene_frame_<frame>.ply``. Returns {name: path}."""
+def export_run(run, folder: Union[str, Path], axes: str = "viewer", frame: Optional[int] = None) -> Dict[str, Path]:
+    """``export_scene`` of a run opened with models.run.open_run (its scene, cameras and step)."""
+    run = getattr(run, "run", run)  # the tools' handle (models.viewer.adapter.open_run)
+    return export_scene(run.scene, run.cameras, folder, axes=axes, frame=frame, step=run.step)
+
+
+def export_scene(scene: GaussianScene, cameras: RunCameras, folder: Union[str, Path], *, axes: str = "viewer",
+                 frame: Optional[int] = None, step: int = 0) -> Dict[str, Path]:
+    """Write the exports of a trained scene and its cameras into ``folder`` (see the module doc);
+    with ``frame`` also ``scene_frame_<frame>.ply``. ``step``: the training step, for export_info.json.
+    Returns {name: path}."""
     folder = Path(folder)
     R = axes_rotation(axes)
-    scene = trainer.scene
-    frames = sorted(int(f) for f in scene.frames)
+    frames = sorted(int(f) for f in cameras.frames)
     if frame is not None and int(frame) not in frames:
         raise ValueError(f"--frame {frame}: the scene has frames {frames[0]}..{frames[-1]} "
                          f"({len(frames)} frames: {', '.join(map(str, frames[:12]))}{' ...' if len(frames) > 12 else ''})")
     written: Dict[str, Path] = {}
-    bg = trainer.model
+    bg = scene.model
     bg_params = transform_params(model_params(bg), R, sh_degree=bg.sh_degree)
     written["gaussians"] = write_gaussians_ply(folder / "gaussians.ply", bg_params)
-    views = list(scene.train_views) + list(scene.test_views)
+    views = list(cameras.train_views) + list(cameras.test_views)
     written["cameras"] = _write_json(folder / "cameras.json", cameras_json(views, R))
     T = _rigid(R)
-    nodes = trainer.models.get(RIGID_KEY)
-    tracks = list(getattr(trainer, "rigid_tracks", []))
+    nodes = scene.models.get(RIGID_KEY)
+    tracks = list(scene.tracks)
     if nodes is not None:
         names = [t.id for t in tracks]
         written["rigid_nodes"] = write_gaussians_ply(
@@ -238,7 +242,7 @@ def export_run(trainer, folder: Union[str, Path], axes: str = "viewer", frame: O
         for i, track in enumerate(tracks):
             poses = {}
             for f in frames:
-                pose = track.pose_at(f)
+                pose = scene.pose_at(i, f)
                 if pose is not None:
                     poses[str(f)] = (T @ pose.detach().cpu().float()).tolist()
             instances.append({"instance_id": i, "track": track.id, "class": track.class_name,
@@ -251,7 +255,7 @@ def export_run(trainer, folder: Union[str, Path], axes: str = "viewer", frame: O
     if frame is not None:
         parts = [model_params(bg)]
         if nodes is not None:
-            poses, present = trainer.instance_poses(int(frame))
+            poses, present = scene.instance_poses(int(frame))
             posed = posed_node_params(nodes, poses, present)
             posed.pop("instance_ids")
             parts.append(posed)
@@ -260,18 +264,18 @@ def export_run(trainer, folder: Union[str, Path], axes: str = "viewer", frame: O
         written["scene_frame"] = write_gaussians_ply(folder / f"scene_frame_{int(frame):03d}.ply", posed_all)
     if axes == "viewer":  # SuperSplat's roll assumes a y-down file
         written["supersplat"] = _write_json(folder / "supersplat_settings.json", supersplat_settings(
-            views, R, background_rgb(trainer), orbit_distance=0.25 * float(scene.scene_radius)))
-    test_ids = list(range(len(scene.train_views), len(views)))
+            views, R, background_rgb(scene), orbit_distance=0.25 * float(cameras.scene_radius)))
+    test_ids = list(range(len(cameras.train_views), len(views)))
     written["info"] = _write_json(folder / "export_info.json", {
         "axes": axes,
         "axes_meaning": ("x right, y down, z forward of the first ego frame (INRIA/COLMAP viewers' y-down)"
                          if axes == "viewer" else "the training world: first ego frame, x forward, y left, z up"),
         "export_from_world": T.tolist(),
-        "background_rgb": background_rgb(trainer),
-        "step": int(trainer.step),
+        "background_rgb": background_rgb(scene),
+        "step": int(step),
         "sh_degree": int(bg.sh_degree),
-        "num_gaussians": {name: int(m.num_gaussians) for name, m in trainer.models.items()},
-        "cameras": {"file": "cameras.json", "train_ids": list(range(len(scene.train_views))), "test_ids": test_ids},
+        "num_gaussians": {name: int(m.num_gaussians) for name, m in scene.models.items()},
+        "cameras": {"file": "cameras.json", "train_ids": list(range(len(cameras.train_views))), "test_ids": test_ids},
         "frame": None if frame is None else int(frame),
         "files": sorted(p.name for p in written.values()),
         "meshes": "exports/mesh_*.ply stay in the training world (tools/eval.py scores them there); "

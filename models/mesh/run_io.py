@@ -1,9 +1,10 @@
 """Load a trained run without writing into it, extract its mesh, evaluate it.
 
 The tools (tools/extract_mesh.py, tools/eval.py) and benchmarks/bench_quality.py are thin wrappers around
-these functions:
+these functions, which take a run opened by models.run.open_run (its GaussianScene and cameras; no
+dataset is read, except by evaluation for the ground truth):
 
-    run = load_run("outputs/quick")                 # a run folder or a checkpoint file
+    run = load_run("outputs/quick")                 # a run folder or a checkpoint file (= open_run)
     mesh = extract_run_mesh(run, method="levelset") # SuGaR level set + Poisson (or "tsdf")
     path = save_mesh(mesh, default_mesh_path(run, "levelset"))
     report = evaluate_run(run, mesh=path, tau=0.05) # PSNR/SSIM + surface metrics vs GT
@@ -25,7 +26,8 @@ import torch
 
 from models.atomic_write import atomic_write
 from models.cameras import transform_points, unproject_pixels
-from models.trainers.inference import LoadedRun, open_run
+from models.evaluation import evaluate_images
+from models.run import LoadedRun, RunInputError, open_run
 
 PathLike = Union[str, os.PathLike]
 logger = logging.getLogger("models.mesh")
@@ -35,17 +37,6 @@ VIEW_SETS = ("train", "all")
 # A pixel takes part in extraction only where the render is opaque enough for its ED depth
 # (accumulated z / alpha) to describe a surface rather than a faint haze in the sky.
 MIN_ALPHA = 0.5
-
-
-class RunInputError(ValueError):
-    """Bad input from the user (file, folder, option); the tools print its message, no traceback.
-
-    An error about one argument names it as the library does (`views='x': expected ...`) and
-    carries it in `param`; `cli_message` turns that into the command line's flag."""
-
-    def __init__(self, message: str, param: Optional[str] = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 def cli_message(exc: BaseException, parser=None, renames: Optional[Dict[str, str]] = None) -> str:
@@ -66,21 +57,18 @@ def cli_message(exc: BaseException, parser=None, renames: Optional[Dict[str, str
 
 # ----- loading ----------------------------------------------------------------------------------
 def load_run(path: PathLike, *, device: str = "cpu") -> LoadedRun:
-    """The trained models and scene of a run folder or checkpoint (any trainer class), for
-    inference: no optimizer, nothing written, the process's thread count and random state left
-    alone (models.trainers.inference.open_run)."""
-    try:
-        return open_run(path, device=device)
-    except (FileNotFoundError, ValueError) as exc:
-        raise RunInputError(str(exc)) from None
+    """The GaussianScene, cameras and config of a run folder or checkpoint (any trainer class), for
+    inference: nothing written, no dataset read, the process's thread count and random state left
+    alone (models.run.open_run, whose errors are RunInputErrors)."""
+    return open_run(path, device=device)
 
 
 # ----- rendering ----------------------------------------------------------------------------------
 def select_views(run: LoadedRun, views: str = "train") -> list:
     if views not in VIEW_SETS:
         raise RunInputError(f"views={views!r}: expected one of {', '.join(VIEW_SETS)}", param="views")
-    scene = run.scene
-    return list(scene.train_views) + (list(scene.test_views) if views == "all" else [])
+    cameras = run.cameras
+    return list(cameras.train_views) + (list(cameras.test_views) if views == "all" else [])
 
 
 @torch.no_grad()
@@ -98,7 +86,7 @@ def render_depths(run: LoadedRun, views: Sequence, *, min_alpha: float = MIN_ALP
         from tqdm import tqdm
         it = tqdm(views, desc="render depth", unit="view")
     for view in it:
-        rgb, alpha, depth = run.trainer.render_view(view, render_mode="RGB+ED")
+        rgb, alpha, depth = run.scene.render_view(view, render_mode="RGB+ED")
         if depth is None:
             raise RunInputError(f"checkpoint {run.checkpoint}: the renderer returned no depth map")
         depth = depth.float().cpu().numpy().copy()
@@ -147,7 +135,7 @@ def extract_run_mesh(run: LoadedRun, *, method: str = "levelset", views: str = "
     if method == "tsdf":
         if depth_trunc is None:
             valid = np.concatenate([d[d > 0] for d in r["depths"]])
-            depth_trunc = max(2.0 * float(run.scene.scene_radius), float(np.quantile(valid, 0.98)))
+            depth_trunc = max(2.0 * float(run.cameras.scene_radius), float(np.quantile(valid, 0.98)))
         elif not depth_trunc > 0:
             raise RunInputError(f"depth_trunc={depth_trunc}: expected a positive distance in metres",
                                 param="depth_trunc")
@@ -322,17 +310,26 @@ def point_to_mesh_metrics(pred, gt, cameras, *, tau: float = 0.05, n_points: int
 def surface_metrics(run: LoadedRun, mesh, *, tau: float = 0.05, n_points: int = 200_000,
                     max_depth: Optional[float] = None, extra_taus: Sequence[float] = ()) -> Optional[Dict[str, Any]]:
     """Surface metrics of a mesh (trimesh or path) against the scene's GT mesh, restricted to what
-    the training cameras saw; None when the scene has no ground truth."""
+    the training cameras saw; None when the scene has no ground truth. Reads the run's dataset (the
+    ground truth: GT mesh and depth)."""
     from .metrics import load_mesh
 
-    if run.scene.gt_mesh_path is None:
+    dataset = run.dataset()
+    if dataset.gt_mesh_path is None:
         return None
     try:
         pred = load_mesh(mesh)
     except ValueError as exc:
         raise RunInputError(str(exc)) from None
-    return point_to_mesh_metrics(pred, run.scene.load_gt_mesh(), training_cameras(run.scene, max_depth), tau=tau,
+    return point_to_mesh_metrics(pred, dataset.load_gt_mesh(), training_cameras(dataset, max_depth), tau=tau,
                                  n_points=n_points, extra_taus=extra_taus)
+
+
+def evaluate_run_images(run: LoadedRun) -> Dict[str, Any]:
+    """PSNR / SSIM of an opened run on its dataset's test views, as its trainer computed them at the end
+    of training (models.evaluation; reads the dataset for the ground-truth images)."""
+    test = evaluate_images(run.scene, run.dataset(), mask_dynamic=bool(run.config.loss.mask_dynamic))
+    return {"step": run.step, "num_gaussians": run.num_gaussians, "test": test}
 
 
 def evaluate_run(run: LoadedRun, *, mesh: Optional[PathLike] = None, tau: float = 0.05, n_points: int = 200_000,
@@ -345,10 +342,10 @@ def evaluate_run(run: LoadedRun, *, mesh: Optional[PathLike] = None, tau: float 
         raise RunInputError(f"max_depth={max_depth}: expected a positive distance in metres", param="max_depth")
     if mesh is not None and not Path(mesh).is_file():
         raise RunInputError(f"mesh file {mesh} does not exist (expected a .ply written by tools/extract_mesh.py)")
-    image = run.trainer.evaluate()
+    image = evaluate_run_images(run)
     report: Dict[str, Any] = {"run": str(run.run_dir), "checkpoint": str(run.checkpoint), "step": run.step,
                               "num_gaussians": int(image["num_gaussians"]), "test": image["test"], "surface": None}
-    if run.scene.gt_mesh_path is None:
+    if run.dataset().gt_mesh_path is None:
         report["surface_note"] = "the scene has no ground-truth mesh"
     else:
         mesh_path = Path(mesh) if mesh is not None else find_run_mesh(run)

@@ -333,7 +333,8 @@ class BasicTrainer:
                  resume: Union[bool, str, os.PathLike, None] = False, argv: Optional[list] = None, *,
                  inference: bool = False) -> None:
         """`inference=True` builds the models for rendering only (no optimizer, strategy or sampler;
-        nothing is written); `models.trainers.inference.open_run` is the way to get one."""
+        nothing is written; the dataset is read); `models.trainers.inference.open_trainer` builds one.
+        Opening a run for rendering needs no trainer: models.run.open_run."""
         if inference and output_dir is not None:
             raise ValueError("an inference trainer writes nothing: output_dir must be None")
         self.inference = bool(inference)

@@ -17,6 +17,11 @@ Format history (`state["format"]`); `load_checkpoint` migrates every older one t
      process's RNGs. `_migrate_2_to_3` keeps format 2's torch CPU state as the trainer's (it is the
      stream the gsplat split drew from) and the first CUDA device's state (the one device=auto /
      cuda trains on); the Python and NumPy states are dropped (no training step drew from them).
+     Format 3 checkpoints also hold, since the trained scene became a GaussianScene, "graph" (the
+     scene graph: scene_graph flag, frames, rigid tracks, per-frame poses) and "cameras" (the
+     training and test views: pose, K, size, frame, camera, image name, bit-packed dynamic mask), so
+     that models.run.open_run needs no dataset. Both are additions: a format-3 checkpoint without
+     them (and every format 1 / 2 one) still opens, through the trainer, which reads the dataset.
 A dict without a "format" key was never written by this project and is refused.
 
 Writes go to a temporary file in the same folder, fsync'd, then renamed over the final name, so
@@ -304,7 +309,16 @@ def load_checkpoint(path: PathLike, required: tuple = ("step", "stage")) -> Dict
     return migrate(state, str(path))
 
 
+def trainer_name_of(state: Dict[str, Any]) -> Any:
+    """The trainer class name that wrote a checkpoint: its 'trainer' entry, else its config's `trainer`
+    key (checkpoints written before the entry existed), else SingleTrainer (the config's default)."""
+    name = state.get("trainer")
+    if name is None:
+        name = (state.get("config") or {}).get("trainer", "SingleTrainer")
+    return name
+
+
 __all__ = ["FORMAT", "CheckpointError", "UnreadableCheckpointError", "UnsafeCheckpointError", "CheckpointSaveError",
            "atomic_save", "checkpoint_name", "list_checkpoints", "find_latest", "prune_checkpoints",
            "remove_stale_temporaries", "encode_rng_state", "restore_rng_state", "migrate",
-           "read_checkpoint_file", "load_checkpoint"]
+           "read_checkpoint_file", "load_checkpoint", "trainer_name_of"]

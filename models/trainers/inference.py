@@ -1,26 +1,20 @@
-"""Open a trained run for inference: evaluation, mesh extraction, the viewer.
+"""The trainer registry, and a trainer rebuilt for inference from a checkpoint.
 
-    run = open_run("outputs/quick")          # a run folder (its newest checkpoint) or a .pt file
-    rgb, alpha, depth = run.trainer.render_view(view)
-
-The trainer class (SingleTrainer, MultiTrainer, ...) is read from the checkpoint, the trainer is
-rebuilt from the checkpoint's own config with `inference=True` (no optimizer, no densification
-strategy, no sampler; it writes nothing and leaves the process's random state alone) and only the
-models and the background are loaded.
+Opening a run for rendering, exports, meshes or the viewer is models.run.open_run: the
+GaussianScene, cameras and config from the checkpoint alone, no trainer, no dataset. A trainer
+opened here (`open_trainer`, `inference=True`: no optimizer, densification strategy or sampler;
+nothing written; the process's random state left alone) reads the dataset and recomputes the LiDAR
+initialisation before its models are overwritten by the checkpoint's; open_run uses it only for
+checkpoints written before they held the scene graph and the cameras.
 """
 from __future__ import annotations
 
 import importlib
-import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional
 
 from omegaconf import OmegaConf
 
-from models.trainers.checkpoint import find_latest, load_checkpoint
-
-PathLike = Union[str, os.PathLike]
+from models.trainers import checkpoint
 
 # Trainer class name -> module. The one registry: training (`build_trainer`) and inference both read it.
 TRAINERS: Dict[str, str] = {"SingleTrainer": "models.trainers.single",
@@ -34,44 +28,9 @@ def trainer_class(name: str) -> type:
     return getattr(importlib.import_module(TRAINERS[name]), name)
 
 
-@dataclass
-class LoadedRun:
-    run_dir: Path            # the run's output folder (exports/ and eval.json go here)
-    checkpoint: Path
-    trainer: Any             # the run's trainer class, opened with inference=True
-    step: int
-
-    @property
-    def scene(self):
-        return self.trainer.scene
-
-    @property
-    def model(self):
-        """The background model (the one a mesh is extracted from)."""
-        return self.trainer.model
-
-
-def resolve_checkpoint(path: PathLike) -> Tuple[Path, Path]:
-    """(run_dir, checkpoint file) for a run folder (its newest checkpoint) or a checkpoint file."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{p} does not exist (expected a run folder with checkpoints/ or a checkpoint .pt file)")
-    if p.is_dir():
-        ckpt = find_latest(p / "checkpoints") or find_latest(p)
-        if ckpt is None:
-            raise FileNotFoundError(f"run folder {p} has no checkpoints (expected {p / 'checkpoints'}/step_XXXXXX.pt; "
-                                    "has the run finished or saved one?)")
-        return p, ckpt
-    run_dir = p.parent.parent if p.parent.name == "checkpoints" else p.parent
-    return run_dir, p
-
-
 def trainer_name_of(state: Dict[str, Any], source: str = "checkpoint") -> str:
-    """The class that wrote a checkpoint: its 'trainer' entry, else its config's `trainer` key
-    (checkpoints written before the entry existed), else SingleTrainer (the config's default)."""
-    name = state.get("trainer")
-    if name is None:
-        name = (state.get("config") or {}).get("trainer", "SingleTrainer")
+    """The class that wrote a checkpoint (models.trainers.checkpoint.trainer_name_of), one of TRAINERS."""
+    name = checkpoint.trainer_name_of(state)
     if not isinstance(name, str) or name not in TRAINERS:
         raise ValueError(f"{source}: written by trainer {name!r}, expected one of {', '.join(TRAINERS)}")
     return name
@@ -91,15 +50,3 @@ def open_trainer(state: Dict[str, Any], *, device: str = "cpu", source: str = "c
     trainer = cls(cfg, output_dir=None, resume=False, inference=True)
     trainer.load_state_dict(state)
     return trainer
-
-
-def open_run(path: PathLike, *, device: str = "cpu", overrides: Optional[Dict[str, Any]] = None) -> LoadedRun:
-    """The trained models and scene of a run folder or checkpoint file, without writing anything.
-    Raises FileNotFoundError / ValueError with one line naming the file and what was expected."""
-    run_dir, ckpt = resolve_checkpoint(path)
-    state = load_checkpoint(ckpt, required=("step", "stage", "config", "models"))
-    try:
-        trainer = open_trainer(state, device=device, source=f"checkpoint {ckpt}", overrides=overrides)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        raise ValueError(f"checkpoint {ckpt}: could not rebuild the run ({exc})") from None
-    return LoadedRun(run_dir=run_dir, checkpoint=ckpt, trainer=trainer, step=int(trainer.step))

@@ -5,10 +5,12 @@ Models, keyed by class name as in drivestudio:
   "Background"  the static VanillaGaussians, initialised from the static LiDAR points (as SingleTrainer);
   "RigidNodes"  one RigidNodes model with the Gaussians of every moving vehicle instance, each in its
                 instance's object frame, initialised from the LiDAR points inside its box over all frames.
-`compose_gaussians(view)` moves the rigid nodes to the world with each instance's pose at
-`view.frame_idx`; instances absent from that frame are made transparent (opacity 0, culled), so every
-model keeps one contiguous slice of the rendered Gaussians and SingleTrainer's per-model
-densification, optimizers, lr schedules, checkpoints and resume apply unchanged.
+The trainer's GaussianScene (models.scene) is a scene graph: its `compose(frame)` moves the rigid
+nodes to the world with each instance's pose at the frame; instances absent from that frame are made
+transparent (opacity 0, culled), so every model keeps one contiguous slice of the rendered Gaussians
+and SingleTrainer's per-model densification, optimizers, lr schedules, checkpoints and resume apply
+unchanged. The trainer builds the nodes and the pose table from the dataset's tracks; the scene
+keeps them (and a checkpoint with it), so an opened run needs no dataset.
 
 Stages: the seed asks a MultiTrainer to broadcast `current_stage` / `stage_step` to child trainers.
 Here the nodes are models inside one trainer, not trainers: one step renders them together, one loss
@@ -27,13 +29,14 @@ Moving instances that are not vehicles (pedestrians, cyclists) have no node here
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
 import torch
 from omegaconf import OmegaConf
 
 from models.gaussians.rigid import RIGID_KEY, RigidNodes, instance_points
 from models.gaussians.vanilla import VanillaGaussians
+from models.scene import RigidTrack
 from models.trainers.single import MODEL_KEY, SingleTrainer
 
 logger = logging.getLogger("models.trainers")
@@ -42,6 +45,8 @@ logger = logging.getLogger("models.trainers")
 class MultiTrainer(SingleTrainer):
     """SingleTrainer whose scene is a graph: the static background plus rigid nodes that follow
     their instance tracks."""
+
+    SCENE_GRAPH = True
 
     # ----- construction ------------------------------------------------------------------------
     def build_extra_models(self) -> Dict[str, VanillaGaussians]:
@@ -90,40 +95,18 @@ class MultiTrainer(SingleTrainer):
         return {RIGID_KEY: nodes.to(self.device)}
 
     def _build_pose_table(self) -> None:
-        """Each rigid instance's object → world pose per scene frame, and whether it exists there."""
+        """Each rigid instance's object -> world pose per scene frame, and whether it exists there,
+        handed to the GaussianScene with the instances' records."""
         frames = sorted(self.scene.frames)
-        self._frame_column = {f: i for i, f in enumerate(frames)}
         n = len(self.rigid_tracks)
         poses = torch.eye(4).repeat(n, len(frames), 1, 1)
         present = torch.zeros(n, len(frames), dtype=torch.bool)
         for i, track in enumerate(self.rigid_tracks):
-            for f, col in self._frame_column.items():
+            for col, f in enumerate(frames):
                 pose = track.pose_at(f)
                 if pose is not None:
                     poses[i, col], present[i, col] = pose, True
-        self._poses = poses.to(self.device)
-        self._present = present.to(self.device)
-
-    def instance_poses(self, frame_idx: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(obj_to_world [I, 4, 4], present [I] bool) of the rigid instances at a frame."""
-        col = self._frame_column.get(int(frame_idx))
-        if col is None:
-            n = len(self.rigid_tracks)
-            return torch.eye(4, device=self.device).repeat(n, 1, 1), torch.zeros(n, dtype=torch.bool, device=self.device)
-        return self._poses[:, col], self._present[:, col]
-
-    # ----- the scene graph ---------------------------------------------------------------------
-    def compose_gaussians(self, view) -> Tuple[Dict[str, torch.Tensor], Dict[str, slice]]:
-        """Background as is, then the rigid nodes posed at the view's frame; each model's slice."""
-        bg = self.model.get_gaussians()
-        nb = self.model.num_gaussians
-        if RIGID_KEY not in self.models:
-            return bg, {MODEL_KEY: slice(0, nb)}
-        nodes: RigidNodes = self.models[RIGID_KEY]
-        poses, present = self.instance_poses(view.frame_idx)
-        rigid = nodes.world_gaussians(poses, present)
-        gs = {k: torch.cat([bg[k], rigid[k]]) for k in bg}
-        return gs, {MODEL_KEY: slice(0, nb), RIGID_KEY: slice(nb, nb + nodes.num_gaussians)}
+        self.gaussian_scene.set_tracks([RigidTrack.of(t) for t in self.rigid_tracks], frames, poses, present)
 
     def prune_groups(self, name: str, model: VanillaGaussians):
         """The sugar stage's prune keeps its floor per rigid instance, so no car loses all its Gaussians."""

@@ -17,21 +17,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-import numpy as np
 import torch
 from gsplat.strategy.ops import remove
 from omegaconf import OmegaConf
 
-from models.exports import export_run
+from models.evaluation import evaluate_images
+from models.exports import export_scene
 from models.gaussians.densify import build_strategy, load_strategy_state, strategy_state_dict
 from models.gaussians.vanilla import VanillaGaussians, create_optimizers, sh_degree_at
 from models.losses import (knn, lidar_depth_loss, opacity_entropy_loss, photometric_loss, psnr,
                            sample_points_around_gaussians, sky_opacity_loss, sugar_density_loss, sugar_normal_loss,
                            sugar_sdf_loss, visible_surface_mask)
 from models.rendering.projection import ALPHA_THRESHOLD, quat_to_rotmat
-from models.rendering.render import RenderOutput, render_gaussians
+from models.rendering.render import RenderOutput
 from models.rendering.rasterize import resolve_backend
 from models.reproducibility import describe as numerics_description
+from models.run import RunCameras
+from models.scene import MODEL_KEY, GaussianScene
 from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
 from models.trainers.config_checks import check_training_config
 from models.trainers.device import resolve_device
@@ -41,8 +43,6 @@ from models.trainers.sampler import ImageSampler
 from scenes import load_scene
 
 logger = logging.getLogger("models.trainers")
-
-MODEL_KEY = "Background"  # drivestudio keys models by class name; a single model is the background
 
 
 @dataclass
@@ -91,7 +91,14 @@ class _GradSlice:
 
 
 class SingleTrainer(BasicTrainer):
-    """Trains one Gaussian model on a driving scene through pretrain → entropy → sugar."""
+    """Trains one Gaussian model on a driving scene through pretrain → entropy → sugar.
+
+    The trained scene is `self.gaussian_scene` (models.scene.GaussianScene: models, background,
+    rigid tracks and poses); the trainer keeps the dataset (`self.scene`), optimizers, strategy,
+    sampler, RNG and the loop. `models`, `background`, `compose_gaussians`, `instance_poses` are
+    the scene's."""
+
+    SCENE_GRAPH = False  # whether the scene composes rigid nodes per frame (MultiTrainer)
 
     # ----- construction ------------------------------------------------------------------------
     def setup(self) -> None:
@@ -123,11 +130,16 @@ class SingleTrainer(BasicTrainer):
         xyz, rgb = self.scene.init_points()
         self._views = [self._to_device(v) for v in self.scene.train_views]
         self.scene_scale = float(self.scene.scene_radius)
-        self.models: Dict[str, VanillaGaussians] = {MODEL_KEY: self._gaussians_from_points(xyz, rgb)}
-        self.models.update(self.build_extra_models())
+        self.cameras = RunCameras.of(self.scene)  # what a checkpoint keeps of the views (models.run)
         # sigmoid(background) is the colour behind the Gaussians (the sky); fixed grey unless learned
-        self.background = torch.nn.Parameter(torch.zeros(3, device=self.device),
-                                             requires_grad=bool(cfg.model.get("learn_background", True)))
+        background = torch.nn.Parameter(torch.zeros(3, device=self.device),
+                                        requires_grad=bool(cfg.model.get("learn_background", True)))
+        self.gaussian_scene = GaussianScene(
+            {}, background, scene_graph=self.SCENE_GRAPH, frames=self.scene.frames,
+            near_plane=float(cfg.render.near_plane), far_plane=float(cfg.render.far_plane),
+            backend=self.render_backend, device=self.device)
+        self.models[MODEL_KEY] = self._gaussians_from_points(xyz, rgb)
+        self.models.update(self.build_extra_models())
         self.monitor = None
         if self.inference:  # rendering only: no optimizer, strategy, sampler, and nothing written
             return
@@ -178,13 +190,23 @@ class SingleTrainer(BasicTrainer):
         return {}
 
     @property
+    def models(self) -> Dict[str, VanillaGaussians]:
+        """The scene's models, keyed by class name (the GaussianScene's dict itself)."""
+        return self.gaussian_scene.models
+
+    @property
+    def background(self) -> torch.nn.Parameter:
+        """The scene's learned background colour (raw; sigmoid is the colour)."""
+        return self.gaussian_scene.background
+
+    @property
     def model(self) -> VanillaGaussians:
         """The background model (the only one of a SingleTrainer)."""
-        return self.models[MODEL_KEY]
+        return self.gaussian_scene.model
 
     @property
     def num_gaussians(self) -> int:
-        return sum(m.num_gaussians for m in self.models.values())
+        return self.gaussian_scene.num_gaussians
 
     def _build_optimizers(self) -> None:
         """One Adam per parameter and model (as gsplat's strategy expects), and the means' lr decay."""
@@ -368,16 +390,17 @@ class SingleTrainer(BasicTrainer):
         the view's frame, over the learned background. Returns (output, the rendered Gaussians,
         each model's slice of them). `sh_degree` None: the model's full degree."""
         gs, slices = self.compose_gaussians(view)
-        out = render_gaussians(
-            gs, view.camera.to(self.device), background=torch.sigmoid(self.background),
-            sh_degree=self.model.sh_degree if sh_degree is None else sh_degree, render_mode=render_mode,
-            near_plane=float(self.cfg.render.near_plane), far_plane=float(self.cfg.render.far_plane),
-            backend=self.render_backend)
+        out = self.gaussian_scene.render(view.camera, view.frame_idx, render_mode=render_mode, sh_degree=sh_degree,
+                                         gaussians=gs)
         return out, gs, slices
 
     def compose_gaussians(self, view) -> Tuple[Dict[str, torch.Tensor], Dict[str, slice]]:
-        """The world-space Gaussians rendered for a view, and each model's slice of them."""
-        return self.model.get_gaussians(split_sh=True), {MODEL_KEY: slice(0, self.model.num_gaussians)}
+        """The world-space Gaussians rendered for a view (at its frame), and each model's slice of them."""
+        return self.gaussian_scene.compose(view.frame_idx)
+
+    def instance_poses(self, frame_idx: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(obj_to_world [I, 4, 4], present [I] bool) of the scene's rigid instances at a frame."""
+        return self.gaussian_scene.instance_poses(frame_idx)
 
     def _densify(self, info: Dict[str, Any], slices: Dict[str, slice]) -> None:
         """gsplat's DefaultStrategy on each model, with that model's slice of the screen-space signal."""
@@ -440,37 +463,28 @@ class SingleTrainer(BasicTrainer):
     def export_gaussians(self, folder: Path) -> None:
         """gaussians.ply (INRIA's 3DGS layout), cameras.json, export_info.json (axes, background colour)
         and, for a scene graph, rigid_nodes.ply/.json, in the axes of `export.axes` (models/exports.py)."""
-        export_run(self, folder, axes=str(OmegaConf.select(self.cfg, "export.axes", default="viewer")))
+        export_scene(self.gaussian_scene, self.cameras, folder,
+                     axes=str(OmegaConf.select(self.cfg, "export.axes", default="viewer")), step=self.step)
 
-    @torch.no_grad()
     def render_view(self, view, render_mode: str = "RGB+ED"):
         """(rgb clamped to [0, 1], alpha, depth or None) of a view, without gradients."""
-        out, _, _ = self.render(view, render_mode=render_mode)
-        return out.rgb.clamp(0, 1), out.alpha, out.depth
+        return self.gaussian_scene.render_view(view, render_mode=render_mode)
 
-    @torch.no_grad()
     def evaluate(self, write_renders: bool = False) -> Dict[str, Any]:
-        from models.ssim import ssim
-        views = self.scene.test_views or self.scene.train_views
-        psnrs, ssims = [], []
-        for i, view in enumerate(views):
-            rgb, alpha, depth = self.render_view(view)
-            gt = view.image.to(self.device)
-            mask = ~view.dynamic_mask.to(self.device) if bool(self.cfg.loss.mask_dynamic) else None
-            psnrs.append(float(psnr(rgb, gt, mask)))
-            ssims.append(float(ssim(rgb.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None], data_range=1.0)))
-            if write_renders and self.monitor is not None:
-                self.monitor.write_snapshot(f"test_{i:03d}_{view.cam_name}_{view.frame_idx:03d}", gt, rgb, alpha, depth)
-        return {"step": self.step, "num_gaussians": self.num_gaussians,
-                "test": {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "views": len(views),
-                         "split": "test" if self.scene.test_views else "train (no test views)"}}
+        """PSNR / SSIM on the test views (models.evaluation); with write_renders, their snapshots."""
+        def snapshot(i, view, gt, rgb, alpha, depth):
+            self.monitor.write_snapshot(f"test_{i:03d}_{view.cam_name}_{view.frame_idx:03d}", gt, rgb, alpha, depth)
+        test = evaluate_images(self.gaussian_scene, self.scene, mask_dynamic=bool(self.cfg.loss.mask_dynamic),
+                               on_view=snapshot if write_renders and self.monitor is not None else None)
+        return {"step": self.step, "num_gaussians": self.num_gaussians, "test": test}
 
     # ----- state -------------------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()
+        scene = self.gaussian_scene.state_dict()  # models, background, graph: all that open_run needs
         state.update({
-            "models": {name: {k: v.detach().clone() for k, v in m.params.items()} for name, m in self.models.items()},
-            "background": self.background.detach().clone(),
+            "models": scene["models"],
+            "background": scene["background"],
             "optimizers": {name: {k: opt.state_dict() for k, opt in opts.items()}
                            for name, opts in self.optimizers.items()},
             "bg_optimizer": self.bg_optimizer.state_dict(),
@@ -481,6 +495,8 @@ class SingleTrainer(BasicTrainer):
             "sugar_generator": self.sugar_generator.get_state(),
             "neighbours": None if self.neighbours is None else self.neighbours.cpu(),
             "neighbours_step": self.neighbours_step,
+            "graph": scene["graph"],
+            "cameras": self.cameras.state_dict(),
         })
         return state
 
@@ -521,16 +537,6 @@ class SingleTrainer(BasicTrainer):
         self.neighbours_step = int(state.get("neighbours_step", -1))
 
     def _load_model_state(self, state: Dict[str, Any]) -> None:
-        """The Gaussians of every model and the background colour (all that rendering needs)."""
-        if set(state["models"]) != set(self.models):
-            raise KeyError(f"models {sorted(state['models'])}, expected {sorted(self.models)}")
-        for name, m in self.models.items():
-            params = state["models"][name]
-            if set(params) != set(m.params.keys()):
-                raise KeyError(f"{name} parameters {sorted(params)}, expected {sorted(m.params.keys())}")
-            for k, v in params.items():
-                if v.shape[1:] != m.params[k].shape[1:]:
-                    raise ValueError(f"{name} parameter {k!r} has shape {tuple(v.shape)}, expected "
-                                     f"[N, {', '.join(map(str, m.params[k].shape[1:]))}]")
-                m.params[k] = torch.nn.Parameter(v.to(self.device).clone(), requires_grad=m.params[k].requires_grad)
-        self.background.data.copy_(state["background"].to(self.device))
+        """The Gaussians of every model and the background colour (the scene graph's tracks and poses
+        come from the dataset, as at the start of the run)."""
+        self.gaussian_scene.load_params(state)

@@ -71,19 +71,21 @@ def camera_intrinsics(fov_y: float, aspect: float, height: int) -> Tuple[torch.T
 
 
 def view_label(split: str, i: int, view) -> str:
-    from models.exports import view_image_name
+    from models.run import view_image_name
     return f"{split} {i}: {view_image_name(view)}"
 
 
 # ----- the server -------------------------------------------------------------------------------------
 class ViewerServer:
-    """Serve ``trainer``'s scene on http://host:port. ``live``: a training run (step callback, pause)."""
+    """Serve a scene on http://host:port: a run opened by models.run.open_run (its GaussianScene and
+    cameras) or, with ``live``, a training run's trainer (step callback, pause)."""
 
-    def __init__(self, trainer, *, host: str = "0.0.0.0", port: int = 8080, run_dir: Optional[Path] = None,
+    def __init__(self, source, *, host: str = "0.0.0.0", port: int = 8080, run_dir: Optional[Path] = None,
                  live: bool = False, render_height: Optional[int] = None, train_render_interval: float = 1.0):
         import viser
 
-        self.trainer = trainer
+        self.source = getattr(source, "run", source)  # the trainer or the OpenedRun: its progress too
+        self.gaussians, self.cameras, _, _ = adapter.parts(self.source)
         self.live = live
         self.lock = threading.RLock()
         self.scene_version = 0
@@ -97,13 +99,13 @@ class ViewerServer:
         self._resume = threading.Event()
         self._resume.set()
         self.renders_done = 0
-        scene = trainer.scene
-        self.views: List[Tuple[str, Any]] = ([("train", v) for v in scene.train_views]
-                                             + [("test", v) for v in scene.test_views])
+        cameras = self.cameras
+        self.views: List[Tuple[str, Any]] = ([("train", v) for v in cameras.train_views]
+                                             + [("test", v) for v in cameras.test_views])
         self.labels = [view_label(split, i, v) for i, (split, v) in enumerate(self.views)]
-        self.frames = sorted(int(f) for f in scene.frames)
+        self.frames = sorted(int(f) for f in cameras.frames)
         if render_height is None:
-            render_height = 720 if trainer.device.type == "cuda" else 240
+            render_height = 720 if self.gaussians.device.type == "cuda" else 240
 
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self.port = self.server.get_port()
@@ -140,18 +142,19 @@ class ViewerServer:
         self._thread = threading.Thread(target=self._render_loop, name="viewer-render", daemon=True)
         self._thread.start()
         if live:
-            adapter.add_step_callback(trainer, self.on_step, self.lock)
+            adapter.add_step_callback(self.source, self.on_step, self.lock)
 
     # ----- scene contents ---------------------------------------------------------------------------
     def _add_frusta(self) -> None:
         from models.gaussians.rigid import rotmat_to_quat
 
-        radius = float(self.trainer.scene.scene_radius)
+        radius = float(self.cameras.scene_radius)
         self._frusta = []
         for i, ((split, view), label) in enumerate(zip(self.views, self.labels)):
             c2w = view.camera_to_world.detach().cpu().double()
             fov = field_of_view(float(view.K[1, 1]), view.height)
-            thumb = (view.image.detach().cpu().numpy() * 255).astype(np.uint8) if view.image is not None else None
+            image = getattr(view, "image", None)  # an opened run saves no images: no thumbnails
+            thumb = (image.detach().cpu().numpy() * 255).astype(np.uint8) if image is not None else None
             handle = self.server.scene.add_camera_frustum(
                 f"/cameras/{split}/{i:04d}", fov=fov, aspect=view.width / view.height, scale=0.02 * radius,
                 color=(40, 90, 220) if split == "train" else (220, 60, 40), image=thumb,
@@ -164,10 +167,9 @@ class ViewerServer:
             h.visible = visible
 
     def _add_nodes(self) -> list:
-        tracks = list(getattr(self.trainer, "rigid_tracks", []))
         boxes = []
-        for i, track in enumerate(tracks):
-            size = track.box_size[0].tolist()
+        for i, track in enumerate(self.gaussians.tracks):
+            size = track.box_size.tolist()
             boxes.append(self.server.scene.add_box(f"/nodes/{i:03d}_{track.id}", color=(255, 170, 0),
                                                    dimensions=tuple(size), wireframe=True))
         return boxes
@@ -177,7 +179,7 @@ class ViewerServer:
 
         if not self._node_boxes:
             return
-        poses, present = self.trainer.instance_poses(int(self.frame.value))
+        poses, present = self.gaussians.instance_poses(int(self.frame.value))
         for box, pose, here in zip(self._node_boxes, poses.cpu(), present.cpu()):
             box.visible = bool(here)
             if here:
@@ -211,7 +213,7 @@ class ViewerServer:
         from models.gaussians.vanilla import sh0_to_rgb
 
         with self.lock:
-            m = self.trainer.model
+            m = self.gaussians.model
             g = {k: v.detach().float().cpu().clone() for k, v in m.get_gaussians().items()}
         R = quat_to_rotmat(g["quats"])
         cov = R @ torch.diag_embed(g["scales"] ** 2) @ R.transpose(1, 2)
@@ -222,7 +224,7 @@ class ViewerServer:
     # ----- status -----------------------------------------------------------------------------------
     def status_text(self, steps_done: Optional[int] = None) -> str:
         """Stage, stage step (steps done in the stage), step, loss, Gaussian count."""
-        t = self.trainer
+        t = self.source
         spec = t.current_stage_spec
         step = int(t.step if steps_done is None else steps_done)
         stage_step = t.stage_step + 1 if step > 0 else 0
@@ -312,8 +314,8 @@ class ViewerServer:
         K, W, H = camera_intrinsics(fov_y, aspect, int(self.height.value))
         mode = str(self.mode.value)
         with self.lock:
-            snap = adapter.snapshot(self.trainer, int(self.frame.value))
-        rgb, alpha, depth = adapter.render_snapshot(self.trainer, snap, camera_to_world, K, W, H,
+            snap = adapter.snapshot(self.source, int(self.frame.value))
+        rgb, alpha, depth = adapter.render_snapshot(self.source, snap, camera_to_world, K, W, H,
                                                     with_depth=mode in ("depth", "normals"))
         return mode_image(mode, rgb, alpha, depth, K)
 
@@ -342,7 +344,7 @@ class ViewerServer:
                     self._render_client(client)
                 except Exception:  # a failed render must not end the loop (e.g. a client that just left)
                     logger.exception("viewer: render for client %s failed", client.client_id)
-            if not self.live or self.trainer.finished:
+            if not self.live or self.source.finished:
                 self._update_status()
 
     # ----- lifetime --------------------------------------------------------------------------------------------

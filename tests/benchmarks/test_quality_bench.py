@@ -67,13 +67,13 @@ def test_configured_hooks_are_carried_into_the_bench_schedules(tiny):
 def test_pixel_footprint_tau_and_depth_error(tiny):
     _, _, out, _ = tiny
     run = load_run(out)
-    tau = pixel_footprint_tau(run.scene)
-    view = run.scene.train_views[0]
+    tau = pixel_footprint_tau(run.dataset())
+    view = run.dataset().train_views[0]
     z = view.gt_depth.numpy()
     z = z[np.isfinite(z) & (z > 0)]
     assert tau["footprint_p10"] <= tau["tau"] <= tau["footprint_p90"]
     assert z.min() / float(view.K[0, 0]) <= tau["tau"] <= z.max() / float(view.K[0, 0])
-    near = pixel_footprint_tau(run.scene, max_depth=10.0)
+    near = pixel_footprint_tau(run.dataset(), max_depth=10.0)
     assert near["tau"] <= 10.0 / float(view.K[0, 0]) + 1e-9 and near["tau"] < tau["tau"]
     err = depth_error(run)
     assert 0 < err["coverage"] <= 1 and err["abs_median"] <= err["abs_mean"] * 10 and err["abs_mean"] > 0
@@ -102,7 +102,7 @@ def test_surface_bands_scores_the_gt_mesh_perfectly_and_reports_a_run(tiny, tmp_
 
     _, _, out, _ = tiny
     run = load_run(out)
-    rows = surface_bands.mesh_bands(run, run.scene.load_gt_mesh(), tau=0.1, max_depth=40.0, n_points=20_000)
+    rows = surface_bands.mesh_bands(run, run.dataset().load_gt_mesh(), tau=0.1, max_depth=40.0, n_points=20_000)
     assert math.isclose(sum(r["gt_share"] for r in rows), 1.0) and math.isclose(sum(r["pred_share"] for r in rows), 1.0)
     scored = [r for r in rows if r["gt_share"] > 0]
     assert scored and all(r["recall"] >= 0.99 and r["precision"] >= 0.99 for r in scored)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from plyfile import PlyData
 
-from models.exports import INRIA_FIELDS, VIEWER_FROM_WORLD, export_run
+from models.exports import INRIA_FIELDS, VIEWER_FROM_WORLD, export_scene
 from models.gaussians.vanilla import VanillaGaussians
 from models.rendering import rasterization
 from models.trainers.scene_graph import RIGID_KEY, MultiTrainer
@@ -40,11 +40,16 @@ def trainer(tmp_path_factory):
     return t
 
 
+def export_trained(trainer, folder, **kwargs):
+    """The exports of a trainer's scene (its GaussianScene and cameras), as at the end of training."""
+    return export_scene(trainer.gaussian_scene, trainer.cameras, folder, step=trainer.step, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def exported(trainer, tmp_path_factory):
     out = tmp_path_factory.mktemp("exported")
     frame = trainer.scene.frames[-1]
-    written = export_run(trainer, out, axes="viewer", frame=frame)
+    written = export_trained(trainer, out, axes="viewer", frame=frame)
     return out, frame, written
 
 
@@ -182,7 +187,7 @@ def test_scene_frame_matches_compose_gaussians(trainer, exported):
 
 
 def test_world_axes_keep_the_training_world(trainer, tmp_path):
-    export_run(trainer, tmp_path, axes="world")
+    export_trained(trainer, tmp_path, axes="world")
     m = VanillaGaussians.load_ply(tmp_path / "gaussians.ply")
     for k in ("means", "quats", "sh0", "scales", "opacities"):
         assert torch.equal(m.params[k], trainer.model.params[k].detach()), k
@@ -190,12 +195,12 @@ def test_world_axes_keep_the_training_world(trainer, tmp_path):
     assert torch.equal(m.params["shN"][:, :K], trainer.model.params["shN"].detach())
     assert not m.params["shN"][:, K:].any()  # bands the model lacks: zero
     with pytest.raises(ValueError, match="axes='up'"):
-        export_run(trainer, tmp_path, axes="up")
+        export_trained(trainer, tmp_path, axes="up")
 
 
 def test_unknown_frame_is_one_clear_error(trainer, tmp_path):
     with pytest.raises(ValueError, match="--frame 999: the scene has frames"):
-        export_run(trainer, tmp_path, frame=999)
+        export_trained(trainer, tmp_path, frame=999)
     assert not (tmp_path / "gaussians.ply").exists()
 
 

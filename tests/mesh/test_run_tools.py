@@ -65,7 +65,7 @@ def test_extract_writes_a_mesh_into_the_run(tiny_run, method, capsys):
     mesh = load_mesh(target)
     assert len(mesh.faces) > 100
     # the mesh lies in the street the cameras saw: not farther from them than the GT depth reaches
-    scene = load_run(tiny_run).scene
+    scene = load_run(tiny_run).dataset()  # the GT depth
     centres = torch.stack([v.camera_to_world[:3, 3] for v in scene.train_views]).numpy()
     reach = max(float(v.gt_depth[torch.isfinite(v.gt_depth)].max()) for v in scene.train_views)
     dist = np.linalg.norm(mesh.vertices[:, None, :] - centres[None], axis=-1).min(axis=1)
@@ -85,7 +85,7 @@ def test_extract_opens_a_multitrainer_run(tiny_multi_run, capsys):
     from models.trainers.scene_graph import RIGID_KEY, MultiTrainer
 
     run = load_run(tiny_multi_run)
-    assert type(run.trainer) is MultiTrainer and RIGID_KEY in run.trainer.models
+    assert run.trainer_name == MultiTrainer.__name__ and RIGID_KEY in run.scene.models
     target = tiny_multi_run / "exports" / "mesh_tsdf.ply"
     assert extract_tool.main([str(tiny_multi_run), "--method", "tsdf", *FAST]) == 0
     assert str(target) in capsys.readouterr().out
@@ -127,7 +127,7 @@ def test_eval_scores_the_ground_truth_mesh_as_perfect(tiny_run, tmp_path):
     metrics agree with each other only if this comes out (near) perfect."""
     run = load_run(tiny_run)
     gt = tmp_path / "gt.ply"
-    run.scene.load_gt_mesh().export(gt)
+    run.dataset().load_gt_mesh().export(gt)
     assert eval_tool.main([str(tiny_run), "--mesh", str(gt), "--points", "20000"]) == 0
     s = json.loads((tiny_run / "eval.json").read_text())["surface"]
     assert s["fscore"] > 0.97 and s["chamfer"] < 0.02
@@ -240,14 +240,14 @@ def test_quality_bench_trains_and_opens_a_multitrainer_variant(tiny_multi_run, t
     from tests.trainers.tiny_run import TINY_SCENE, TINY_TRAINING
     from models.trainers.scene_graph import MultiTrainer
 
-    scene = load_run(tiny_multi_run).trainer.cfg.scene.path
+    scene = load_run(tiny_multi_run).config.scene.path
     out = tmp_path / "multi_variant"
     schedule = [{"name": "pretrain", "steps": 3}, {"name": "entropy", "steps": 2}]
     timing = train_bench_run("omnire_sugar_quick", out, schedule,
                              [*TINY_SCENE, f"scene.path={scene}", *TINY_TRAINING, "trainer=MultiTrainer",
                               "loss.mask_dynamic=false", "log.snapshot_every=0"])
     assert set(timing) == {"pretrain", "entropy"}
-    assert type(load_run(out).trainer) is MultiTrainer
+    assert load_run(out).trainer_name == MultiTrainer.__name__
     figure = quality_figure({"multi": {"run_dir": str(out), "mesh": None},
                              "multi_full": {"run_dir": str(tiny_multi_run), "mesh": None}}, tmp_path / "q.png")
     assert figure.stat().st_size > 10_000
@@ -259,7 +259,7 @@ def test_bench_quality_end_to_end_on_the_tiny_scene(tiny_run, tmp_path):
     from tests.trainers.tiny_run import TINY_SCENE
 
     bench = load_script("bench_quality", "benchmarks")
-    scene = load_run(tiny_run).trainer.cfg.scene.path
+    scene = load_run(tiny_run).config.scene.path
     out = tmp_path / "bq"
     args = ["--steps", "30", "--out", str(out), "--poisson-depth", "6", "--points", "20000", *TINY_SCENE,
             f"scene.path={scene}", "model.init_opacity=0.6", "num_threads=1", "log.progress=false"]

@@ -1,11 +1,14 @@
-"""Opening a run for inference: the trainer class from the checkpoint, no optimizer, same renders."""
+"""Opening a run for inference: the GaussianScene, cameras and config from the checkpoint alone (no
+trainer, no optimizer, no dataset), the same renders as the trainer that wrote it; the trainer class
+from the checkpoint when a trainer is rebuilt for inference (older checkpoints)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from models.trainers.checkpoint import find_latest, load_checkpoint
-from models.trainers.inference import open_run, open_trainer
+from models.run import open_run
+from models.trainers.inference import open_trainer
 from models.trainers.scene_graph import RIGID_KEY, MultiTrainer
 from models.trainers.single import SingleTrainer
 
@@ -28,14 +31,20 @@ def trained(tmp_path_factory):
 def test_the_checkpoint_names_its_trainer_class(trained):
     trainer, out = trained
     run = open_run(out)
-    assert type(run.trainer) is MultiTrainer and run.step == 4
-    assert list(run.trainer.models) == list(trainer.models)
-    # no optimizer, densification strategy or sampler is built; nothing is written
+    assert run.trainer_name == MultiTrainer.__name__ and run.step == 4
+    assert list(run.scene.models) == list(trainer.models)
+    # no optimizer, densification strategy or sampler is built, and nothing can train: a scene, not a trainer
     for attr in ("optimizers", "bg_optimizer", "strategy", "strategy_states", "sampler"):
-        assert not hasattr(run.trainer, attr), attr
-    assert run.trainer.output_dir is None
+        assert not hasattr(run.scene, attr) and not hasattr(run, attr), attr
+    assert not hasattr(run.scene, "train") and not hasattr(run, "train")
+    # a trainer rebuilt for inference (what older checkpoints open through) builds none of them either
+    rebuilt = open_trainer(load_checkpoint(find_latest(out / "checkpoints")))
+    assert type(rebuilt) is MultiTrainer and rebuilt.step == 4
+    for attr in ("optimizers", "bg_optimizer", "strategy", "strategy_states", "sampler"):
+        assert not hasattr(rebuilt, attr), attr
+    assert rebuilt.output_dir is None
     with pytest.raises(RuntimeError, match="inference"):
-        run.trainer.train(num_steps=1)
+        rebuilt.train(num_steps=1)
 
 
 def test_opening_a_run_leaves_the_process_alone(trained):
@@ -57,7 +66,7 @@ def test_renders_match_the_trainer_that_wrote_the_run(trained):
     trainer, out = trained
     run = open_run(out)
     for view in trainer.scene.train_views[:2]:
-        for a, b in zip(trainer.render_view(view), run.trainer.render_view(view)):
+        for a, b in zip(trainer.render_view(view), run.scene.render_view(view)):
             assert torch.equal(a, b)
 
 
@@ -85,4 +94,4 @@ def test_single_trainer_runs_open_as_single_trainers(tmp_path):
     trainer = SingleTrainer(cfg, output_dir=tmp_path / "run")
     trainer.train()
     run = open_run(tmp_path / "run")
-    assert type(run.trainer) is SingleTrainer and run.step == 2
+    assert run.trainer_name == SingleTrainer.__name__ and run.step == 2 and not run.scene.scene_graph

@@ -1,0 +1,228 @@
+"""GaussianScene: a trained scene apart from its trainer (the part nerfstudio's Pipeline plays).
+
+It holds what rendering needs and nothing that training alone needs:
+
+  models       {"Background": VanillaGaussians, "RigidNodes": RigidNodes (scene graph only)}, keyed by
+               class name as in drivestudio; each model's parameters are the trained ones
+  background   the learned background colour (raw; sigmoid(background) is the colour behind the Gaussians)
+  tracks       the rigid instances of the scene graph (id, class, box size), one per instance index of
+               the RigidNodes' Gaussians
+  frames       the scene's frame numbers; poses [I, F, 4, 4] / present [I, F]: each instance's
+               object -> world pose at each frame and whether it exists there
+
+`compose(frame)` gives the world-space Gaussians of one frame as the trainers render them and
+`render(camera, frame=...)` renders them through the one render entry point
+(models.rendering.render.render_gaussians). No optimizer, no dataset, no densification strategy:
+trainers hold a GaussianScene and train its parameters; `models.run.open_run` rebuilds one from a
+checkpoint alone.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from models.cameras import Camera
+from models.gaussians.rigid import INSTANCE_KEY, RIGID_KEY, RigidNodes
+from models.gaussians.vanilla import VanillaGaussians
+from models.rendering.render import RenderOutput, render_gaussians
+
+MODEL_KEY = "Background"  # drivestudio keys models by class name; a single model is the background
+
+
+@dataclass
+class RigidTrack:
+    """What a scene keeps of a rigid instance's track: its name, class and box size (l, w, h)."""
+
+    id: str
+    class_name: str
+    box_size: torch.Tensor          # float32 [3], the box of its first annotated frame
+    node_type: Optional[str] = None
+
+    @classmethod
+    def of(cls, track) -> "RigidTrack":
+        """The record of a dataset track (scenes.driving_dataset.InstanceTrack)."""
+        return cls(str(track.id), str(track.class_name), track.box_size[0].detach().cpu().float().clone(),
+                   getattr(track, "node_type", None))
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"id": self.id, "class_name": self.class_name, "box_size": self.box_size.clone(),
+                "node_type": self.node_type}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "RigidTrack":
+        return cls(str(state["id"]), str(state["class_name"]), torch.as_tensor(state["box_size"]).float().reshape(3),
+                   state.get("node_type"))
+
+
+def sh_degree_of(params: Mapping[str, torch.Tensor]) -> int:
+    """The SH degree of a model's parameters (shN holds (degree + 1)^2 - 1 coefficients)."""
+    degree = int(round(math.sqrt(int(params["shN"].shape[1]) + 1))) - 1
+    if (degree + 1) ** 2 - 1 != int(params["shN"].shape[1]):
+        raise ValueError(f"shN has {int(params['shN'].shape[1])} coefficients per channel, expected (d + 1)^2 - 1")
+    return degree
+
+
+class GaussianScene:
+    """The trained Gaussians of a scene, their per-frame poses and background; renders any camera."""
+
+    def __init__(self, models: Optional[Dict[str, VanillaGaussians]] = None, background: Optional[torch.Tensor] = None,
+                 *, scene_graph: bool = False, frames: Iterable[int] = (), near_plane: float = 0.01,
+                 far_plane: float = 1e10, backend: str = "auto", device: Any = "cpu") -> None:
+        self.device = torch.device(device)
+        self.models: Dict[str, VanillaGaussians] = dict(models or {})
+        if background is None:
+            background = torch.zeros(3, device=self.device)
+        self.background = (background if isinstance(background, torch.nn.Parameter)
+                           else torch.nn.Parameter(torch.as_tensor(background, dtype=torch.float32), requires_grad=False))
+        # a scene graph composes its Gaussians with the SH concatenated (RigidNodes rotate them per frame);
+        # a single model hands its SH in two parts that the compiled backend reads in place
+        self.scene_graph = bool(scene_graph)
+        self.near_plane, self.far_plane, self.backend = float(near_plane), float(far_plane), str(backend)
+        self.set_tracks([], sorted(int(f) for f in frames))
+
+    # ----- the scene graph -----------------------------------------------------------------------
+    def set_tracks(self, tracks: Sequence[RigidTrack], frames: Sequence[int], poses: Optional[torch.Tensor] = None,
+                   present: Optional[torch.Tensor] = None) -> None:
+        """The rigid instances, the scene's frames and each instance's pose table [I, F, 4, 4] / [I, F]."""
+        self.tracks: List[RigidTrack] = list(tracks)
+        self.frames: List[int] = [int(f) for f in frames]
+        self._frame_column = {f: i for i, f in enumerate(self.frames)}
+        n, F = len(self.tracks), len(self.frames)
+        if poses is None:
+            poses = torch.eye(4).repeat(n, F, 1, 1)
+        if present is None:
+            present = torch.zeros(n, F, dtype=torch.bool)
+        if tuple(poses.shape) != (n, F, 4, 4) or tuple(present.shape) != (n, F):
+            raise ValueError(f"pose table of shape {tuple(poses.shape)} / {tuple(present.shape)}, expected "
+                             f"[{n}, {F}, 4, 4] / [{n}, {F}] for {n} instances and {F} frames")
+        self.poses = poses.to(self.device)
+        self.present = present.to(self.device, torch.bool)
+
+    def instance_poses(self, frame: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(obj_to_world [I, 4, 4], present [I] bool) of the rigid instances at a frame."""
+        col = self._frame_column.get(int(frame))
+        if col is None:
+            n = len(self.tracks)
+            return torch.eye(4, device=self.device).repeat(n, 1, 1), torch.zeros(n, dtype=torch.bool, device=self.device)
+        return self.poses[:, col], self.present[:, col]
+
+    def pose_at(self, instance: int, frame: int) -> Optional[torch.Tensor]:
+        """An instance's object -> world pose at a frame, or None where it does not exist."""
+        col = self._frame_column.get(int(frame))
+        if col is None or not bool(self.present[instance, col]):
+            return None
+        return self.poses[instance, col]
+
+    # ----- Gaussians ---------------------------------------------------------------------------------
+    @property
+    def model(self) -> VanillaGaussians:
+        """The background model (the one a mesh is extracted from)."""
+        return self.models[MODEL_KEY]
+
+    @property
+    def num_gaussians(self) -> int:
+        return sum(m.num_gaussians for m in self.models.values())
+
+    @property
+    def sh_degree(self) -> int:
+        return int(self.model.sh_degree)
+
+    def background_rgb(self) -> torch.Tensor:
+        """The colour behind the Gaussians, [3] in [0, 1]."""
+        return torch.sigmoid(self.background)
+
+    def compose(self, frame: int = 0) -> Tuple[Dict[str, torch.Tensor], Dict[str, slice]]:
+        """The world-space Gaussians rendered at a frame and each model's slice of them: the background
+        as it is, then (scene graph) the rigid nodes posed at the frame, absent instances transparent."""
+        bg = self.model
+        nb = bg.num_gaussians
+        if not self.scene_graph:
+            return bg.get_gaussians(split_sh=True), {MODEL_KEY: slice(0, nb)}
+        gs = bg.get_gaussians()
+        if RIGID_KEY not in self.models:
+            return gs, {MODEL_KEY: slice(0, nb)}
+        nodes: RigidNodes = self.models[RIGID_KEY]
+        poses, present = self.instance_poses(frame)
+        rigid = nodes.world_gaussians(poses, present)
+        gs = {k: torch.cat([gs[k], rigid[k]]) for k in gs}
+        return gs, {MODEL_KEY: slice(0, nb), RIGID_KEY: slice(nb, nb + nodes.num_gaussians)}
+
+    def render(self, camera: Camera, frame: int = 0, *, render_mode: str = "RGB", sh_degree: Optional[int] = None,
+               gaussians: Optional[Mapping[str, torch.Tensor]] = None) -> RenderOutput:
+        """Render the scene at ``frame`` into ``camera`` over the learned background through
+        ``render_gaussians``; ``gaussians``: already composed ones (``compose``) instead.
+        ``sh_degree`` None: the model's full degree."""
+        gs = self.compose(frame)[0] if gaussians is None else gaussians
+        return render_gaussians(
+            gs, camera.to(self.device), background=self.background_rgb(),
+            sh_degree=self.sh_degree if sh_degree is None else sh_degree, render_mode=render_mode,
+            near_plane=self.near_plane, far_plane=self.far_plane, backend=self.backend)
+
+    @torch.no_grad()
+    def render_view(self, view, render_mode: str = "RGB+ED"):
+        """(rgb clamped to [0, 1], alpha, depth or None) of a view (its camera at its frame), no gradients."""
+        out = self.render(view.camera, view.frame_idx, render_mode=render_mode)
+        return out.rgb.clamp(0, 1), out.alpha, out.depth
+
+    # ----- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """Plain tensors and values: every model's parameters, the background, and the scene graph."""
+        return {
+            "models": {name: {k: v.detach().clone() for k, v in m.params.items()} for name, m in self.models.items()},
+            "background": self.background.detach().clone(),
+            "graph": self.graph_state_dict(),
+        }
+
+    def graph_state_dict(self) -> Dict[str, Any]:
+        return {"scene_graph": self.scene_graph, "frames": list(self.frames),
+                "tracks": [t.state_dict() for t in self.tracks],
+                "poses": self.poses.detach().cpu().clone(), "present": self.present.detach().cpu().clone()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """The parameters of every model (same models, same parameter names and per-Gaussian shapes;
+        the number of Gaussians may differ), the background and, where the state has it, the graph."""
+        self.load_params(state)
+        if state.get("graph") is not None:
+            self.load_graph(state["graph"])
+
+    def load_params(self, state: Mapping[str, Any]) -> None:
+        """The Gaussians of every model and the background colour."""
+        if set(state["models"]) != set(self.models):
+            raise KeyError(f"models {sorted(state['models'])}, expected {sorted(self.models)}")
+        for name, m in self.models.items():
+            params = state["models"][name]
+            if set(params) != set(m.params.keys()):
+                raise KeyError(f"{name} parameters {sorted(params)}, expected {sorted(m.params.keys())}")
+            for k, v in params.items():
+                if v.shape[1:] != m.params[k].shape[1:]:
+                    raise ValueError(f"{name} parameter {k!r} has shape {tuple(v.shape)}, expected "
+                                     f"[N, {', '.join(map(str, m.params[k].shape[1:]))}]")
+                m.params[k] = torch.nn.Parameter(v.to(self.device).clone(), requires_grad=m.params[k].requires_grad)
+        self.background.data.copy_(state["background"].to(self.device))
+
+    def load_graph(self, graph: Mapping[str, Any]) -> None:
+        self.scene_graph = bool(graph["scene_graph"])
+        self.set_tracks([RigidTrack.from_state(t) for t in graph["tracks"]], graph["frames"],
+                        torch.as_tensor(graph["poses"]).float(), torch.as_tensor(graph["present"]).bool())
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any], *, device: Any = "cpu", near_plane: float = 0.01,
+                        far_plane: float = 1e10, backend: str = "auto") -> "GaussianScene":
+        """A scene built from a state dict alone (models of the saved shapes; nothing initialised)."""
+        models: Dict[str, VanillaGaussians] = {}
+        for name, params in state["models"].items():
+            degree = sh_degree_of(params)
+            if INSTANCE_KEY in params:
+                models[name] = RigidNodes(params, sh_degree=degree)
+            else:
+                models[name] = VanillaGaussians(params, sh_degree=degree)
+        if MODEL_KEY not in models:
+            raise KeyError(f"models {sorted(models)}: no {MODEL_KEY!r} model")
+        scene = cls({name: m.to(device) for name, m in models.items()},
+                    torch.nn.Parameter(torch.zeros(3, device=device), requires_grad=False),
+                    near_plane=near_plane, far_plane=far_plane, backend=backend, device=device)
+        scene.load_state_dict(state)
+        return scene
