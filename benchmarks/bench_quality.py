@@ -22,9 +22,13 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any, Dict, Optional
 
 from models.reproducibility import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
+import numpy as np  # noqa: E402
+
+from models.quality.scores import staged_ratios  # noqa: E402
 from omnire_cli.errors import fail  # noqa: E402
 
 
@@ -38,6 +42,47 @@ def _machine() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
     return f"{os.cpu_count()}-core CPU ({platform.machine()})"
+
+
+def _f(x, fmt="{:.3f}"):
+    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else fmt.format(x)
+
+
+def format_bench(results: Dict[str, Dict[str, Any]], tau: float) -> str:
+    """One row per run and mesh method, then the staged run's ratios against plain 3DGS."""
+    tau_pix = next((r["tau_pixel"].get("tau") for r in results.values() if r.get("tau_pixel")), None)
+    tp = f"{tau_pix:.3g}" if tau_pix else "?"
+    head = ["run", "mesh", "PSNR", "SSIM", "depth err (m)", "Chamfer", "acc / comp", f"F@{tau:g}m",
+            f"F@{tp}m (pixel)", "P / R @pixel", "NC", "Gaussians", "undecided α at stage ends", "seconds per stage"]
+    rows = []
+    for name, r in results.items():
+        de = r.get("depth_error") or {}
+        und = " ".join(f"{k} {v.get('undecided_at_end', float('nan')):.2f}" for k, v in r.get("stages", {}).items())
+        secs = " ".join(f"{k} {v:.0f}" for k, v in r["timing_s"].items())
+        for method, s in (r.get("surfaces") or {"-": None}).items():
+            s = s or {}
+            at = (s.get("at_tau") or {})
+            pix = at.get(f"{tau_pix:.4g}", {}) if tau_pix else {}
+            rows.append([name, method, _f(r["psnr"], "{:.2f}"), _f(r["ssim"], "{:.3f}"), _f(de.get("abs_mean")),
+                         _f(s.get("chamfer")), f"{_f(s.get('accuracy'))} / {_f(s.get('completeness'))}",
+                         _f(s.get("fscore")), _f(pix.get("fscore")),
+                         f"{_f(pix.get('precision'))} / {_f(pix.get('recall'))}", _f(s.get("normal_consistency")),
+                         str(r["num_gaussians"]), und, secs])
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    text = [line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    text += [ratio_line(results, m, tau, tau_pix) for m in (results.get("a_pretrain", {}).get("surfaces") or {})]
+    return "\n".join(t for t in text if t)
+
+
+def ratio_line(results, method: str, tau: float, tau_pix: Optional[float]) -> str:
+    r = staged_ratios(results, method, tau_pix)
+    if not r:
+        return ""
+    return (f"(c)/(a) {method}: Chamfer x{r['chamfer']:.2f} (target <= 0.6), F@{tau:g}m x{r['fscore']:.2f}"
+            + (f", F@pixel x{r['fscore_pixel']:.2f}" if "fscore_pixel" in r else "") + " (target >= 1.5), completeness "
+            f"x{r['completeness']:.2f} (target <= 1), NC {r['normal_consistency_diff']:+.3f} (target > 0), PSNR "
+            f"{r['psnr_diff']:+.2f} dB (target >= -0.5)")
 
 
 def main(argv=None) -> int:
@@ -67,7 +112,8 @@ def main(argv=None) -> int:
     p.add_argument("--machine", default=None, help="how to name the machine in --json (default: cores / GPU found)")
     args = p.parse_intermixed_args(argv)
 
-    from benchmarks.quality_bench import QUICK_STEPS, SEED_STEPS, format_bench, run_quality_bench, staged_ratios
+    from models.quality.benchmark import run_quality_bench
+    from models.quality.variants import QUICK_STEPS, SEED_STEPS
     from models.mesh.run_io import RunInputError, cli_message
     steps = args.steps or (QUICK_STEPS if args.quick else SEED_STEPS)
     config = args.config_name or ("omnire_sugar_quick" if args.quick else "omnire_sugar")

@@ -41,14 +41,14 @@ t0=$(stamp)
 import sys, time
 import torch
 sys.argv = [sys.argv[0]] + sys.argv[1:]
-from benchmarks.quality_bench import _compose
+from models.quality.variants import compose_config
 from models.rendering import rasterization
 from scenes import load_scene
 import os
 dry = os.environ.get("DRY_RUN_CPU") == "1"
 assert dry or torch.cuda.is_available(), "no CUDA device: this script is for a GPU machine"
 overrides = [a for a in sys.argv[1:] if "=" in a and not a.startswith("--")]
-cfg = _compose("omnire_sugar", overrides)
+cfg = compose_config("omnire_sugar", overrides)
 t = time.perf_counter()
 scene = load_scene(cfg.scene)
 print(f"scene: {len(scene.train_views)} training views {scene.train_views[0].width}x{scene.train_views[0].height}, "

@@ -3,7 +3,7 @@ that opens a checkpoint: training's resume (tools/train.py and resume=auto), eva
 extraction, the quality benchmark, and the run loader they share. Each ends with one clear error."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import pickle
@@ -29,17 +29,6 @@ class Payload:
 
     def __reduce__(self):
         return os.system, (f"touch {self.marker}",)
-
-
-def _tool(name):
-    for folder in ("benchmarks",):
-        path = REPO / folder / f"{name}.py"
-        if path.is_file():
-            spec = importlib.util.spec_from_file_location(f"_crafted_{name}", path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
-    raise FileNotFoundError(name)
 
 
 def craft(path: Path, marker: Path, how: str = "torch") -> Path:
@@ -113,14 +102,17 @@ def test_run_tools_refuse(tmp_path, marker, capsys, tool):  # omnire-eval, omnir
         assert len(err.splitlines()) == 1 and err.startswith(f"error: checkpoint {evil} refused"), err
 
 
-def test_quality_benchmark_refuses(tmp_path, marker, capsys):
+def test_quality_benchmark_refuses(tmp_path, marker):
+    """The benchmark runs as its command line runs it (python -m benchmarks.bench_quality)."""
     out = tmp_path / "bench"
     steps = 15
-    from benchmarks.quality_bench import bench_schedules
+    from models.quality.variants import bench_schedules
     first = next(iter(bench_schedules(steps)))
     run = out / first
     evil = craft(run / "checkpoints" / f"step_{steps:06d}.pt", marker)
     (run / "bench_timing.json").write_text(json.dumps({"pretrain": 1.0}))
-    assert _tool("bench_quality").main(["--out", str(out), "--steps", str(steps), "--reuse"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    res = subprocess.run([sys.executable, "-m", "benchmarks.bench_quality", "--out", str(out), "--steps", str(steps),
+                          "--reuse"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    err = res.stderr.strip().splitlines()
     assert err[-1].startswith(f"error: checkpoint {evil} refused"), err

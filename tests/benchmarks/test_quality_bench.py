@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmarks.quality_bench import (configured_hooks, depth_error, pixel_footprint_tau, staged_ratios,
-                                      train_bench_run)
 from models.mesh.run_io import load_run
+from models.quality.scores import depth_error, pixel_footprint_tau, staged_ratios
+from models.quality.training import train_bench_run
+from models.quality.variants import configured_hooks
 from tests.trainers.tiny_run import TINY_SCENE, TINY_TRAINING
+
+REPO = Path(__file__).resolve().parents[2]
 
 SCHEDULE = [{"name": "pretrain", "steps": 4}, {"name": "entropy", "steps": 3}, {"name": "sugar", "steps": 3}]
 
@@ -92,23 +98,25 @@ def test_staged_ratios():
     assert staged_ratios(results, "tsdf") == {}
 
 
-def test_surface_bands_scores_the_gt_mesh_perfectly_and_reports_a_run(tiny, tmp_path, capsys):
-    """benchmarks/surface_bands.py: the GT mesh scored against itself has recall and precision ~1 in every
-    band it reaches (not exactly 1: open3d's float32 closest-point query is off by up to a few cm on the
-    street's 100-m ground triangles, for ~0.1 % of the samples); on the tiny run's level-set mesh the three
-    tables are printed."""
-    from benchmarks import surface_bands
+def test_surface_bands_scores_the_gt_mesh_perfectly_and_reports_a_run(tiny, tmp_path):
+    """models/quality/bands.py: the GT mesh scored against itself has recall and precision ~1 in every band
+    it reaches (not exactly 1: open3d's float32 closest-point query is off by up to a few cm on the
+    street's 100-m ground triangles, for ~0.1 % of the samples); on the tiny run's level-set mesh
+    `python -m benchmarks.surface_bands` prints the three tables."""
     from models.mesh.run_io import extract_run_mesh, save_mesh
+    from models.quality.bands import mesh_bands
 
     _, _, out, _ = tiny
     run = load_run(out)
-    rows = surface_bands.mesh_bands(run, run.dataset().load_gt_mesh(), tau=0.1, max_depth=40.0, n_points=20_000)
+    rows = mesh_bands(run, run.dataset().load_gt_mesh(), tau=0.1, max_depth=40.0, n_points=20_000)
     assert math.isclose(sum(r["gt_share"] for r in rows), 1.0) and math.isclose(sum(r["pred_share"] for r in rows), 1.0)
     scored = [r for r in rows if r["gt_share"] > 0]
     assert scored and all(r["recall"] >= 0.99 and r["precision"] >= 0.99 for r in scored)
     assert all(r["accuracy"] < 1e-3 and r["completeness"] < 1e-3 for r in scored)
     mesh = save_mesh(extract_run_mesh(run, method="levelset", poisson_depth=6, progress=False), tmp_path / "m.ply")
-    assert surface_bands.main([str(out), "--mesh", str(mesh), "--every", "1", "--threads", "1"]) == 0
-    text = capsys.readouterr().out
+    res = subprocess.run([sys.executable, "-m", "benchmarks.surface_bands", str(out), "--mesh", str(mesh), "--every", "1",
+                          "--threads", "1"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    text = res.stdout
     assert "mesh, by distance to the nearest training camera" in text and "level-set points" in text
     assert "thickness:" in text

@@ -211,7 +211,7 @@ def test_tool_process_exits_non_zero_without_traceback(tmp_path):
 
 # ----- bench_quality ------------------------------------------------------------------------------
 def test_bench_schedules_share_the_step_budget_and_the_pretrain():
-    from benchmarks.quality_bench import bench_schedules
+    from models.quality.variants import bench_schedules
 
     s = bench_schedules(1500)
     assert s["c_pretrain_entropy_sugar"] == [{"name": "pretrain", "steps": 700}, {"name": "entropy", "steps": 200},
@@ -236,7 +236,8 @@ def test_normals_from_depth_of_a_fronto_parallel_plane_face_the_camera():
 def test_quality_bench_trains_and_opens_a_multitrainer_variant(tiny_multi_run, tmp_path):
     """The quality benchmark trains the configured trainer class and reopens its runs through the
     inference loader (its figure renders every run)."""
-    from benchmarks.quality_bench import quality_figure, train_bench_run
+    from models.quality.figure import quality_figure
+    from models.quality.training import train_bench_run
     from tests.trainers.tiny_run import TINY_SCENE, TINY_TRAINING
     from models.trainers.scene_graph import MultiTrainer
 
@@ -258,15 +259,20 @@ def test_bench_quality_end_to_end_on_the_tiny_scene(tiny_run, tmp_path):
     """Three short runs, meshes, the table and the figure (about a minute on 2 cores)."""
     from tests.trainers.tiny_run import TINY_SCENE
 
-    bench = load_script("bench_quality", "benchmarks")
+    def bench(args):  # as its command line runs it
+        res = subprocess.run([sys.executable, "-m", "benchmarks.bench_quality", *args], cwd=REPO,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return res.returncode
+
     scene = load_run(tiny_run).config.scene.path
     out = tmp_path / "bq"
     args = ["--steps", "30", "--out", str(out), "--poisson-depth", "6", "--points", "20000", *TINY_SCENE,
             f"scene.path={scene}", "model.init_opacity=0.6", "num_threads=1", "log.progress=false"]
-    assert bench.main(args) == 0
+    assert bench(args) == 0
     results = json.loads((out / "bench_quality.json").read_text())
     assert list(results) == ["a_pretrain", "b_pretrain_entropy", "c_pretrain_entropy_sugar"]
     assert (out / "bench_quality.png").stat().st_size > 10_000
     mtime = (out / "a_pretrain" / "bench_timing.json").stat().st_mtime
-    assert bench.main([*args, "--reuse"]) == 0  # finished runs are not trained again
+    assert bench([*args, "--reuse"]) == 0  # finished runs are not trained again
     assert (out / "a_pretrain" / "bench_timing.json").stat().st_mtime == mtime
