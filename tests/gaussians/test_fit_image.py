@@ -2,7 +2,9 @@
 import pytest
 import torch
 
-from benchmarks.fit_image import fit_image, procedural_scene, psnr
+from models.gaussians.fit_image import fit_image
+from models.losses import psnr
+from models.rendering.procedural_view import procedural_scene
 
 
 @pytest.fixture(autouse=True)
