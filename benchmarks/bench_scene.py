@@ -11,35 +11,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 from models.reproducibility import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
 
 BUDGET_S = 30.0
-
-
-def bench(cfg, runs: int) -> dict:
-    from scenes import DrivingScene, load_options, synthetic_params
-    from scenes.synthetic import generate
-    params = synthetic_params(cfg)
-    rows: dict[str, list[float]] = {}
-    for _ in range(runs):
-        with tempfile.TemporaryDirectory(prefix="bench_scene_") as tmp:
-            timings: dict[str, float] = {}
-            generate(params, Path(tmp) / "scene", timings)
-            t0 = time.perf_counter()
-            scene = DrivingScene.load(Path(tmp) / "scene", load_options(cfg))
-            timings["load (reference)"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            scene.init_points()
-            timings["init_points (reference)"] = time.perf_counter() - t0
-        for k, v in timings.items():
-            rows.setdefault(k, []).append(v)
-    return rows
 
 
 def main(argv=None):
@@ -48,8 +24,9 @@ def main(argv=None):
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of the synthetic scene, e.g. scene.width=320")
     args = ap.parse_args(argv)
     from scenes.config import compose_scene_config
+    from scenes.generation_timing import time_generation
     cfg = compose_scene_config("synthetic", args.overrides)
-    rows = bench(cfg, args.runs)
+    rows = time_generation(cfg, args.runs)
     p = cfg
     print(f"synthetic scene: {len(p.cameras)} cameras x {p.num_frames} frames at {p.width}x{p.height}, "
           f"supersample {p.supersample}, LiDAR {p.lidar_beams}x{p.lidar_azimuths}; {args.runs} runs")

@@ -1,4 +1,4 @@
-"""The scene command lines: contact sheet (tools/) and generation benchmark (benchmarks/)."""
+"""The scene command lines: the contact sheet (tools/) and the generation timing behind benchmarks/bench_scene."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +21,9 @@ def test_scene_sheet_writes_a_png(tiny_generated, tmp_path):
 
 def test_bench_scene_reports_every_phase():
     from scenes.config import compose_scene_config
+    from scenes.generation_timing import time_generation
     cfg = compose_scene_config("synthetic", ["scene.num_frames=2", "scene.cameras=[0]", "scene.width=32",
                                              "scene.height=24", "scene.lidar_beams=4", "scene.lidar_azimuths=60"])
-    rows = load_script("bench_scene", "benchmarks").bench(cfg, runs=1)
+    rows = time_generation(cfg, runs=1)
     for key in ("cameras", "lidar", "write", "total", "load (reference)"):
         assert len(rows[key]) == 1 and rows[key][0] > 0
