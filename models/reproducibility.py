@@ -13,7 +13,7 @@ differently:
   model (the synthetic street is generated with NumPy).
 
 Every one of them reads an environment variable that fixes its choice, but only when it loads: so
-the settings are made by the entry points (``tools/``, the benchmarks, the tests) before torch or
+the settings are made by the entry points (the omnire-* commands, the benchmarks, the tests) before torch or
 NumPy is imported, never by the library behind a user's back. ``OMNIRE_REPRODUCIBLE=0`` turns them
 off for a little speed on AVX-512 machines; a run's log says which mode it ran in.
 

@@ -39,7 +39,7 @@ PathLike = Union[str, os.PathLike]
 
 
 class RunInputError(ValueError):
-    """Bad input from the user (file, folder, option); the tools print its message, no traceback.
+    """Bad input from the user (file, folder, option); the commands print its message, no traceback.
 
     An error about one argument names it as the library does (`views='x': expected ...`) and
     carries it in `param`; `models.mesh.run_io.cli_message` turns that into the command line's flag."""
@@ -155,7 +155,7 @@ class OpenedRun:
     def __iter__(self) -> Iterator[Any]:
         return iter((self.scene, self.cameras, self.config))
 
-    # what the viewer's status line and the tools read (as they read a trainer's)
+    # what the viewer's status line and the commands read (as they read a trainer's)
     @property
     def model(self):
         return self.scene.model
@@ -201,7 +201,7 @@ class OpenedRun:
         return self._dataset
 
 
-LoadedRun = OpenedRun  # the name models.mesh and the tools know
+LoadedRun = OpenedRun  # the name models.mesh and the commands know
 
 
 def resolve_checkpoint(path: PathLike) -> Tuple[Path, Path]:

@@ -1,6 +1,6 @@
 """Load a trained run without writing into it, extract its mesh, evaluate it.
 
-The tools (tools/extract_mesh.py, tools/eval.py) and benchmarks/bench_quality.py are thin wrappers around
+The commands omnire-mesh and omnire-eval and the quality comparison (models/quality/) are built on
 these functions, which take a run opened by models.run.open_run (its GaussianScene and cameras; no
 dataset is read, except by evaluation for the ground truth):
 
@@ -341,7 +341,7 @@ def evaluate_run(run: LoadedRun, *, mesh: Optional[PathLike] = None, tau: float 
     if max_depth is not None and not max_depth > 0:
         raise RunInputError(f"max_depth={max_depth}: expected a positive distance in metres", param="max_depth")
     if mesh is not None and not Path(mesh).is_file():
-        raise RunInputError(f"mesh file {mesh} does not exist (expected a .ply written by tools/extract_mesh.py)")
+        raise RunInputError(f"mesh file {mesh} does not exist (expected a .ply written by omnire-mesh)")
     image = evaluate_run_images(run)
     report: Dict[str, Any] = {"run": str(run.run_dir), "checkpoint": str(run.checkpoint), "step": run.step,
                               "num_gaussians": int(image["num_gaussians"]), "test": image["test"], "surface": None}
@@ -350,7 +350,7 @@ def evaluate_run(run: LoadedRun, *, mesh: Optional[PathLike] = None, tau: float 
     else:
         mesh_path = Path(mesh) if mesh is not None else find_run_mesh(run)
         if mesh_path is None:
-            report["surface_note"] = (f"no mesh in {run.run_dir / 'exports'}; run tools/extract_mesh.py first "
+            report["surface_note"] = (f"no mesh in {run.run_dir / 'exports'}; run omnire-mesh first "
                                       "or pass --mesh")
         else:
             m = surface_metrics(run, mesh_path, tau=tau, n_points=n_points, max_depth=max_depth)

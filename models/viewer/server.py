@@ -366,7 +366,7 @@ class ViewerServer:
 
 
 def attach_live_viewer(trainer, cfg) -> ViewerServer:
-    """The viewer of a training run (``viewer=true`` on tools/train.py)."""
+    """The viewer of a training run (``viewer=true`` on omnire-train)."""
     port = int(cfg.get("viewer_port", 8080))
     viewer = ViewerServer(trainer, port=port, run_dir=trainer.output_dir, live=True)
     logger.info("viewer: http://localhost:%d (training waits only while paused)", viewer.port)
