@@ -1,4 +1,4 @@
-"""Load a command-line script (tools/, benchmarks/) as a module, as its command line would run it."""
+"""Load a command-line script (tools/) as a module, as its command line would run it."""
 from __future__ import annotations
 
 import importlib.util

@@ -45,3 +45,25 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     cpp = report["phases"]["cpp_vs_gsplat"]
     assert cpp["ok"] and cpp["result"]["cpp_bitwise_repeatable"] is True
     assert cpp["result"]["max_abs_rgb"] <= 1e-4  # in the dry run the dense reference stands in for gsplat
+
+
+
+def test_no_test_imports_a_benchmark_or_check():
+    """Tests run benchmarks and checks as commands; what they test of them lives in the library."""
+    import ast
+
+    def named(node):  # the modules an import statement or an import-by-name call brings in
+        if isinstance(node, ast.Import):
+            return [a.name for a in node.names]
+        if isinstance(node, ast.ImportFrom) and not node.level:
+            return [node.module or ""]
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "import_module", "load_script", "spec_from_file_location"):
+            return [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        return []
+
+    offenders = [f"{path.relative_to(REPO)}:{node.lineno} {name}"
+                 for path in sorted((REPO / "tests").rglob("*.py"))
+                 for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+                 for name in named(node) if name.split(".")[0] in SCRIPTS]
+    assert offenders == []
