@@ -104,7 +104,8 @@ def main(argv=None) -> int:
     p.add_argument("--poisson-depth", type=int, default=9)
     p.add_argument("--pixel-stride", type=int, default=1)
     p.add_argument("--tau", type=float, default=0.05)
-    p.add_argument("--max-depth", type=float, default=None, help="score GT surface seen within this depth only")
+    p.add_argument("--max-depth", type=float, default=40.0,
+                   help="score GT surface seen within this depth only (default 40 m, omnire-eval's; inf: any depth)")
     p.add_argument("--points", type=int, default=200_000)
     p.add_argument("--no-figure", action="store_true")
     p.add_argument("--train-only", action="store_true", help="train (or continue) the runs, score nothing")
@@ -116,13 +117,14 @@ def main(argv=None) -> int:
     from models.quality.variants import QUICK_STEPS, SEED_STEPS
     from models.mesh.run_io import RunInputError, cli_message
     steps = args.steps or (QUICK_STEPS if args.quick else SEED_STEPS)
+    max_depth = None if args.max_depth == float("inf") else args.max_depth
     config = args.config_name or ("omnire_sugar_quick" if args.quick else "omnire_sugar")
     out = Path(args.out or ("outputs/bench_quality_quick" if args.quick else "outputs/bench_quality"))
     t0 = time.perf_counter()
     try:
         results = run_quality_bench(out, steps=steps, config_name=config, overrides=args.overrides, reuse=args.reuse,
                                     methods=[m for m in args.methods.split(",") if m], poisson_depth=args.poisson_depth,
-                                    pixel_stride=args.pixel_stride, tau=args.tau, max_depth=args.max_depth,
+                                    pixel_stride=args.pixel_stride, tau=args.tau, max_depth=max_depth,
                                     n_points=args.points, variants=[v for v in args.variants.split(",") if v],
                                     budget_s=None if args.budget_min is None else 60 * args.budget_min,
                                     figure=not args.no_figure, eval_device=args.eval_device,

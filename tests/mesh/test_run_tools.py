@@ -113,6 +113,8 @@ def test_eval_writes_eval_json_with_image_and_surface_metrics(tiny_run, capsys):
     assert eval_tool.main([str(tiny_run), "--mesh", str(mesh), "--tau", "0.2", "--points", "20000"]) == 0
     printed = capsys.readouterr().out
     assert "PSNR" in printed and "F-score @ τ=0.2 m" in printed
+    # the README's scoring protocol by default, printed beside the figures
+    assert "GT surface seen by the training cameras within 40 m; τ = 0.2 m; 20,000 samples per mesh" in printed
     report = json.loads((tiny_run / "eval.json").read_text())
     assert np.isfinite(report["test"]["psnr"]) and 0 < report["test"]["ssim"] <= 1
     s = report["surface"]
@@ -131,6 +133,9 @@ def test_eval_scores_the_ground_truth_mesh_as_perfect(tiny_run, tmp_path):
     assert eval_tool.main([str(tiny_run), "--mesh", str(gt), "--points", "20000"]) == 0
     s = json.loads((tiny_run / "eval.json").read_text())["surface"]
     assert s["fscore"] > 0.97 and s["chamfer"] < 0.02
+    assert eval_tool.main([str(tiny_run), "--mesh", str(gt), "--points", "20000", "--max-depth", "inf"]) == 0
+    everything = json.loads((tiny_run / "eval.json").read_text())["surface"]
+    assert "at any depth" in everything["protocol"] and "within 40 m" in s["protocol"]
 
 
 # ----- bad input ----------------------------------------------------------------------------------
