@@ -4,6 +4,8 @@ What a run's ``exports/`` folder gets (``export_scene`` of a GaussianScene and i
 end of training; ``export_run`` of a run opened with models.run.open_run: ``tools/export.py``):
 
   gaussians.ply        the background Gaussians, INRIA's 3DGS vertex layout (float32 only)
+  gaussians.spz        (format "spz") the same Gaussians in Niantic's SPZ, y up (models/splat_files.py)
+  gaussians.glb        (format "gltf") the same Gaussians as glTF with KHR_gaussian_splatting, y up
   cameras.json         every training and test view in INRIA's layout: id, img_name, width,
                        height, position (camera centre), rotation (camera -> world, OpenCV camera
                        axes, rows), fx, fy — as INRIA's ``camera_to_JSON`` writes it
@@ -12,6 +14,7 @@ end of training; ``export_run`` of a run opened with models.run.open_run: ``tool
   rigid_nodes.json     (scene graph) per instance: its id, track name, class and its
                        object -> export-axes pose at every frame it exists
   scene_frame_K.ply    (``--frame K``) background and rigid nodes posed at frame K, one standard PLY
+                       (and .spz / .glb with those formats)
   supersplat_settings.json   (viewer axes) the SuperSplat viewer's settings: opens at the first
                        training camera on the learned background (its ?settings= parameter)
   export_info.json     the axes and the 4x4 transform from the training world, the learned
@@ -26,7 +29,9 @@ x right, y down, z forward of the first ego frame (so a level front camera looks
 is a rotation of the world: means, quaternions and the SH coefficients are rotated with it (view-
 dependent colour turns with the scene), scales and opacities are unchanged, and cameras.json is
 written in the same axes, so the scene opens upright and a viewer can jump to a training camera.
-``axes="world"`` writes the training world as it is (what the checkpoint holds).
+``axes="world"`` writes the training world as it is (what the checkpoint holds). SPZ and glTF fix
+their own axes (right-up-back: the viewer axes turned half a turn about x, so y is up), whatever
+``axes`` says; export_info.json gives their transform from the training world too.
 
 Meshes (tools/extract_mesh.py) stay in the training world: tools/eval.py compares them with the
 ground-truth surface there; export_info.json's transform maps them to the viewer axes.
@@ -47,8 +52,10 @@ from models.cameras import field_of_view
 from models.gaussians.rigid import RIGID_KEY, quat_multiply, rotmat_to_quat, sh_rotation
 from models.run import RunCameras, view_image_name
 from models.scene import GaussianScene
+from models.splat_files import UP_FROM_DOWN, write_gltf, write_spz
 
 AXES = ("viewer", "world")
+FORMATS = ("ply", "spz", "gltf")  # gaussians.ply / gaussians.spz / gaussians.glb
 
 # export = VIEWER_FROM_WORLD @ world: x right (= -left), y down (= -up), z forward.
 VIEWER_FROM_WORLD = torch.tensor([[0.0, -1.0, 0.0],
@@ -59,6 +66,9 @@ VIEWER_FROM_WORLD = torch.tensor([[0.0, -1.0, 0.0],
 INRIA_FIELDS = (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
                 + [f"f_rest_{i}" for i in range(45)]
                 + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
+
+# SPZ's and glTF's axes: x right, y up, z back (the viewer axes turned half a turn about x)
+Y_UP_FROM_WORLD = UP_FROM_DOWN @ VIEWER_FROM_WORLD
 
 PARAM_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 
@@ -182,8 +192,9 @@ def supersplat_settings(views: Sequence, R: Tensor, background: Sequence[float],
         M = SUPERSPLAT_FROM_FILE.double() @ R.double()
         position = M @ c2w[:3, 3]
         forward = M @ c2w[:3, 2]
-        # the viewer takes fov as horizontal on a landscape canvas and vertical otherwise
-        # (camera.horizontalFov = width > height): give the one a canvas of the view's shape uses
+        # the viewer sets camera.horizontalFov = canvas width > height when it applies a camera
+        # (supersplat-viewer 1.36.2), so fov is horizontal on a landscape canvas, vertical otherwise:
+        # give the one a canvas of the view's shape uses (checks/splat_viewer.py measures the framing)
         if view.width > view.height:
             fov = math.degrees(field_of_view(float(view.K[0, 0]), view.width))
         else:
@@ -202,37 +213,65 @@ def supersplat_settings(views: Sequence, R: Tensor, background: Sequence[float],
             "animTracks": [], "cameras": [pose(v) for v in views[:1]], "annotations": [], "startMode": "default"}
 
 
+def parse_formats(formats: Union[str, Sequence[str]]) -> List[str]:
+    """["ply", "spz", ...] of a comma-separated string or a sequence; one clear error for a bad name."""
+    names = [f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
+    bad = [f for f in names if f not in FORMATS]
+    if bad or not names:
+        raise ValueError(f"--format {','.join(bad) or repr(formats)}: expected a comma-separated list of "
+                         f"{', '.join(FORMATS)}")
+    return list(dict.fromkeys(names))
+
+
+def write_gaussian_files(folder: Path, stem: str, key: str, world_params: Dict[str, Tensor], sh_degree: int,
+                         R: Tensor, formats: Sequence[str]) -> Dict[str, Path]:
+    """``<stem>.ply`` (in the export axes ``R``) / ``.spz`` / ``.glb`` (y up) of raw world-frame
+    Gaussians; returned as {key: ply, key_spz: spz, key_gltf: glb}."""
+    written: Dict[str, Path] = {}
+    if "ply" in formats:
+        written[key] = write_gaussians_ply(folder / f"{stem}.ply", transform_params(world_params, R, sh_degree=sh_degree))
+    if "spz" in formats or "gltf" in formats:
+        up = transform_params(world_params, Y_UP_FROM_WORLD, sh_degree=sh_degree)
+        if "spz" in formats:
+            written[f"{key}_spz"] = write_spz(folder / f"{stem}.spz", up)
+        if "gltf" in formats:
+            written[f"{key}_gltf"] = write_gltf(folder / f"{stem}.glb", up)
+    return written
+
+
 def background_rgb(scene: GaussianScene) -> List[float]:
     return [float(x) for x in torch.sigmoid(scene.background.detach().cpu().float())]
 
 
-def export_run(run, folder: Union[str, Path], axes: str = "viewer", frame: Optional[int] = None) -> Dict[str, Path]:
+def export_run(run, folder: Union[str, Path], axes: str = "viewer", frame: Optional[int] = None,
+               formats: Union[str, Sequence[str]] = ("ply",)) -> Dict[str, Path]:
     """``export_scene`` of a run opened with models.run.open_run (its scene, cameras and step)."""
     run = getattr(run, "run", run)  # the tools' handle (models.viewer.adapter.open_run)
-    return export_scene(run.scene, run.cameras, folder, axes=axes, frame=frame, step=run.step)
+    return export_scene(run.scene, run.cameras, folder, axes=axes, frame=frame, step=run.step, formats=formats)
 
 
 def export_scene(scene: GaussianScene, cameras: RunCameras, folder: Union[str, Path], *, axes: str = "viewer",
-                 frame: Optional[int] = None, step: int = 0) -> Dict[str, Path]:
+                 frame: Optional[int] = None, step: int = 0,
+                 formats: Union[str, Sequence[str]] = ("ply",)) -> Dict[str, Path]:
     """Write the exports of a trained scene and its cameras into ``folder`` (see the module doc);
-    with ``frame`` also ``scene_frame_<frame>.ply``. ``step``: the training step, for export_info.json.
-    Returns {name: path}."""
+    with ``frame`` also ``scene_frame_<frame>``. ``step``: the training step, for export_info.json.
+    ``formats``: which of ply, spz, gltf the Gaussians are written as. Returns {name: path}."""
     folder = Path(folder)
     R = axes_rotation(axes)
+    formats = parse_formats(formats)
     frames = sorted(int(f) for f in cameras.frames)
     if frame is not None and int(frame) not in frames:
         raise ValueError(f"--frame {frame}: the scene has frames {frames[0]}..{frames[-1]} "
                          f"({len(frames)} frames: {', '.join(map(str, frames[:12]))}{' ...' if len(frames) > 12 else ''})")
     written: Dict[str, Path] = {}
     bg = scene.model
-    bg_params = transform_params(model_params(bg), R, sh_degree=bg.sh_degree)
-    written["gaussians"] = write_gaussians_ply(folder / "gaussians.ply", bg_params)
+    written.update(write_gaussian_files(folder, "gaussians", "gaussians", model_params(bg), bg.sh_degree, R, formats))
     views = list(cameras.train_views) + list(cameras.test_views)
     written["cameras"] = _write_json(folder / "cameras.json", cameras_json(views, R))
     T = _rigid(R)
     nodes = scene.models.get(RIGID_KEY)
     tracks = list(scene.tracks)
-    if nodes is not None:
+    if nodes is not None and "ply" in formats:
         names = [t.id for t in tracks]
         written["rigid_nodes"] = write_gaussians_ply(
             folder / "rigid_nodes.ply", model_params(nodes),
@@ -260,8 +299,8 @@ def export_scene(scene: GaussianScene, cameras: RunCameras, folder: Union[str, P
             posed.pop("instance_ids")
             parts.append(posed)
         world = {k: torch.cat([p[k] for p in parts]) for k in PARAM_KEYS}
-        posed_all = transform_params(world, R, sh_degree=bg.sh_degree)
-        written["scene_frame"] = write_gaussians_ply(folder / f"scene_frame_{int(frame):03d}.ply", posed_all)
+        written.update(write_gaussian_files(folder, f"scene_frame_{int(frame):03d}", "scene_frame", world,
+                                            bg.sh_degree, R, formats))
     if axes == "viewer":  # SuperSplat's roll assumes a y-down file
         written["supersplat"] = _write_json(folder / "supersplat_settings.json", supersplat_settings(
             views, R, background_rgb(scene), orbit_distance=0.25 * float(cameras.scene_radius)))
@@ -271,6 +310,9 @@ def export_scene(scene: GaussianScene, cameras: RunCameras, folder: Union[str, P
         "axes_meaning": ("x right, y down, z forward of the first ego frame (INRIA/COLMAP viewers' y-down)"
                          if axes == "viewer" else "the training world: first ego frame, x forward, y left, z up"),
         "export_from_world": T.tolist(),
+        "formats": formats,
+        "y_up_from_world": _rigid(Y_UP_FROM_WORLD).tolist(),
+        "y_up_meaning": ".spz and .glb: x right, y up, z back of the first ego frame (SPZ's and glTF's axes)",
         "background_rgb": background_rgb(scene),
         "step": int(step),
         "sh_degree": int(bg.sh_degree),
