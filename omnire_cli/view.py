@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from models.mesh.run_io import RunInputError
-    from models.trainers.single import resolve_device
+    from models.trainers.device import resolve_device
     from models.viewer.adapter import open_run
     try:
         device = str(resolve_device(args.device))

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
         port = s.getsockname()[1]
     viewer = ViewerServer(trainer, host="127.0.0.1", port=port, run_dir=run_dir, render_height=360)
     viewer.mode.value = args.mode
-    c2w = trainer.scene.train_views[0].camera_to_world.double().numpy()
+    c2w = trainer.dataset.train_views[0].camera_to_world.double().numpy()
     fwd, pos = c2w[:3, 2], c2w[:3, 3]
     w, h = (int(x) for x in args.size.split("x"))
     try:

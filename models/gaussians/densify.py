@@ -34,8 +34,9 @@ def opacity_reset_needs_fix(version: str = gsplat.__version__) -> bool:
 class StagedDefaultStrategy(DefaultStrategy):
     """gsplat's DefaultStrategy with the opacity reset under the trainer's control.
 
-    reset_opacity: whether the current stage allows the periodic opacity reset (the trainer sets it
-        from the stage's ``reset_opacity`` hook before each ``step_post_backward``).
+    reset_opacity: whether the periodic opacity reset may run; a call of ``step_post_backward`` may
+        override it with its ``reset_opacity`` argument (the stage's ``reset_opacity`` feature,
+        models.trainers.strategy.ModelStrategy), so nothing is written to carry a stage's choice.
     fix_opacity_reset: run the reset gsplat intends (every ``reset_every`` steps after step 0,
         before ``refine_stop_iter``, to 2 x ``prune_opa``) where the installed gsplat never does;
         by default true exactly for those versions (``opacity_reset_needs_fix``).
@@ -67,8 +68,10 @@ class StagedDefaultStrategy(DefaultStrategy):
         finally:
             self.grow_grad2d = saved
 
-    def step_post_backward(self, params, optimizers, state, step, info, packed=False):
-        if self.fix_opacity_reset or self.reset_opacity:
+    def step_post_backward(self, params, optimizers, state, step, info, packed=False,
+                           reset_opacity: Optional[bool] = None):
+        reset = self.reset_opacity if reset_opacity is None else bool(reset_opacity)
+        if self.fix_opacity_reset or reset:
             super().step_post_backward(params, optimizers, state, step, info, packed=packed)
         else:
             # a gsplat whose own reset works would reset here: make its test false for this call
@@ -78,7 +81,7 @@ class StagedDefaultStrategy(DefaultStrategy):
                 super().step_post_backward(params, optimizers, state, step, info, packed=packed)
             finally:
                 self.reset_every = every
-        if (self.fix_opacity_reset and self.reset_opacity and 0 < step < self.refine_stop_iter
+        if (self.fix_opacity_reset and reset and 0 < step < self.refine_stop_iter
                 and self.reset_every > 0 and step % self.reset_every == 0):
             reset_opa(params=params, optimizers=optimizers, state=state, value=self.prune_opa * 2.0)
 

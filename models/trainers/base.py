@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 import warnings
+from contextlib import ExitStack
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,36 +24,15 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 from omegaconf import DictConfig, OmegaConf
 
 from models.trainers import checkpoint as ckpt
+from models.trainers.resume import CheckpointFallbackWarning, resume_newest  # noqa: F401
+from models.trainers.stage_context import (DEFAULT_STAGE_FEATURES, KNOWN_FEATURES, StageContext,
+                                           resolve_features)
 from models.trainers.trace import StageTrace
 
-# Features a stage can switch on. The trainer validates every configured hook name against this.
-KNOWN_HOOKS: Tuple[str, ...] = (
-    "densify",             # the densification strategy grows and prunes Gaussians
-    "reset_opacity",       # ... and resets opacities every densify.reset_every steps (needs densify)
-    "render_depth",        # render expected depth ("RGB+ED") every step
-    "sugar_losses",        # SuGaR's SDF and normal regularizers (need render_depth)
-    "prune_low_opacity",   # prune Gaussians below sugar.prune_opacity once, when the stage starts
-    "prune_transparent",   # without densify: every densify.refine_every steps, remove the Gaussians below
-                           # α 1/255, which the projection culls (no gradient, never drawn again)
-)
-
-# Defaults for the seed's stage names so the seed's YAML (names and steps only) works as written.
-# A stage's configured hooks override these key by key.
-DEFAULT_STAGE_HOOKS: Dict[str, Dict[str, bool]] = {
-    "pretrain": {"densify": True, "reset_opacity": True, "render_depth": False, "sugar_losses": False,
-                 "prune_low_opacity": False, "prune_transparent": False},
-    # no opacity reset here: the entropy term drives opacities to 0 or 1, and a reset to 0.01 would
-    # hand it Gaussians that it then drives to 0 (observed: a whole model pruned away). No densification
-    # either, as in SuGaR's coarse run: the entropy term then decides a fixed set of Gaussians before the
-    # sugar stage's prune, instead of clones and splits arriving undecided just before it (measured in
-    # issue 10: Chamfer x0.86 / x0.78 of the densifying default on two streets, quick schedule). What the
-    # entropy term drives below 1/255 is removed every densify.refine_every steps: on the default street
-    # 75k of 141k Gaussians are there within 200 entropy steps, and a CPU step's cost grows with the count
-    "entropy": {"densify": False, "reset_opacity": False, "render_depth": False, "sugar_losses": False,
-                "prune_low_opacity": False, "prune_transparent": True},
-    "sugar": {"densify": False, "reset_opacity": False, "render_depth": True, "sugar_losses": True,
-              "prune_low_opacity": True, "prune_transparent": False},
-}
+# A stage's on/off features (the seed's YAML names them under `hooks`): models.trainers.stage_context.
+# The old names stay importable for code and tests written against them.
+KNOWN_HOOKS = KNOWN_FEATURES
+DEFAULT_STAGE_HOOKS = DEFAULT_STAGE_FEATURES
 
 
 def _is_int(value: Any) -> bool:
@@ -64,28 +44,34 @@ def _is_int(value: Any) -> bool:
 class StageSpec:
     name: str
     steps: int
-    hooks: Dict[str, bool] = field(default_factory=dict)
+    hooks: Dict[str, bool] = field(default_factory=dict)   # the configured features (the seed's name)
+
+    @property
+    def features(self) -> Dict[str, bool]:
+        """Every feature of the stage: its configured ones over the defaults of its name (unknown: off)."""
+        return resolve_features(self.name, self.hooks)
 
     def resolved_hooks(self) -> Dict[str, bool]:
-        """The stage's hooks with the defaults of its name filled in (unknown names: all off)."""
-        hooks = {h: False for h in KNOWN_HOOKS}
-        hooks.update(DEFAULT_STAGE_HOOKS.get(self.name, {}))
-        hooks.update({str(k): bool(v) for k, v in self.hooks.items()})
-        return hooks
+        """The seed-era name of `features`."""
+        return self.features
 
 
 def _as_spec(entry: Any, index: int) -> StageSpec:
     if isinstance(entry, StageSpec):
         return entry
     if isinstance(entry, Mapping):
-        unknown = set(entry) - {"name", "steps", "hooks"}
+        unknown = set(entry) - {"name", "steps", "hooks", "features"}
         if unknown:
             raise ValueError(f"stage {index}: unknown key(s) {sorted(unknown)}; expected name, steps, hooks")
         if "name" not in entry or "steps" not in entry:
             raise ValueError(f"stage {index} ({dict(entry)}): expected keys 'name' and 'steps'")
-        hooks = entry.get("hooks") or {}
+        if "hooks" in entry and "features" in entry:
+            raise ValueError(f"stage {index} ({entry['name']!r}): give its features under one key, hooks "
+                             "(the seed's name) or features, not both")
+        key = "features" if "features" in entry else "hooks"
+        hooks = entry.get(key) or {}
         if not isinstance(hooks, Mapping):
-            raise ValueError(f"stage {index} ({entry['name']!r}): hooks must be a mapping of name -> bool, got {hooks!r}")
+            raise ValueError(f"stage {index} ({entry['name']!r}): {key} must be a mapping of name -> bool, got {hooks!r}")
         return StageSpec(name=entry["name"], steps=entry["steps"], hooks=dict(hooks))
     raise ValueError(f"stage {index}: expected a StageSpec or a mapping with name/steps, got {entry!r}")
 
@@ -110,9 +96,9 @@ class StageSchedule:
                 raise ValueError(
                     f"stage {i} ({spec.name!r}): steps must be a positive integer, got {spec.steps!r}")
             for hook, on in spec.hooks.items():
-                if hook not in KNOWN_HOOKS:
+                if hook not in KNOWN_FEATURES:
                     raise ValueError(
-                        f"stage {i} ({spec.name!r}): unknown hook {hook!r}; known hooks: {', '.join(KNOWN_HOOKS)}")
+                        f"stage {i} ({spec.name!r}): unknown hook {hook!r}; known hooks: {', '.join(KNOWN_FEATURES)}")
                 if not isinstance(on, bool):
                     raise ValueError(f"stage {i} ({spec.name!r}): hook {hook!r} must be true or false, got {on!r}")
         self._stages: Tuple[StageSpec, ...] = tuple(
@@ -313,19 +299,76 @@ class NonFiniteLossError(RuntimeError):
     """A training step produced a NaN or infinite loss."""
 
 
-class CheckpointFallbackWarning(UserWarning):
-    """The newest checkpoint could not be read; resume used the one before it."""
-
-
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) or OmegaConf.is_list(node) else node
+
+
+def _install_signal_handlers(handler: Callable) -> Dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_signal_handlers(previous: Dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def _restore_stage_position(sched: StageSchedule, state: Mapping[str, Any], source: str) -> Optional[int]:
+    """Move `sched` to a checkpoint's position (its global step decides where the checkpoint's schedule
+    differs from the config's, with a warning); returns the index of the stage whose start event has
+    fired (None: the next step fires it)."""
+    step = state.get("step")
+    if not _is_int(step) or step < 0:
+        raise ValueError(f"{source}: 'step' must be an integer >= 0, got {step!r}")
+    try:
+        saved = StageSchedule.from_state(state.get("stage"))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{source}: bad stage state: {exc}") from None
+    active = state.get("stage_active")
+    if active is not None and (not _is_int(active) or not 0 <= active < len(saved)):
+        raise ValueError(f"{source}: stage_active {active!r} is out of range for {saved.describe()}")
+    if step > sched.total_steps:
+        raise ValueError(f"{source}: step {step} is past the end of the configured schedule ({sched.describe()})")
+    if saved.stages == sched.stages:
+        expected = sched.locate(min(step, sched.total_steps - 1))
+        if (saved.stage_index, saved.offset) != expected:
+            raise ValueError(f"{source}: stage position {saved.stage_index}/{saved.offset} does not match "
+                             f"step {step} (expected {expected[0]}/{expected[1]} in {sched.describe()})")
+        sched.set_position(state["stage"])
+        return active
+    position = sched.locate(min(step, sched.total_steps - 1))
+    sched.set_position({"stage_index": position[0], "offset": position[1]})
+    msg = (f"{source} was made under another stage schedule ({saved.describe()}); the config's is "
+           f"({sched.describe()}). Global step {step} decides: stage {sched.names[position[0]]!r}, "
+           f"step {position[1]}")
+    if active is not None and step > 0:
+        prev_index = sched.locate(min(step - 1, sched.total_steps - 1))[0]
+        active = prev_index if sched.names[prev_index] == saved.names[active] else None
+    warnings.warn(msg, ScheduleChangedWarning, stacklevel=3)
+    logger.warning(msg)
+    return active
+
+
+# keys that say how this process was started, not what the run is: a resumed run's checkpoints
+# are byte-identical to an uninterrupted run's only if these are left out of them
+RUN_CONTROL_KEYS = {"resume": False, "stop_after": None}
+
+
+def config_for_checkpoint(cfg: DictConfig) -> Dict[str, Any]:
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for key, neutral in RUN_CONTROL_KEYS.items():
+        if key in config:
+            config[key] = neutral
+    return config
 
 
 class BasicTrainer:
     """Decides the stage once per step, delivers stage events, saves and restores the run.
 
-    Subclasses build their models in `setup()` and compute one step in `train_step()`; they react
-    to stages in `on_stage_start` / `on_stage_end` and extend `state_dict` / `load_state_dict`.
+    Subclasses build their models in `setup()` and compute one step in `train_step()`, reading the
+    step's stage from `self.stage_context` (a StageContext value); they react to stages in
+    `on_stage_start` / `on_stage_end` and extend `state_dict` / `load_state_dict`.
     `self.step` is the number of completed steps, i.e. the global step that runs next.
     """
 
@@ -355,18 +398,23 @@ class BasicTrainer:
         self.step: int = self.stage_schedule.global_step
         self.current_stage: str = self.stage_schedule.names[self.stage_schedule.stage_index]
         self.stage_step: int = self.stage_schedule.offset
+        # the seed's view of the stage's entropy weight, updated at stage transitions; the step reads
+        # the weight from its StageContext
         self.render_cfg = OmegaConf.create(_plain(OmegaConf.select(self.cfg, "render")) or {})
         self.render_cfg.opacity_entropy_weight = self.opacity_entropy_scheduler.weight(self.current_stage)
+        self.stage_context: Optional[StageContext] = None   # the stage of the step that runs (update_stage)
+        self._stage_features: Dict[int, Tuple[Mapping[str, bool], Tuple]] = {}
         self._active_stage: Optional[int] = None     # stage whose start event has fired, not yet ended
         self._stage_callbacks: List[StageCallback] = []
         self._step_callbacks: List[StepCallback] = []
+        self._step_locks: List[Any] = []
         self.last_outputs: Any = None                # set by train_step for the step callbacks
         self._stop_requested = False
         self.stop_checkpoint: Optional[Path] = None   # set when SIGTERM / SIGINT stopped train() early
         self.output_dir = Path(output_dir) if output_dir is not None else None
 
         self.setup()
-        resume_path = self._resume(resume)
+        resume_path = resume_newest(resume, self.output_dir, self.load_state_dict)
         if resume_path is not None:
             logger.info("resumed from %s at step %d (stage %s, step %d of %d)", resume_path, self.step,
                         self.current_stage, self.stage_step, self.current_stage_spec.steps)
@@ -382,7 +430,7 @@ class BasicTrainer:
         """Called once the trainer is built and any checkpoint is loaded (write run files here)."""
 
     def train_step(self) -> Dict[str, float]:
-        """One optimisation step at `self.step` in `self.current_stage`."""
+        """One optimisation step at `self.step` in `self.stage_context`."""
         return {}
 
     def on_stage_start(self, stage: StageSpec) -> None:
@@ -394,7 +442,7 @@ class BasicTrainer:
     def on_train_end(self) -> None:
         """Called once when the schedule's last step has run."""
 
-    # ----- stages ------------------------------------------------------------------------------
+    # ----- stages and callbacks ----------------------------------------------------------------
     def add_stage_callback(self, callback: StageCallback) -> None:
         """`callback(event, trainer, stage)` with event "stage_start" or "stage_end"."""
         self._stage_callbacks.append(callback)
@@ -404,13 +452,19 @@ class BasicTrainer:
         a viewer. Called in the order added, before the step's checkpoint or a requested stop."""
         self._step_callbacks.append(callback)
 
+    def hold_during_step(self, lock: Any) -> None:
+        """`train()` holds `lock` (a context manager, e.g. threading.Lock) while each step runs, so a
+        reader holding it (a viewer's render thread) sees no half-updated parameters."""
+        self._step_locks.append(lock)
+
     @property
     def current_stage_spec(self) -> StageSpec:
         return self.stage_schedule.stages[self.stage_schedule.index_of(self.current_stage)]
 
     @property
-    def stage_hooks(self) -> Dict[str, bool]:
-        return self.current_stage_spec.resolved_hooks()
+    def stage_features(self) -> Mapping[str, bool]:
+        """The current stage's features (every KNOWN_FEATURES flag)."""
+        return self.current_stage_spec.features
 
     @property
     def total_steps(self) -> int:
@@ -421,11 +475,20 @@ class BasicTrainer:
         return self.step >= self.stage_schedule.total_steps
 
     def update_stage(self) -> Tuple[str, int]:
-        """Decide the stage of `self.step`: the one place where steps are compared with stages."""
-        self.current_stage, self.stage_step = self.stage_schedule.step(self.step)
+        """Decide the stage of `self.step`: the one place where steps are compared with stages. Builds
+        the step's StageContext; at a stage transition, the seed's render_cfg weight and the events."""
+        sched = self.stage_schedule
+        self.current_stage, self.stage_step = sched.step(self.step)
+        index = sched.stage_index
         weight = self.opacity_entropy_scheduler.weight(self.current_stage)
-        self.render_cfg.opacity_entropy_weight = weight
-        index = self.stage_schedule.stage_index
+        if self.stage_context is None or self.stage_context.index != index:
+            self.render_cfg.opacity_entropy_weight = weight
+        known = self._stage_features.get(index)
+        if known is None:  # the stage's features and the stages before it, once per stage
+            known = self._stage_features[index] = (StageContext.frozen(sched.stages[index].features),
+                                                   tuple((s.name, s.steps) for s in sched.stages[:index]))
+        self.stage_context = StageContext(self.current_stage, index, self.stage_step, self.step, known[0], weight,
+                                          known[1])
         if index != self._active_stage:
             self._transition(index, weight)
         return self.current_stage, self.stage_step
@@ -459,12 +522,15 @@ class BasicTrainer:
                                "build it with inference=False to train")
         end = self.total_steps if num_steps is None else min(self.total_steps, self.step + num_steps)
         every = int(OmegaConf.select(self.cfg, "checkpoint.every", default=0) or 0)
-        previous = self._install_signal_handlers()
+        previous = _install_signal_handlers(self.request_stop)
         try:
             while self.step < end:
                 self.update_stage()
                 t0 = time.perf_counter()
-                values = self.train_step()
+                with ExitStack() as held:
+                    for lock in self._step_locks:
+                        held.enter_context(lock)
+                    values = self.train_step()
                 info = StepInfo(self.step, self.current_stage, self.stage_step, values or {},
                                 time.perf_counter() - t0, self.last_outputs)
                 self.step += 1
@@ -483,7 +549,7 @@ class BasicTrainer:
                     self.save_checkpoint()
                 self.on_train_end()
         finally:
-            self._restore_signal_handlers(previous)
+            _restore_signal_handlers(previous)
 
     def request_stop(self, signum: int = signal.SIGTERM, frame: Any = None) -> None:
         if self._stop_requested and signum == signal.SIGINT:
@@ -491,19 +557,6 @@ class BasicTrainer:
         self._stop_requested = True
         logger.warning("received %s: finishing the current step, then saving a checkpoint",
                        signal.Signals(signum).name)
-
-    def _install_signal_handlers(self) -> Dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, self.request_stop)
-        return previous
-
-    @staticmethod
-    def _restore_signal_handlers(previous: Dict[int, Any]) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
     # ----- checkpoints ---------------------------------------------------------------------------
     @property
@@ -522,60 +575,6 @@ class BasicTrainer:
         """Write `state_dict()` atomically to a file."""
         return ckpt.atomic_save(self.state_dict(), path)
 
-    def _resolve_resume(self, resume: Union[bool, str, os.PathLike, None]) -> Optional[Path]:
-        """The checkpoint `resume` names (the newest one where it names a folder), or None."""
-        candidates = self._resume_candidates(resume)
-        return candidates[0] if candidates else None
-
-    def _resume_candidates(self, resume: Union[bool, str, os.PathLike, None]) -> List[Path]:
-        """Checkpoints to try, newest first: one file for resume=PATH, a folder's checkpoints otherwise."""
-        if resume is None or resume is False or (isinstance(resume, str) and resume.lower() in ("", "false", "none")):
-            if self.output_dir is not None and ckpt.find_latest(self.output_dir / "checkpoints") is not None:
-                raise ValueError(f"{self.output_dir} already holds checkpoints of an earlier run; pass resume=true "
-                                 "to continue it, or choose another output_dir (nothing was overwritten)")
-            return []
-        if resume is True or (isinstance(resume, str) and resume.lower() in ("true", "auto")):
-            if self.output_dir is None:
-                raise ValueError("resume=true needs an output_dir to look for checkpoints in")
-            found = ckpt.list_checkpoints(self.checkpoint_dir)
-            if not found and not (isinstance(resume, str) and resume.lower() == "auto"):
-                raise ValueError(f"resume=true but {self.checkpoint_dir} holds no checkpoint (step_*.pt); "
-                                 "start without resume, or pass resume=PATH")
-            return found[::-1]
-        if not isinstance(resume, (str, os.PathLike)):
-            raise ValueError(f"resume={resume!r}: expected false, true, auto or a checkpoint path")
-        path = Path(resume)
-        if path.is_dir():
-            found = ckpt.list_checkpoints(path) or ckpt.list_checkpoints(path / "checkpoints")
-            if not found:
-                raise ValueError(f"resume={path}: the folder holds no checkpoint (step_*.pt)")
-            return found[::-1]
-        return [path]
-
-    def _resume(self, resume: Union[bool, str, os.PathLike, None]) -> Optional[Path]:
-        """Load the newest readable checkpoint that `resume` names; returns its path (None: fresh start).
-
-        A checkpoint that cannot be read at all (truncated, corrupt: nothing of it was applied) is
-        skipped with a warning when `resume` named a folder (true / auto / a directory) and an older
-        one exists. Every other problem (unsafe file, wrong config, explicit file) is one error."""
-        candidates = self._resume_candidates(resume)
-        if self.output_dir is not None and candidates:
-            stale = ckpt.remove_stale_temporaries(self.checkpoint_dir)
-            if stale:
-                logger.info("removed %d temporary file(s) of interrupted checkpoint saves in %s", len(stale),
-                            self.checkpoint_dir)
-        for i, path in enumerate(candidates):
-            try:
-                self.load_state_dict(path)
-                return path
-            except ckpt.UnreadableCheckpointError as exc:
-                if i + 1 >= len(candidates):
-                    raise
-                msg = f"{exc}. Resuming from the checkpoint before it instead: {candidates[i + 1]}"
-                warnings.warn(msg, CheckpointFallbackWarning, stacklevel=3)
-                logger.warning(msg)
-        return None
-
     # ----- state -------------------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
         """Stage position of the step that runs next (the last step if the run is finished)."""
@@ -588,57 +587,19 @@ class BasicTrainer:
             "step": self.step,
             "stage": stage,
             "stage_active": self._active_stage,
-            "config": self._config_for_checkpoint(),
+            "config": config_for_checkpoint(self.cfg),
         }
-
-    # keys that say how this process was started, not what the run is: a resumed run's checkpoints
-    # are byte-identical to an uninterrupted run's only if these are left out of them
-    RUN_CONTROL_KEYS = {"resume": False, "stop_after": None}
-
-    def _config_for_checkpoint(self) -> Dict[str, Any]:
-        config = OmegaConf.to_container(self.cfg, resolve=True)
-        for key, neutral in self.RUN_CONTROL_KEYS.items():
-            if key in config:
-                config[key] = neutral
-        return config
 
     def load_state_dict(self, state: Union[Dict[str, Any], os.PathLike, str]) -> None:
         source = "checkpoint"
         if not isinstance(state, dict):
             source = str(state)
             state = ckpt.load_checkpoint(state)
-        step = state.get("step")
-        if not _is_int(step) or step < 0:
-            raise ValueError(f"{source}: 'step' must be an integer >= 0, got {step!r}")
-        try:
-            saved = StageSchedule.from_state(state.get("stage"))
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{source}: bad stage state: {exc}") from None
-        active = state.get("stage_active")
-        if active is not None and (not _is_int(active) or not 0 <= active < len(saved)):
-            raise ValueError(f"{source}: stage_active {active!r} is out of range for {saved.describe()}")
+        active = _restore_stage_position(self.stage_schedule, state, source)
         sched = self.stage_schedule
-        if step > sched.total_steps:
-            raise ValueError(f"{source}: step {step} is past the end of the configured schedule ({sched.describe()})")
-        if saved.stages == sched.stages:
-            expected = sched.locate(min(step, sched.total_steps - 1))
-            if (saved.stage_index, saved.offset) != expected:
-                raise ValueError(f"{source}: stage position {saved.stage_index}/{saved.offset} does not match "
-                                 f"step {step} (expected {expected[0]}/{expected[1]} in {sched.describe()})")
-            sched.set_position(state["stage"])
-        else:
-            position = sched.locate(min(step, sched.total_steps - 1))
-            sched.set_position({"stage_index": position[0], "offset": position[1]})
-            msg = (f"{source} was made under another stage schedule ({saved.describe()}); the config's is "
-                   f"({sched.describe()}). Global step {step} decides: stage {sched.names[position[0]]!r}, "
-                   f"step {position[1]}")
-            if active is not None and step > 0:
-                prev_index = sched.locate(min(step - 1, sched.total_steps - 1))[0]
-                active = prev_index if sched.names[prev_index] == saved.names[active] else None
-            warnings.warn(msg, ScheduleChangedWarning, stacklevel=2)
-            logger.warning(msg)
-        self.step = int(step)
+        self.step = int(state["step"])
         self._active_stage = active
         self.current_stage = sched.names[sched.stage_index]
         self.stage_step = sched.offset
+        self.stage_context = None   # the next update_stage builds it (and writes the seed's weight)
         self.render_cfg.opacity_entropy_weight = self.opacity_entropy_scheduler.weight(self.current_stage)

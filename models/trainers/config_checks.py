@@ -111,3 +111,22 @@ def check_training_config(cfg: Any) -> None:
         problems.append(f"render.far_plane={far!r} (expected more than render.near_plane={near!r})")
     if problems:
         raise ValueError("bad config value" + ("s" if len(problems) > 1 else "") + ": " + "; ".join(problems))
+
+
+def check_stage_features(schedule: Any) -> None:
+    """Features that need another in the same stage (the schedule checks the names themselves)."""
+    for spec in schedule.stages:
+        features = spec.features
+        if features["sugar_losses"] and not features["render_depth"]:
+            raise ValueError(f"optim.stage_schedule: stage {spec.name!r} turns on sugar_losses, which need the "
+                             "rendered depth: set its render_depth feature too")
+
+
+def prune_floor(cfg: Any) -> Tuple[float, int]:
+    """(sugar.prune_keep_fraction, sugar.prune_keep_min): the share and count of Gaussians every prune keeps."""
+    fraction, keep_min = cfg.sugar.get("prune_keep_fraction", 0.1), cfg.sugar.get("prune_keep_min", 32)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise ValueError(f"sugar.prune_keep_fraction={fraction!r}: expected a fraction in [0, 1]")
+    if isinstance(keep_min, bool) or not isinstance(keep_min, int) or keep_min < 0:
+        raise ValueError(f"sugar.prune_keep_min={keep_min!r}: expected an integer >= 0")
+    return float(fraction), int(keep_min)

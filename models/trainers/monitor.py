@@ -119,7 +119,7 @@ class TrainingMonitor:
             for key, value in values.items():
                 self.writer.add_scalar(f"train/{key}", value, step)
             self.writer.add_scalar("train/stage_index", tr.stage_schedule.stage_index, step)
-            self.writer.add_scalar("train/opacity_entropy_weight", tr.render_cfg.opacity_entropy_weight, step)
+            self.writer.add_scalar("train/opacity_entropy_weight", tr.stage_context.entropy_weight, step)
         if self.snapshot_every and step % self.snapshot_every == 0 and info.outputs is not None:
             view = info.outputs.view
             rgb_s, alpha_s, depth_s = tr.render_view(view)  # depth for the snapshot even when not trained

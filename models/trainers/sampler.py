@@ -1,6 +1,8 @@
-"""Which training image each step uses: a fresh random permutation per epoch, resumable exactly."""
+"""Which training image each step uses: a fresh random permutation per epoch, resumable exactly;
+and the training views' copies on the training device."""
 from __future__ import annotations
 
+import copy
 from typing import Any, Dict
 
 import torch
@@ -38,3 +40,13 @@ class ImageSampler:
                              f"the scene has {self.num_images}: is this the same scene and split?")
         self.seed, self.epoch, self.position = int(state["seed"]), int(state["epoch"]), int(state["position"])
         self._order = self._permutation(self.epoch)
+
+
+def view_on(view: Any, device: torch.device) -> Any:
+    """A copy of a view with its tensors on `device` (the dataset's own stay on the CPU)."""
+    moved = copy.copy(view)
+    for name in ("image", "K", "camera_to_world", "sky_mask", "dynamic_mask", "lidar_depth"):
+        value = getattr(view, name, None)
+        if isinstance(value, torch.Tensor):
+            setattr(moved, name, value.to(device))
+    return moved

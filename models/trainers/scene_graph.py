@@ -65,8 +65,8 @@ class MultiTrainer(SingleTrainer):
         margin = float(rcfg.get("box_margin", 0.1))  # as scene.static_lidar_mask: what the background lacks
         if max_points < 1:
             raise ValueError(f"model.rigid.max_points_per_instance must be >= 1, got {max_points}")
-        candidates = [t for t in self.scene.moving_instances if is_rigid(t)]
-        per_track, counts = instance_points(self.scene, candidates, self.scene.train_views, max_points, margin,
+        candidates = [t for t in self.dataset.moving_instances if is_rigid(t)]
+        per_track, counts = instance_points(self.dataset, candidates, self.dataset.train_views, max_points, margin,
                                             seed=int(self.cfg.get("seed", 0)),
                                             drop_ground=bool(rcfg.get("drop_ground", True)))
         self.rigid_tracks = []
@@ -80,7 +80,7 @@ class MultiTrainer(SingleTrainer):
             self.rigid_tracks.append(track)
             xyz.append(pts)
             rgb.append(col)
-        skipped = [t.id for t in self.scene.moving_instances if not is_rigid(t)]
+        skipped = [t.id for t in self.dataset.moving_instances if not is_rigid(t)]
         if skipped:
             logger.info("moving instances of other classes (not rigid nodes): %s", ", ".join(skipped))
         self._build_pose_table()
@@ -97,7 +97,7 @@ class MultiTrainer(SingleTrainer):
     def _build_pose_table(self) -> None:
         """Each rigid instance's object -> world pose per scene frame, and whether it exists there,
         handed to the GaussianScene with the instances' records."""
-        frames = sorted(self.scene.frames)
+        frames = sorted(self.dataset.frames)
         n = len(self.rigid_tracks)
         poses = torch.eye(4).repeat(n, len(frames), 1, 1)
         present = torch.zeros(n, len(frames), dtype=torch.bool)
@@ -118,7 +118,7 @@ class MultiTrainer(SingleTrainer):
     def node_stages(self) -> Dict[str, Dict[str, Any]]:
         """Each node's stage: the trainer's own, since the nodes are models it trains in one step
         (see the module docstring for why there are no child trainers to broadcast to)."""
-        hooks = self.stage_hooks
-        return {name: {"stage": self.current_stage, "stage_step": self.stage_step, "hooks": dict(hooks),
-                       "sugar_losses": bool(hooks["sugar_losses"]) and name == MODEL_KEY}
+        features = self.stage_features
+        return {name: {"stage": self.current_stage, "stage_step": self.stage_step, "features": dict(features),
+                       "sugar_losses": bool(features["sugar_losses"]) and name == MODEL_KEY}
                 for name in self.models}

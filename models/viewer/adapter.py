@@ -5,7 +5,8 @@
   parts(source)             (GaussianScene, RunCameras, config, step) of a trainer or an opened run
   snapshot / render_snapshot  the scene composed at a frame, copied, then rendered from any camera
                             through the one render entry point (models.rendering.render)
-  add_step_callback(t, fn)  fn(trainer, losses) after every training step of a live trainer
+  add_step_callback(t, fn)  fn(trainer, losses) after every training step of a live trainer (through the
+                            trainer's own add_step_callback; the step itself runs holding the viewer's lock)
 """
 from __future__ import annotations
 
@@ -22,13 +23,14 @@ from models.run import open_run as open_scene_run
 
 
 class ToolRun:
-    """An opened run as tools/*.py read it (they were written against a trainer): `.scene` holds the
-    views (`.scene.train_views`), `.render_view(view)`, `.step`, `.num_gaussians`; `.run` is the
+    """An opened run as tools/*.py read it (they were written against a trainer): `.dataset` holds the
+    views (`.dataset.train_views`; `.scene` too, for checks/splat_viewer.py), `.render_view(view)`, `.step`, `.num_gaussians`; `.run` is the
     models.run.OpenedRun itself, which export_run and ViewerServer take."""
 
     def __init__(self, run: OpenedRun) -> None:
         self.run = run
-        self.scene = run.cameras  # the tools' `trainer.scene.train_views`
+        self.dataset = run.cameras  # the views, where a trainer's `trainer.dataset.train_views` are
+        self.scene = run.cameras    # the same, under the name tools written before the rename read
         self.step = run.step
 
     @property
@@ -94,17 +96,9 @@ def render(source, camera_to_world: torch.Tensor, K: torch.Tensor, width: int, h
 
 
 def add_step_callback(trainer, fn: Callable[[object, Dict[str, float]], None], lock=None) -> None:
-    """Call ``fn(trainer, losses)`` after every training step of ``trainer`` (wraps its train_step);
-    with ``lock``, each step holds it, so that a reader holding it sees no half-updated parameters."""
-    inner = trainer.train_step
-
-    def train_step():
-        if lock is None:
-            out = inner()
-        else:
-            with lock:
-                out = inner()
-        fn(trainer, out)
-        return out
-
-    trainer.train_step = train_step
+    """Call ``fn(trainer, losses)`` after every training step that ``trainer.train()`` runs (its
+    add_step_callback; ``trainer.step`` then counts the step); with ``lock``, each step runs holding
+    it (``trainer.hold_during_step``), so that a reader holding it sees no half-updated parameters."""
+    if lock is not None:
+        trainer.hold_during_step(lock)
+    trainer.add_step_callback(lambda tr, info: fn(tr, info.values))

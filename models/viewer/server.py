@@ -142,7 +142,7 @@ class ViewerServer:
         self._thread = threading.Thread(target=self._render_loop, name="viewer-render", daemon=True)
         self._thread.start()
         if live:
-            adapter.add_step_callback(self.source, self.on_step, self.lock)
+            adapter.add_step_callback(self.source, self.on_step, _StepGate(self))
 
     # ----- scene contents ---------------------------------------------------------------------------
     def _add_frusta(self) -> None:
@@ -241,14 +241,17 @@ class ViewerServer:
         self.status.content = self.status_text(steps_done)
 
     # ----- live training -----------------------------------------------------------------------------
-    def on_step(self, trainer, losses) -> None:
-        """After every training step (outside the lock). Nobody connected: returns at once."""
-        done = int(trainer.step) + 1  # called inside the step, before the loop counts it
+    def wait_while_paused(self) -> None:
+        """Before a live training step: while paused, wait here (a stop request ends the wait)."""
         if not self._resume.is_set():
-            self._update_status(done)
+            self._update_status(int(self.source.step))
             while not self._resume.wait(0.2):
-                if getattr(trainer, "_stop_requested", False) or self._stop.is_set():
+                if getattr(self.source, "_stop_requested", False) or self._stop.is_set():
                     break
+
+    def on_step(self, trainer, losses) -> None:
+        """After every training step (a step callback, outside the lock). Nobody connected: returns at once."""
+        done = int(trainer.step)  # the loop has counted the step
         if not self._rendered:
             return
         now = time.monotonic()
@@ -371,3 +374,18 @@ def attach_live_viewer(trainer, cfg) -> ViewerServer:
     viewer = ViewerServer(trainer, port=port, run_dir=trainer.output_dir, live=True)
     logger.info("viewer: http://localhost:%d (training waits only while paused)", viewer.port)
     return viewer
+
+
+class _StepGate:
+    """What a live trainer holds while each step runs (BasicTrainer.hold_during_step): it first waits
+    while the viewer is paused, then takes the viewer's lock, so renders see no half-updated step."""
+
+    def __init__(self, viewer: "ViewerServer") -> None:
+        self.viewer = viewer
+
+    def __enter__(self) -> None:
+        self.viewer.wait_while_paused()
+        self.viewer.lock.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.viewer.lock.release()

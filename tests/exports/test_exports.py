@@ -48,7 +48,7 @@ def export_trained(trainer, folder, **kwargs):
 @pytest.fixture(scope="module")
 def exported(trainer, tmp_path_factory):
     out = tmp_path_factory.mktemp("exported")
-    frame = trainer.scene.frames[-1]
+    frame = trainer.dataset.frames[-1]
     written = export_trained(trainer, out, axes="viewer", frame=frame)
     return out, frame, written
 
@@ -97,7 +97,7 @@ def test_rotated_export_renders_like_the_trainer_from_cameras_json(trainer, expo
     cams = json.loads((out / "cameras.json").read_text())
     _, v, _ = read_vertices(out / "gaussians.ply")
     gs = activated(v, torch.eye(3))  # stay in the export axes
-    views = list(trainer.scene.train_views) + list(trainer.scene.test_views)
+    views = list(trainer.dataset.train_views) + list(trainer.dataset.test_views)
     bg = trainer.model.get_gaussians()
     for cam, view in zip(cams, views):
         c2w = torch.eye(4)
@@ -113,7 +113,7 @@ def test_rotated_export_renders_like_the_trainer_from_cameras_json(trainer, expo
 def test_cameras_json_is_inria_layout_and_upright(trainer, exported):
     out, _, _ = exported
     cams = json.loads((out / "cameras.json").read_text())
-    scene = trainer.scene
+    scene = trainer.dataset
     assert len(cams) == len(scene.train_views) + len(scene.test_views)
     for i, cam in enumerate(cams):
         assert list(cam) == ["id", "img_name", "width", "height", "position", "rotation", "fy", "fx"]
@@ -158,7 +158,7 @@ def test_scene_frame_matches_compose_gaussians(trainer, exported):
     _, v, names = read_vertices(out / f"scene_frame_{frame:03d}.ply")
     assert names == INRIA_FIELDS
     got = activated(v, VIEWER_FROM_WORLD.T)
-    view = next(v for v in trainer.scene.views if v.frame_idx == frame)
+    view = next(v for v in trainer.dataset.views if v.frame_idx == frame)
     gs, slices = trainer.compose_gaussians(view)
     gs = {k: t.detach() for k, t in gs.items()}
     _, present = trainer.instance_poses(frame)
@@ -207,7 +207,7 @@ def test_unknown_frame_is_one_clear_error(trainer, tmp_path):
 def test_export_tool_on_a_checkpoint(trainer, tmp_path):
     run = tmp_path / "run"
     trainer.save_state_dict(run / "checkpoints" / "step_000015.pt")
-    frame = trainer.scene.frames[1]
+    frame = trainer.dataset.frames[1]
     r = subprocess.run([sys.executable, "tools/export.py", str(run), "--frame", str(frame)], cwd=REPO,
                        capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
                                                             "PATH": "/usr/bin:/bin"})

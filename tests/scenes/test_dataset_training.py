@@ -27,7 +27,7 @@ def test_trains_with_both_trainers(dataset, tmp_path):
     truth = write_fixture(dataset, tmp_path / "scene", num_frames=3, width=32, height=24)
     single = SingleTrainer(_config(truth, tmp_path / "single"), output_dir=tmp_path / "single")
     single.train(num_steps=3)
-    assert single.step == 3 and single.scene.dataset == dataset
+    assert single.step == 3 and single.dataset.dataset == dataset
     multi = MultiTrainer(_config(truth, tmp_path / "multi", "trainer=MultiTrainer", "loss.mask_dynamic=false"),
                          output_dir=tmp_path / "multi")
     # Both moving cars carry the dataset's own vehicle class names; the pedestrian gets no rigid node.

@@ -34,13 +34,13 @@ def test_the_checkpoint_names_its_trainer_class(trained):
     assert run.trainer_name == MultiTrainer.__name__ and run.step == 4
     assert list(run.scene.models) == list(trainer.models)
     # no optimizer, densification strategy or sampler is built, and nothing can train: a scene, not a trainer
-    for attr in ("optimizers", "bg_optimizer", "strategy", "strategy_states", "sampler"):
+    for attr in ("optimizers", "bg_optimizer", "strategy", "strategies", "strategy_states", "sampler"):
         assert not hasattr(run.scene, attr) and not hasattr(run, attr), attr
     assert not hasattr(run.scene, "train") and not hasattr(run, "train")
     # a trainer rebuilt for inference (what older checkpoints open through) builds none of them either
     rebuilt = open_trainer(load_checkpoint(find_latest(out / "checkpoints")))
     assert type(rebuilt) is MultiTrainer and rebuilt.step == 4
-    for attr in ("optimizers", "bg_optimizer", "strategy", "strategy_states", "sampler"):
+    for attr in ("optimizers", "bg_optimizer", "strategy", "strategies", "strategy_states", "sampler"):
         assert not hasattr(rebuilt, attr), attr
     assert rebuilt.output_dir is None
     with pytest.raises(RuntimeError, match="inference"):
@@ -65,7 +65,7 @@ def test_opening_a_run_leaves_the_process_alone(trained):
 def test_renders_match_the_trainer_that_wrote_the_run(trained):
     trainer, out = trained
     run = open_run(out)
-    for view in trainer.scene.train_views[:2]:
+    for view in trainer.dataset.train_views[:2]:
         for a, b in zip(trainer.render_view(view), run.scene.render_view(view)):
             assert torch.equal(a, b)
 

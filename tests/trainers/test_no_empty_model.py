@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from models.trainers.scene_graph import RIGID_KEY, MultiTrainer
-from models.trainers.single import MODEL_KEY, SingleTrainer, prune_mask_with_floor
+from models.trainers.single import MODEL_KEY, SingleTrainer
+from models.trainers.strategy import prune_mask_with_floor
 
 from .tiny_run import tiny_config
 

@@ -60,12 +60,12 @@ def test_a_run_opens_renders_exports_and_meshes_without_its_dataset(trained, mon
     assert isinstance(scene, GaussianScene) and isinstance(cameras, RunCameras)
     assert run.trainer_name == type(trainer).__name__ and run.step == trainer.step and run.finished
     assert config.scene.path == trainer.cfg.scene.path
-    assert list(scene.models) == list(trainer.models) and scene.frames == list(trainer.scene.frames)
+    assert list(scene.models) == list(trainer.models) and scene.frames == list(trainer.dataset.frames)
     if RIGID_KEY in trainer.models:
         assert [t.id for t in scene.tracks] == [t.id for t in trainer.rigid_tracks]
     # the saved cameras are the dataset's views
-    assert len(cameras.train_views) == len(trainer.scene.train_views) > 0
-    assert len(cameras.test_views) == len(trainer.scene.test_views) > 0
+    assert len(cameras.train_views) == len(trainer.dataset.train_views) > 0
+    assert len(cameras.test_views) == len(trainer.dataset.test_views) > 0
     for saved, view in zip(cameras.views, trainer.cameras.views):
         assert torch.equal(saved.K, view.K) and torch.equal(saved.camera_to_world, view.camera_to_world)
         assert (saved.width, saved.height, saved.frame_idx, saved.cam_name) == (view.width, view.height,

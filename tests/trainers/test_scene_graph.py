@@ -42,7 +42,7 @@ def uninterrupted(scene_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("multi_full") / "run"
     trainer = MultiTrainer(tiny_config(scene_dir, out, *MULTI), output_dir=out)
     record = {"modes": [], "sugar_sizes": [], "stages": [], "masks": []}
-    sugar = trainer._sugar_losses
+    sugar = trainer.sugar.losses
 
     def on_step(tr, info):
         render = info.outputs.render
@@ -62,7 +62,7 @@ def uninterrupted(scene_dir, tmp_path_factory):
     record["init"] = all_params(trainer)
     trainer.add_stage_callback(on_stage)
     trainer.add_step_callback(on_step)
-    trainer._sugar_losses = spy_sugar
+    trainer.sugar.losses = spy_sugar
     trainer.train()
     return trainer, out, record
 
@@ -71,7 +71,7 @@ def uninterrupted(scene_dir, tmp_path_factory):
 def test_scene_graph_holds_background_and_the_moving_car(make_cfg):
     trainer = MultiTrainer(make_cfg(), output_dir=None)
     assert list(trainer.models) == [MODEL_KEY, RIGID_KEY]
-    assert [t.id for t in trainer.rigid_tracks] == [t.id for t in trainer.scene.moving_instances]
+    assert [t.id for t in trainer.rigid_tracks] == [t.id for t in trainer.dataset.moving_instances]
     nodes = trainer.models[RIGID_KEY]
     ids = nodes.params[INSTANCE_KEY]
     assert not ids.requires_grad and INSTANCE_KEY not in trainer.optimizers[RIGID_KEY]
@@ -80,14 +80,14 @@ def test_scene_graph_holds_background_and_the_moving_car(make_cfg):
     half = trainer.rigid_tracks[0].box_size[0] / 2 + 0.1
     assert (nodes.params["means"].detach().abs() <= half).all()
     # the background holds no point of the moving car
-    single = SingleTrainer(tiny_config(trainer.scene.root, make_cfg().output_dir + "_s"), output_dir=None)
+    single = SingleTrainer(tiny_config(trainer.dataset.root, make_cfg().output_dir + "_s"), output_dir=None)
     assert torch.equal(single.model.params["means"], trainer.model.params["means"])
 
 
 def test_rigid_gaussians_follow_their_track(make_cfg):
     trainer = MultiTrainer(make_cfg(), output_dir=None)
     track = trainer.rigid_tracks[0]
-    views = {v.frame_idx: v for v in trainer.scene.views}
+    views = {v.frame_idx: v for v in trainer.dataset.views}
     (gs0, sl), (gs3, _) = trainer.compose_gaussians(views[0]), trainer.compose_gaussians(views[3])
     bg, rig = sl[MODEL_KEY], sl[RIGID_KEY]
     assert torch.equal(gs0["means"][bg], gs3["means"][bg])  # the background does not move
@@ -105,7 +105,7 @@ def test_rigid_gaussians_follow_their_track(make_cfg):
     assert torch.allclose(quat_to_rotmat(gs3["quats"][rig]), P3[:3, :3] @ obj_R, atol=1e-5)
     # each Gaussian sits in the car's box at that frame, and the untrained nodes reproduce the LiDAR
     # returns that hit the car at that very frame (they were taken into the object frame from there)
-    lidar = trainer.scene.lidar
+    lidar = trainer.dataset.lidar
     for f, gs in ((0, gs0), (3, gs3)):
         world = gs["means"][rig].detach()
         assert track.contains(f, world, margin=0.15).all()
@@ -117,7 +117,7 @@ def test_rigid_gaussians_follow_their_track(make_cfg):
 
 def test_instances_absent_from_a_frame_are_not_drawn(make_cfg):
     trainer = MultiTrainer(make_cfg(), output_dir=None)
-    view = trainer.scene.views[0]
+    view = trainer.dataset.views[0]
     absent = type(view)(**{**view.__dict__, "frame_idx": 99})  # a frame the track has no pose for
     gs, sl = trainer.compose_gaussians(absent)
     assert (gs["opacities"][sl[RIGID_KEY]] == 0).all()
@@ -200,7 +200,7 @@ def test_dynamic_pixels_train_the_rigid_nodes(uninterrupted, make_cfg):
         "the car's colours never changed: its pixels do not reach the rigid nodes"
     # contrast: the SingleTrainer config leaves dynamic pixels out, so this test can tell the two apart
     seen = []
-    cfg = tiny_config(trainer.scene.root, make_cfg().output_dir + "_single")
+    cfg = tiny_config(trainer.dataset.root, make_cfg().output_dir + "_single")
     single = SingleTrainer(cfg, output_dir=None)
     single.add_step_callback(lambda tr, info: seen.append(info.outputs.mask))
     single.train(num_steps=1)
@@ -249,11 +249,11 @@ def test_densification_keeps_instance_ids_with_their_gaussians(make_cfg):
     nodes = trainer.models[RIGID_KEY]
     nodes.params[INSTANCE_KEY].data.copy_(torch.arange(nodes.num_gaussians).remainder(2).float())
     events = []
-    densify = trainer._densify
+    densify = trainer.strategies[RIGID_KEY].step_post_backward
 
-    def checked(info, slices):
+    def checked(*args, **kwargs):
         before = {k: v.detach().clone() for k, v in nodes.params.items()}
-        densify(info, slices)
+        densify(*args, **kwargs)
         after = {k: v.detach() for k, v in nodes.params.items()}
         n = after["means"].shape[0]
         assert all(v.shape[0] == n for v in after.values())
@@ -266,8 +266,8 @@ def test_densification_keeps_instance_ids_with_their_gaussians(make_cfg):
         assert label_match.any(1).all(), "a densified Gaussian changed its instance id"
         events.append((len(before["means"]), n))
 
-    trainer._densify = checked
+    trainer.strategies[RIGID_KEY].step_post_backward = checked
     trainer.train(num_steps=9)  # pretrain + entropy: densification on
     assert any(b < a for b, a in events), "the rigid nodes never grew: the test checked nothing"
     assert set(nodes.params[INSTANCE_KEY].tolist()) == {0.0, 1.0}
-    assert len(trainer.strategy_states[RIGID_KEY]["grad2d"]) == nodes.num_gaussians
+    assert len(trainer.strategies[RIGID_KEY].state["grad2d"]) == nodes.num_gaussians

@@ -8,7 +8,8 @@ import signal
 import pytest
 import torch
 
-import models.trainers.single as single_mod
+import models.trainers.stage_losses as stage_losses_mod
+import models.trainers.sugar_term as sugar_term_mod
 from models.gaussians.vanilla import VanillaGaussians
 from models.trainers.base import NonFiniteLossError
 from models.trainers.checkpoint import find_latest, list_checkpoints
@@ -139,13 +140,13 @@ def test_sigterm_finishes_the_step_checkpoints_and_resume_continues(make_cfg, un
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(make_cfg, monkeypatch):
     cfg = make_cfg("nan", "checkpoint.every=3")
     trainer = SingleTrainer(cfg, output_dir=cfg.output_dir)
-    real = single_mod.photometric_loss
+    real = stage_losses_mod.photometric_loss
 
     def poisoned(*args, **kwargs):
         loss, terms = real(*args, **kwargs)
         return (loss * float("nan") if trainer.step == 4 else loss), terms
 
-    monkeypatch.setattr(single_mod, "photometric_loss", poisoned)
+    monkeypatch.setattr(stage_losses_mod, "photometric_loss", poisoned)
     with pytest.raises(NonFiniteLossError, match="step 4 .*loss is nan"):
         trainer.train()
     ckpts = list_checkpoints(cfg.output_dir + "/checkpoints")
@@ -161,13 +162,13 @@ def test_sdf_keys_reach_the_sdf_term(make_cfg, monkeypatch, override, kwarg, exp
     """sugar.sdf_density_factor (null: the loss's own 1/(k+1), as SuGaR) and sugar.sdf_estimate
     (default depth, SuGaR's) are what the sugar stage's SDF term gets."""
     seen = []
-    real = single_mod.sugar_sdf_loss
+    real = sugar_term_mod.sugar_sdf_loss
 
     def spy(*args, **kwargs):
         seen.append(kwargs.get(kwarg, "absent"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(single_mod, "sugar_sdf_loss", spy)
+    monkeypatch.setattr(sugar_term_mod, "sugar_sdf_loss", spy)
     trainer = SingleTrainer(make_cfg("sdf_keys", *([] if override is None else [override])), output_dir=None)
     trainer.train()
     assert seen and all(v == expected for v in seen)

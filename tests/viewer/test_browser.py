@@ -59,7 +59,7 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
 
 def test_viewer_draws_and_jumps_to_a_training_camera(tiny_run, tmp_path):
     trainer, run = tiny_run
-    views = trainer.scene.train_views
+    views = trainer.dataset.train_views
     target = len(views) - 1  # not the camera a new browser starts at (training view 0)
     view, other = views[target], views[0]
     want = trainer.render_view(view)[0].numpy()

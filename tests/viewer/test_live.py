@@ -39,7 +39,7 @@ def test_normals_from_depth_of_a_tilted_plane():
 
 
 def test_every_render_mode_makes_a_picture(trainer):
-    view = trainer.scene.train_views[0]
+    view = trainer.dataset.train_views[0]
     rgb, alpha, depth = adapter.render(trainer, view.camera_to_world, view.K, view.width, view.height,
                                        view.frame_idx)
     want_rgb = trainer.render_view(view)[0]

@@ -1,0 +1,37 @@
+"""The optimizers of a run: one Adam per parameter and model (as gsplat's strategy expects), Adam
+for the background colour, and the means' exponential learning-rate decay; one call steps them all."""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping
+
+import torch
+
+from models.gaussians.vanilla import create_optimizers
+
+
+class TrainingOptimizers:
+    """`models` keyed by name -> `per_model[name][param]` Adams, `background` Adam, `means_schedulers`."""
+
+    def __init__(self, models: Mapping[str, Any], background: torch.nn.Parameter, lr: Any, scene_scale: float,
+                 total_steps: int) -> None:
+        lrs = {k: float(lr[k]) for k in ("means", "sh0", "shN", "opacities", "scales", "quats")}
+        # only trainable parameters get one: a scene graph's per-Gaussian instance ids (requires_grad=False)
+        # are moved along by gsplat's strategy ops without an optimizer
+        self.per_model: Dict[str, Dict[str, torch.optim.Optimizer]] = {
+            name: create_optimizers({k: p for k, p in m.params.items() if p.requires_grad}, lrs, scene_scale)
+            for name, m in models.items()}
+        self.background = torch.optim.Adam([background], lr=float(lr.background), eps=1e-15)
+        gamma = (float(lr.means_final) / float(lr.means)) ** (1.0 / max(1, total_steps))
+        self.means_schedulers = {name: torch.optim.lr_scheduler.ExponentialLR(opts["means"], gamma=gamma)
+                                 for name, opts in self.per_model.items()}
+
+    def step(self) -> None:
+        """Every optimizer's step and zero_grad, then the lr decay."""
+        for opts in self.per_model.values():
+            for opt in opts.values():
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+        self.background.step()
+        self.background.zero_grad(set_to_none=True)
+        for scheduler in self.means_schedulers.values():
+            scheduler.step()

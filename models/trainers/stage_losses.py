@@ -1,0 +1,85 @@
+"""The training step's loss terms, from one table: stage feature -> the terms it adds.
+
+Every term is a pure function of the step's tensors (`StepTensors`), the config and the stage
+(`StageContext`); a term whose weight is 0 adds nothing. The table's order is the order of the
+float sum of the total loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import torch
+
+from models.losses import lidar_depth_loss, opacity_entropy_loss, photometric_loss, sky_opacity_loss
+from models.scene import MODEL_KEY
+from models.trainers.stage_context import StageContext
+from models.trainers.sugar_term import SugarRegularizer
+
+
+@dataclass
+class StepTensors:
+    """What the loss terms read of one step: the render, the rendered Gaussians and the view."""
+
+    rgb: torch.Tensor
+    alpha: torch.Tensor
+    depth: Optional[torch.Tensor]
+    info: Dict[str, Any]
+    gaussians: Dict[str, torch.Tensor]   # the rendered (composed) Gaussians
+    slices: Dict[str, slice]             # each model's slice of them
+    view: Any
+    mask: Optional[torch.Tensor]         # the photometric loss's pixel mask (None: every pixel)
+
+
+Terms = Dict[str, torch.Tensor]
+
+
+def photometric(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegularizer) -> Terms:
+    loss, _ = photometric_loss(t.rgb, t.view.image, mask=t.mask, ssim_lambda=float(cfg.loss.ssim_lambda))
+    return {"photometric": loss}
+
+
+def opacity_entropy(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegularizer) -> Terms:
+    weight = stage.entropy_weight  # the stage's, from render.opacity_entropy.table
+    if not weight > 0:
+        return {}
+    visible = (t.info["radii"][0] > 0).all(dim=-1)
+    return {"opacity_entropy": weight * opacity_entropy_loss(t.gaussians["opacities"], visible)}
+
+
+def sky_opacity(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegularizer) -> Terms:
+    if not float(cfg.loss.sky_opacity) > 0:
+        return {}
+    return {"sky_opacity": float(cfg.loss.sky_opacity) * sky_opacity_loss(t.alpha, t.view.sky_mask)}
+
+
+def lidar_depth(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegularizer) -> Terms:
+    if not float(cfg.loss.lidar_depth) > 0:
+        return {}
+    return {"lidar_depth": float(cfg.loss.lidar_depth) * lidar_depth_loss(t.depth, t.alpha, t.view.lidar_depth)}
+
+
+def sugar_regularizers(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegularizer) -> Terms:
+    """SuGaR's SDF (or density) and normal terms on the background model's slice only."""
+    bg = t.slices[MODEL_KEY]
+    return sugar.losses({k: v[bg] for k, v in t.gaussians.items()}, t.info["radii"][0, bg], t.depth, t.alpha,
+                        t.view.camera.viewmat, t.view, stage.step)
+
+
+Term = Callable[[StepTensors, Any, StageContext, SugarRegularizer], Terms]
+
+# stage feature (None: every stage) -> the loss terms it adds, in the order they are summed
+LOSS_TABLE: Tuple[Tuple[Optional[str], Tuple[Term, ...]], ...] = (
+    (None, (photometric, opacity_entropy, sky_opacity, lidar_depth)),
+    ("sugar_losses", (sugar_regularizers,)),
+)
+
+
+def stage_losses(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegularizer) -> Terms:
+    """Every loss term of the stage, by name, in the table's order."""
+    losses: Terms = {}
+    for feature, terms in LOSS_TABLE:
+        if feature is None or stage.features[feature]:
+            for term in terms:
+                losses.update(term(t, cfg, stage, sugar))
+    return losses

@@ -1,0 +1,59 @@
+"""What a SingleTrainer's checkpoint holds beyond the stage position (BasicTrainer.state_dict):
+the scene (models, background, graph), the optimizers and lr schedules, each model's strategy
+state, the sampler, the RNG streams, the SuGaR neighbourhoods and the saved cameras. The keys are
+checkpoint format 3's; everything that decides the future of the run is here, so resume is exact."""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+
+def training_state(trainer: Any) -> Dict[str, Any]:
+    """The trainer's part of its checkpoint (added to BasicTrainer.state_dict's)."""
+    scene = trainer.gaussian_scene.state_dict()  # models, background, graph: all that open_run needs
+    state = {
+        "models": scene["models"],
+        "background": scene["background"],
+        "optimizers": {name: {k: opt.state_dict() for k, opt in opts.items()}
+                       for name, opts in trainer.optimizers.items()},
+        "bg_optimizer": trainer.bg_optimizer.state_dict(),
+        "means_schedulers": {name: sch.state_dict() for name, sch in trainer.means_schedulers.items()},
+        "strategy": {name: s.state_dict() for name, s in trainer.strategies.items()},
+        "sampler": trainer.sampler.state_dict(),
+        "rng": trainer.rng.state_dict(),
+    }
+    sugar = trainer.sugar.state_dict()
+    state["sugar_generator"] = sugar["sugar_generator"]
+    state["neighbours"], state["neighbours_step"] = sugar["neighbours"], sugar["neighbours_step"]
+    state["graph"] = scene["graph"]
+    state["cameras"] = trainer.cameras.state_dict()
+    return state
+
+
+def load_training_state(trainer: Any, state: Dict[str, Any], source: str) -> None:
+    """The inverse of `training_state` (the stage position is BasicTrainer's); an inference trainer
+    takes the scene's parameters only. Bad state raises one ValueError naming `source`."""
+    try:
+        trainer.gaussian_scene.load_params(state)
+        if trainer.inference:
+            return
+        trainer._build_optimizers()
+        for name, opts in trainer.optimizers.items():
+            for k, opt in opts.items():
+                opt.load_state_dict(state["optimizers"][name][k])
+        trainer.bg_optimizer.load_state_dict(state["bg_optimizer"])
+        for name, sch in trainer.means_schedulers.items():
+            sch.load_state_dict(state["means_schedulers"][name])
+        for name, strategy in trainer.strategies.items():
+            strategy.load_state_dict(state["strategy"][name], trainer.device)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise ValueError(f"{source}: its model / optimizer state does not fit this config "
+                         f"({type(exc).__name__}: {exc}); was it written by a {type(trainer).__name__} with the "
+                         "same model settings?") from exc
+    trainer.sampler.load_state_dict(state["sampler"])
+    try:
+        trainer.rng.load_state_dict(state["rng"])
+        trainer.sugar.load_generator(state)
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise ValueError(f"{source}: its RNG state is damaged ({type(exc).__name__}: {exc}); expected the "
+                         "tensors and numbers this trainer writes") from exc
+    trainer.sugar.load_neighbours(state)
