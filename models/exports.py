@@ -301,7 +301,7 @@ def export_scene(scene: GaussianScene, cameras: RunCameras, folder: Union[str, P
         world = {k: torch.cat([p[k] for p in parts]) for k in PARAM_KEYS}
         written.update(write_gaussian_files(folder, f"scene_frame_{int(frame):03d}", "scene_frame", world,
                                             bg.sh_degree, R, formats))
-    if axes == "viewer":  # SuperSplat's roll assumes a y-down file
+    if axes == "viewer" and "ply" in formats:  # SuperSplat opens the PLY; its roll assumes a y-down file
         written["supersplat"] = _write_json(folder / "supersplat_settings.json", supersplat_settings(
             views, R, background_rgb(scene), orbit_distance=0.25 * float(cameras.scene_radius)))
     test_ids = list(range(len(cameras.train_views), len(views)))

@@ -214,7 +214,10 @@ def test_export_tool_on_a_checkpoint(trainer, tmp_path):
     assert r.returncode == 0, r.stderr
     files = sorted(p.name for p in (run / "exports").iterdir())
     assert files == sorted(["gaussians.ply", "cameras.json", "rigid_nodes.ply", "rigid_nodes.json",
-                            f"scene_frame_{frame:03d}.ply", "export_info.json", "supersplat_settings.json"])
+                            f"scene_frame_{frame:03d}.ply", "export_info.json", "supersplat_settings.json",
+                            # the command's default formats: ply, spz, gltf
+                            "gaussians.spz", "gaussians.glb", f"scene_frame_{frame:03d}.spz",
+                            f"scene_frame_{frame:03d}.glb"])
     bad = subprocess.run([sys.executable, "tools/export.py", str(run), "--frame", "999"], cwd=REPO,
                          capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert bad.returncode == 2 and bad.stderr.startswith("error: --frame 999") and len(bad.stderr.splitlines()) == 1

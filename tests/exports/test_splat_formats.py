@@ -143,3 +143,13 @@ def test_export_command_rejects_an_unknown_format(tmp_path, capsys):
     assert main([str(tmp_path / "no_run"), "--format", "ply,obj"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --format obj: expected") and len(err.splitlines()) == 1
+
+
+def test_export_command_writes_the_formats_asked_for(trainer, tmp_path):  # noqa: F811
+    from omnire_cli.export import main
+
+    run = tmp_path / "run"
+    trainer.save_state_dict(run / "checkpoints" / "step_000015.pt")
+    assert main([str(run), "--format", "spz", "--out", str(tmp_path / "spz_only")]) == 0
+    assert sorted(p.name for p in (tmp_path / "spz_only").iterdir()) == ["cameras.json", "export_info.json",
+                                                                          "gaussians.spz"]
