@@ -49,8 +49,8 @@ def bare_step(tr: SingleTrainer, view, step: int) -> None:
     for opt in tr.optimizers["Background"].values():
         opt.step()
         opt.zero_grad(set_to_none=True)
-    tr.strategy.step_post_backward(tr.model.params, tr.optimizers["Background"], tr.strategy_states["Background"],
-                                   step, info)
+    strategy = tr.strategies["Background"]
+    strategy.growth.step_post_backward(tr.model.params, tr.optimizers["Background"], strategy.state, step, info)
 
 
 def main(argv=None) -> None:

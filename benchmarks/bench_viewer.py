@@ -2,11 +2,11 @@
 
     .venv/bin/python -m benchmarks.bench_viewer [--blocks 6] [--steps 10] [--scene-overrides ...]
 
-One SingleTrainer on the default scene (quick config, 2 threads). Blocks of training steps
-alternate between the bare train_step and the one wrapped by a live ViewerServer with no browser
-connected (lock + callback), so both see the same stage and Gaussian count; the table gives the
-median seconds per step of each and the wrapper's own cost measured alone (median of 5 runs of
-20,000 calls of the callback path around a no-op step).
+One SingleTrainer on the default scene (quick config, 2 threads). Blocks of `train()` steps
+alternate between the trainer without and with a live ViewerServer attached with no browser
+connected (the viewer's step gate and step callback), so both see the same stage and Gaussian
+count; the table gives the median seconds per step of each and the viewer's own per-step cost
+measured alone (median of 5 runs of 20,000 passes through the gate and the callback).
 """
 from __future__ import annotations
 
@@ -46,37 +46,28 @@ def main(argv=None) -> None:
         cfg = compose("omnire_sugar_quick", overrides=["log.progress=false", "num_threads=2", *args.overrides])
     configure_process(cfg)  # num_threads=2 and the seeds, as omnire-train sets them
     trainer = SingleTrainer(cfg, output_dir=None)
-    bare = trainer.train_step
-    viewer = ViewerServer(trainer, host="127.0.0.1", port=free_port(), live=True)
-    wrapped = trainer.train_step
     trainer.train(num_steps=5)  # warm-up
+    bare = (list(trainer._step_callbacks), list(trainer._step_locks))
+    viewer = ViewerServer(trainer, host="127.0.0.1", port=free_port(), live=True)
+    attached = (list(trainer._step_callbacks), list(trainer._step_locks))
     times = {"bare": [], "viewer attached, nobody connected": []}
     for b in range(2 * args.blocks):
         arm = "bare" if b % 2 == 0 else "viewer attached, nobody connected"
-        trainer.train_step = bare if arm == "bare" else wrapped
-        for _ in range(args.steps):
-            trainer.update_stage()
-            t0 = time.perf_counter()
-            trainer.train_step()
-            times[arm].append(time.perf_counter() - t0)
-            trainer.step += 1
+        trainer._step_callbacks, trainer._step_locks = [list(x) for x in (bare if arm == "bare" else attached)]
+        trainer.add_step_callback(lambda _, info, arm=arm: times[arm].append(info.seconds))
+        trainer.train(num_steps=args.steps)
 
-    # the wrapper alone: lock + on_step with no client, around a step that does nothing
-    from models.viewer import adapter
-
-    class Noop:
-        step = 0
-        _stop_requested = False
-
-        def train_step(self):
-            return {}
-    noop = Noop()
-    adapter.add_step_callback(noop, viewer.on_step, viewer.lock)
+    # the viewer's part alone: its gate (pause check + lock) and its callback with no client
+    gate, callback = attached[1][-1], attached[0][-1]
+    from models.trainers.base import StepInfo
+    info = StepInfo(trainer.step, trainer.current_stage, trainer.stage_step, {}, 0.0)
     runs = []
     for _ in range(5):
         t0 = time.perf_counter()
         for _ in range(20_000):
-            noop.train_step()
+            with gate:
+                pass
+            callback(trainer, info)
         runs.append((time.perf_counter() - t0) / 20_000)
     viewer.stop()
 
@@ -87,7 +78,7 @@ def main(argv=None) -> None:
     for arm, ts in times.items():
         ts = sorted(ts)
         print(f"| {arm} | {statistics.median(ts):.4f} | {ts[int(0.9 * (len(ts) - 1))]:.4f} | {len(ts)} |")
-    print(f"| the wrapper alone (lock + callback, no client) | {statistics.median(runs) * 1e6:.2f} µs/step | | 5 x 20,000 |")
+    print(f"| the viewer alone (gate + callback, no client) | {statistics.median(runs) * 1e6:.2f} µs/step | | 5 x 20,000 |")
 
 
 if __name__ == "__main__":
