@@ -17,13 +17,44 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from models.atomic_write import atomic_write
+
+
+def write_gaussians_ply(path: Union[str, Path], params: Dict[str, Tensor],
+                        extra: Optional[Dict[str, np.ndarray]] = None, comments: Sequence[str] = (),
+                        pad_to_degree3: bool = True) -> Path:
+    """INRIA's 3DGS PLY (binary little endian, float32 properties only): x y z nx ny nz f_dc_0..2
+    f_rest_* (channel-major; with ``pad_to_degree3``, 45 of them, the bands a lower-degree model
+    lacks written as 0, as INRIA's readers expect; without, the model's own 3·(K−1)) opacity
+    (logit) scale_0..2 (log) rot_0..3 (wxyz); ``extra`` float columns are appended after INRIA's."""
+    from plyfile import PlyData, PlyElement
+
+    n = int(params["means"].shape[0])
+    shN = params["shN"].detach().cpu().float()
+    if pad_to_degree3 and shN.shape[1] < 15:  # INRIA's readers (SIBR, its load_ply) take degree 3: higher bands are zero, same colours
+        shN = torch.cat([shN, torch.zeros(n, 15 - shN.shape[1], 3)], dim=1)
+    f_rest = shN.transpose(1, 2).reshape(n, -1).numpy()
+    columns: List[tuple] = [("x", params["means"][:, 0]), ("y", params["means"][:, 1]), ("z", params["means"][:, 2]),
+                            ("nx", torch.zeros(n)), ("ny", torch.zeros(n)), ("nz", torch.zeros(n))]
+    columns += [(f"f_dc_{i}", params["sh0"].reshape(n, 3)[:, i]) for i in range(3)]
+    columns += [(f"f_rest_{i}", f_rest[:, i]) for i in range(f_rest.shape[1])]
+    columns += [("opacity", params["opacities"].reshape(n))]
+    columns += [(f"scale_{i}", params["scales"][:, i]) for i in range(3)]
+    columns += [(f"rot_{i}", params["quats"][:, i]) for i in range(4)]
+    for name, values in (extra or {}).items():
+        columns.append((name, np.asarray(values)))
+    arr = np.empty(n, dtype=[(name, "<f4") for name, _ in columns])
+    for name, values in columns:
+        arr[name] = (values.detach().cpu().numpy() if isinstance(values, Tensor) else values).astype(np.float32)
+    ply = PlyData([PlyElement.describe(arr, "vertex")], byte_order="<", comments=list(comments))
+    return atomic_write(path, ply.write)
+
 
 # right-up-back = a half turn about x of the viewer axes (right-down-forward, models.exports)
 UP_FROM_DOWN = torch.diag(torch.tensor([1.0, -1.0, -1.0]))

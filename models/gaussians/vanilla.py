@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models.atomic_write import atomic_write
+from models.splat_files import write_gaussians_ply
 
 SH_C0 = 0.28209479177387814
 MIN_SCALE = 1e-7  # floor for the initial scale: duplicate points must not give log(0) = -inf
@@ -140,20 +140,9 @@ class VanillaGaussians(nn.Module):
 
     @torch.no_grad()
     def export_ply(self, path: Union[str, Path]) -> Path:
-        """Write the 3DGS PLY (binary little endian, float32): logit opacity, log scales, wxyz
-        quaternion, f_rest channel-major (all R coefficients, then G, then B)."""
-        from plyfile import PlyData, PlyElement
-        p = {k: v.detach().cpu().float() for k, v in self.params.items()}
-        n = self.num_gaussians
-        f_rest = p["shN"].transpose(1, 2).reshape(n, -1)  # [N, 3*(K-1)] channel-major
-        cols = [p["means"], torch.zeros(n, 3), p["sh0"].reshape(n, 3), f_rest,
-                p["opacities"][:, None], p["scales"], p["quats"]]
-        data = torch.cat(cols, dim=1).numpy().astype(np.float32)
-        names = self.ply_attribute_names()
-        arr = np.empty(n, dtype=[(name, "f4") for name in names])
-        for i, name in enumerate(names):
-            arr[name] = data[:, i]
-        return atomic_write(path, PlyData([PlyElement.describe(arr, "vertex")]).write)
+        """Write the 3DGS PLY with the model's own SH bands (models.splat_files.write_gaussians_ply:
+        logit opacity, log scales, wxyz quaternion, f_rest channel-major), readable by load_ply."""
+        return write_gaussians_ply(path, self.params, pad_to_degree3=False)
 
     @classmethod
     def load_ply(cls, path: Union[str, Path], sh_degree: Optional[int] = None) -> "VanillaGaussians":
