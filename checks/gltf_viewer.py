@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
 from omnire_cli.errors import fail  # noqa: E402  (importing omnire_cli pins the CPU numerics first)
-from checks.splat_viewer import CHROMIUM_ARGS, MAX_DIFFERENCE, serve  # noqa: E402
+from checks.splat_viewer import CHROMIUM_ARGS, MAX_DIFFERENCE, framing, serve, stable_screenshot  # noqa: E402
 
 ENGINE_PACKAGE = "playcanvas@2.23.3"
 
@@ -42,9 +42,6 @@ def engine_module(engine_dir: Path) -> Path:
 
 
 def main(argv=None) -> int:
-    import numpy as np
-    from PIL import Image
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", help="run folder (its newest checkpoint) or a checkpoint file")
     p.add_argument("--out", default=None, help="folder for check.png and the screenshot (default <run>/gltf_check)")
@@ -98,32 +95,15 @@ def main(argv=None) -> int:
         page = browser.new_page(viewport={"width": W * args.scale, "height": H * args.scale})
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url)
-        deadline = time.monotonic() + args.timeout
-        previous, shot = None, None
-        while time.monotonic() < deadline:  # until the glb is in and the picture stops changing
-            time.sleep(2.0)
-            if page.evaluate("window.loadError || null"):
-                errors.append(page.evaluate("window.loadError"))
-                break
-            if not page.evaluate("!!window.loaded"):
-                continue
-            page.screenshot(path=str(shot_path))
-            shot = np.asarray(Image.open(shot_path).convert("RGB"), dtype=np.float32) / 255
-            if shot.std() > 0.03 and previous is not None and np.abs(shot - previous).mean() < 0.002:
-                break
-            previous = shot
+        shot = stable_screenshot(page, shot_path, args.timeout, ready=lambda: page.evaluate("!!window.loaded"),
+                                 failed=lambda: page.evaluate("window.loadError || null"))
+        if page.evaluate("window.loadError || null"):
+            errors.append(page.evaluate("window.loadError"))
         browser.close()
     httpd.shutdown()
     if shot is None or shot.std() <= 0.03:
         return fail(f"the PlayCanvas engine drew nothing in {args.timeout:.0f} s (page errors: {errors[:3]})", 1)
-    small = np.asarray(Image.fromarray((shot * 255).astype(np.uint8)).resize((W, H), Image.BOX),
-                       dtype=np.float32) / 255
-    d_upright = float(np.abs(small - want).mean())
-    d_turned = float(np.abs(small - want[::-1, ::-1]).mean())
-    d_other = float(np.abs(small - other_render).mean())
-    side = np.concatenate([np.asarray(Image.fromarray((want * 255).astype(np.uint8)).resize(
-        (W * args.scale, H * args.scale), Image.NEAREST), dtype=np.float32) / 255, shot], axis=1)
-    Image.fromarray((side * 255).astype(np.uint8)).save(out / "check.png")
+    d_upright, d_turned, d_other = framing(shot, want, other_render, args.scale, out / "check.png")
     print(f"{run.checkpoint}: gaussians.glb in the PlayCanvas engine ({ENGINE_PACKAGE}) at training camera 0 "
           f"({W}x{H}, shown at {W * args.scale}x{H * args.scale}), mean abs difference to our render:")
     print(f"  upright, same camera      {d_upright:.4f}")

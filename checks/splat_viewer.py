@@ -60,10 +60,43 @@ def serve(root: Path):
     return httpd
 
 
-def main(argv=None) -> int:
+
+def stable_screenshot(page, shot_path: Path, timeout: float, ready=lambda: True, failed=lambda: None):
+    """Screenshots every 2 s until the picture has content and stops changing (or ``failed()``
+    returns an error, or ``timeout`` seconds pass); the last one as float RGB in [0, 1], or None."""
     import numpy as np
     from PIL import Image
+    deadline = time.monotonic() + timeout
+    previous, shot = None, None
+    while time.monotonic() < deadline:
+        time.sleep(2.0)
+        if failed():
+            break
+        if not ready():
+            continue
+        page.screenshot(path=str(shot_path))
+        shot = np.asarray(Image.open(shot_path).convert("RGB"), dtype=np.float32) / 255
+        if shot.std() > 0.03 and previous is not None and np.abs(shot - previous).mean() < 0.002:
+            break
+        previous = shot
+    return shot
 
+
+def framing(shot, want, other_render, scale: int, side_by_side: Path):
+    """Mean abs differences of a viewer's screenshot (shown ``scale`` times larger) to our render of
+    the camera, upright and turned 180 degrees, and to another camera's; writes ours | theirs."""
+    import numpy as np
+    from PIL import Image
+    H, W = want.shape[:2]
+    small = np.asarray(Image.fromarray((shot * 255).astype(np.uint8)).resize((W, H), Image.BOX),
+                       dtype=np.float32) / 255
+    side = np.concatenate([np.asarray(Image.fromarray((want * 255).astype(np.uint8)).resize(
+        (W * scale, H * scale), Image.NEAREST), dtype=np.float32) / 255, shot], axis=1)
+    Image.fromarray((side * 255).astype(np.uint8)).save(side_by_side)
+    return (float(np.abs(small - want).mean()), float(np.abs(small - want[::-1, ::-1]).mean()),
+            float(np.abs(small - other_render).mean()))
+
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", help="run folder (its newest checkpoint) or a checkpoint file")
     p.add_argument("--out", default=None, help="folder for check.png and the screenshot (default <run>/supersplat_check)")
@@ -111,27 +144,12 @@ def main(argv=None) -> int:
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url)
-        deadline = time.monotonic() + args.timeout
-        previous, shot = None, None
-        while time.monotonic() < deadline:  # until the picture has content and stops changing
-            time.sleep(2.0)
-            page.screenshot(path=str(shot_path))
-            shot = np.asarray(Image.open(shot_path).convert("RGB"), dtype=np.float32) / 255
-            if shot.std() > 0.03 and previous is not None and np.abs(shot - previous).mean() < 0.002:
-                break
-            previous = shot
+        shot = stable_screenshot(page, shot_path, args.timeout)
         browser.close()
     httpd.shutdown()
     if shot is None or shot.std() <= 0.03:
         return fail(f"the SuperSplat viewer showed nothing in {args.timeout:.0f} s (page errors: {errors[:3]})", 1)
-    small = np.asarray(Image.fromarray((shot * 255).astype(np.uint8)).resize((W, H), Image.BOX),
-                       dtype=np.float32) / 255
-    d_upright = float(np.abs(small - want).mean())
-    d_turned = float(np.abs(small - want[::-1, ::-1]).mean())
-    d_other = float(np.abs(small - other_render).mean())
-    side = np.concatenate([np.asarray(Image.fromarray((want * 255).astype(np.uint8)).resize(
-        (W * args.scale, H * args.scale), Image.NEAREST), dtype=np.float32) / 255, shot], axis=1)
-    Image.fromarray((side * 255).astype(np.uint8)).save(out / "check.png")
+    d_upright, d_turned, d_other = framing(shot, want, other_render, args.scale, out / "check.png")
     print(f"{ckpt}: SuperSplat viewer ({VIEWER_PACKAGE}) at training camera 0 ({W}x{H}, shown at "
           f"{W * args.scale}x{H * args.scale}), mean abs difference to our render:")
     print(f"  upright, same camera      {d_upright:.4f}")
