@@ -31,7 +31,7 @@ import torch
 from models.cameras import field_of_view
 from models.depth_normals import normals_from_depth
 from models.rendering.projection import quat_to_rotmat
-from models.viewer import adapter
+from models.viewer import adapter, scene_layers
 
 logger = logging.getLogger("models.viewer")
 
@@ -144,82 +144,30 @@ class ViewerServer:
         if live:
             adapter.add_step_callback(self.source, self.on_step, _StepGate(self))
 
-    # ----- scene contents ---------------------------------------------------------------------------
+    # ----- scene contents (models/viewer/scene_layers.py) ------------------------------------------
     def _add_frusta(self) -> None:
-        from models.gaussians.rigid import rotmat_to_quat
-
-        radius = float(self.cameras.scene_radius)
-        self._frusta = []
-        for i, ((split, view), label) in enumerate(zip(self.views, self.labels)):
-            c2w = view.camera_to_world.detach().cpu().double()
-            fov = field_of_view(float(view.K[1, 1]), view.height)
-            image = getattr(view, "image", None)  # an opened run saves no images: no thumbnails
-            thumb = (image.detach().cpu().numpy() * 255).astype(np.uint8) if image is not None else None
-            handle = self.server.scene.add_camera_frustum(
-                f"/cameras/{split}/{i:04d}", fov=fov, aspect=view.width / view.height, scale=0.02 * radius,
-                color=(40, 90, 220) if split == "train" else (220, 60, 40), image=thumb,
-                wxyz=rotmat_to_quat(c2w[:3, :3]).numpy(), position=c2w[:3, 3].numpy())
-            handle.on_click(lambda event, i=i: self.jump_to(event.client, i))
-            self._frusta.append(handle)
+        self._frusta = scene_layers.add_frusta(self.server, self.views, self.labels, float(self.cameras.scene_radius),
+                                               self.jump_to)
 
     def _set_cameras_visible(self, visible: bool) -> None:
         for h in self._frusta:
             h.visible = visible
 
     def _add_nodes(self) -> list:
-        boxes = []
-        for i, track in enumerate(self.gaussians.tracks):
-            size = track.box_size.tolist()
-            boxes.append(self.server.scene.add_box(f"/nodes/{i:03d}_{track.id}", color=(255, 170, 0),
-                                                   dimensions=tuple(size), wireframe=True))
-        return boxes
+        return scene_layers.add_node_boxes(self.server, self.gaussians.tracks)
 
     def _pose_nodes(self) -> None:
-        from models.gaussians.rigid import rotmat_to_quat
-
-        if not self._node_boxes:
-            return
-        poses, present = self.gaussians.instance_poses(int(self.frame.value))
-        for box, pose, here in zip(self._node_boxes, poses.cpu(), present.cpu()):
-            box.visible = bool(here)
-            if here:
-                box.wxyz = rotmat_to_quat(pose[:3, :3].double()).numpy()
-                box.position = pose[:3, 3].double().numpy()
+        scene_layers.pose_node_boxes(self._node_boxes, self.gaussians, int(self.frame.value))
 
     def _add_mesh(self, run_dir: Optional[Path]) -> Optional[Path]:
-        if run_dir is None:
-            return None
-        for name in ("mesh_levelset.ply", "mesh_tsdf.ply"):
-            path = Path(run_dir) / "exports" / name
-            if path.is_file():
-                import trimesh
-                try:
-                    mesh = trimesh.load(path, process=False, force="mesh")
-                except Exception as exc:  # a broken file must not take the viewer down
-                    logger.warning("mesh %s could not be read (%s); not shown", path, exc)
-                    return None
-                handle = self.server.scene.add_mesh_trimesh("/mesh", mesh, visible=False)
-                box = self.server.gui.add_checkbox(f"Show mesh ({name})", False)
-                box.on_update(lambda _: setattr(handle, "visible", box.value))
-                return path
-        return None
+        return scene_layers.add_mesh(self.server, run_dir)
 
     def _toggle_splats(self) -> None:
-        if not self.splats.value:
-            if self._splat_handle is not None:
-                self._splat_handle.remove()
-                self._splat_handle = None
-            return
-        from models.gaussians.vanilla import sh0_to_rgb
-
-        with self.lock:
-            m = self.gaussians.model
-            g = {k: v.detach().float().cpu().clone() for k, v in m.get_gaussians().items()}
-        R = quat_to_rotmat(g["quats"])
-        cov = R @ torch.diag_embed(g["scales"] ** 2) @ R.transpose(1, 2)
-        self._splat_handle = self.server.scene.add_gaussian_splats(
-            "/splats", centers=g["means"].numpy(), covariances=cov.numpy(),
-            rgbs=sh0_to_rgb(g["colors"][:, 0]).clamp(0, 1).numpy(), opacities=g["opacities"].reshape(-1, 1).numpy())
+        if self._splat_handle is not None:
+            self._splat_handle.remove()
+            self._splat_handle = None
+        if self.splats.value:
+            self._splat_handle = scene_layers.add_browser_splats(self.server, self.gaussians.model, self.lock)
 
     # ----- status -----------------------------------------------------------------------------------
     def status_text(self, steps_done: Optional[int] = None) -> str:
