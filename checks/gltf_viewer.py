@@ -25,7 +25,8 @@ from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
 from omnire_cli.errors import fail  # noqa: E402  (importing omnire_cli pins the CPU numerics first)
-from checks.splat_viewer import CHROMIUM_ARGS, MAX_DIFFERENCE, framing, serve, stable_screenshot  # noqa: E402
+from checks.splat_viewer import (CHROMIUM_ARGS, MAX_DIFFERENCE, framing, print_framing, serve,  # noqa: E402
+                                 stable_screenshot)
 
 ENGINE_PACKAGE = "playcanvas@2.23.3"
 
@@ -106,10 +107,7 @@ def main(argv=None) -> int:
     d_upright, d_turned, d_other = framing(shot, want, other_render, args.scale, out / "check.png")
     print(f"{run.checkpoint}: gaussians.glb in the PlayCanvas engine ({ENGINE_PACKAGE}) at training camera 0 "
           f"({W}x{H}, shown at {W * args.scale}x{H * args.scale}), mean abs difference to our render:")
-    print(f"  upright, same camera      {d_upright:.4f}")
-    print(f"  turned 180 degrees        {d_turned:.4f}")
-    print(f"  another training camera   {d_other:.4f}  ({other.cam_name}, frame {other.frame_idx})")
-    print(f"side by side (ours | PlayCanvas): {out / 'check.png'}")
+    print_framing(d_upright, d_turned, d_other, other, "PlayCanvas", out / "check.png")
     ok = d_upright < d_turned and d_upright < d_other and d_upright <= args.max_difference
     print("framed like our render" if ok else f"NOT framed like our render (limit {args.max_difference})")
     return 0 if ok else 1

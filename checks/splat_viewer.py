@@ -96,6 +96,14 @@ def framing(shot, want, other_render, scale: int, side_by_side: Path):
     return (float(np.abs(small - want).mean()), float(np.abs(small - want[::-1, ::-1]).mean()),
             float(np.abs(small - other_render).mean()))
 
+
+def print_framing(d_upright: float, d_turned: float, d_other: float, other, viewer: str, side_by_side: Path) -> None:
+    """The comparison's lines, as both viewer checks print them."""
+    print(f"  upright, same camera      {d_upright:.4f}")
+    print(f"  turned 180 degrees        {d_turned:.4f}")
+    print(f"  another training camera   {d_other:.4f}  ({other.cam_name}, frame {other.frame_idx})")
+    print(f"side by side (ours | {viewer}): {side_by_side}")
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", help="run folder (its newest checkpoint) or a checkpoint file")
@@ -152,10 +160,7 @@ def main(argv=None) -> int:
     d_upright, d_turned, d_other = framing(shot, want, other_render, args.scale, out / "check.png")
     print(f"{ckpt}: SuperSplat viewer ({VIEWER_PACKAGE}) at training camera 0 ({W}x{H}, shown at "
           f"{W * args.scale}x{H * args.scale}), mean abs difference to our render:")
-    print(f"  upright, same camera      {d_upright:.4f}")
-    print(f"  turned 180 degrees        {d_turned:.4f}")
-    print(f"  another training camera   {d_other:.4f}  ({other.cam_name}, frame {other.frame_idx})")
-    print(f"side by side (ours | SuperSplat): {out / 'check.png'}")
+    print_framing(d_upright, d_turned, d_other, other, "SuperSplat", out / "check.png")
     upright = d_upright < d_turned and d_upright < d_other
     framed = d_upright <= args.max_difference
     print("upright at the training camera" if upright else "NOT upright at the training camera")
