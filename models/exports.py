@@ -220,7 +220,6 @@ def background_rgb(scene: GaussianScene) -> List[float]:
 def export_run(run, folder: Union[str, Path], axes: str = "viewer", frame: Optional[int] = None,
                formats: Union[str, Sequence[str]] = ("ply",)) -> Dict[str, Path]:
     """``export_scene`` of a run opened with models.run.open_run (its scene, cameras and step)."""
-    run = getattr(run, "run", run)  # the tools' handle (models.viewer.adapter.open_run)
     return export_scene(run.scene, run.cameras, folder, axes=axes, frame=frame, step=run.step, formats=formats)
 
 

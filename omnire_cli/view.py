@@ -25,21 +25,25 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for rendering")
     args = p.parse_args(argv)
 
+    import torch
+
     from models.mesh.run_io import RunInputError
     from models.trainers.device import resolve_device
-    from models.viewer.adapter import open_run
+    from models.run import open_run
     try:
         device = str(resolve_device(args.device))
-        trainer, run_dir, ckpt = open_run(args.run, device=device, num_threads=args.threads)
+        if args.threads is not None:  # opening a run sets no thread count: the command line's request
+            torch.set_num_threads(args.threads)
+        run = open_run(args.run, device=device)
     except (RunInputError, ValueError) as exc:
         return fail(exc)
     from models.viewer.server import ViewerServer
     try:
-        viewer = ViewerServer(trainer, host=args.host, port=args.port, run_dir=run_dir,
+        viewer = ViewerServer(run, host=args.host, port=args.port, run_dir=run.run_dir,
                               render_height=args.render_height)
     except OSError as exc:
         return fail(f"could not listen on {args.host}:{args.port} ({exc}); pick another --port")
-    print(f"viewer of {ckpt} (step {trainer.step}, {trainer.num_gaussians:,} Gaussians): "
+    print(f"viewer of {run.checkpoint} (step {run.step}, {run.num_gaussians:,} Gaussians): "
           f"http://localhost:{viewer.port}  (Ctrl-C to stop)", flush=True)
     viewer.serve_forever()
     return 0

@@ -34,16 +34,16 @@ def main(argv=None) -> int:
     import numpy as np
     from playwright.sync_api import sync_playwright
 
-    from models.viewer.adapter import open_run
+    from models.run import open_run
     from models.viewer.server import ViewerServer
 
-    trainer, run_dir, _ = open_run(args.run)
+    run = open_run(args.run)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    viewer = ViewerServer(trainer, host="127.0.0.1", port=port, run_dir=run_dir, render_height=360)
+    viewer = ViewerServer(run, host="127.0.0.1", port=port, run_dir=run.run_dir, render_height=360)
     viewer.mode.value = args.mode
-    c2w = trainer.dataset.train_views[0].camera_to_world.double().numpy()
+    c2w = run.cameras.train_views[0].camera_to_world.double().numpy()
     fwd, pos = c2w[:3, 2], c2w[:3, 3]
     w, h = (int(x) for x in args.size.split("x"))
     try:

@@ -1,7 +1,5 @@
 """The one place where the viewer and the export tool meet a scene: a live trainer's or an opened run's.
 
-  open_run(path)            a run folder (newest checkpoint) or checkpoint file -> (ToolRun, run_dir,
-                            checkpoint): the run opened by models.run.open_run (no trainer, no dataset)
   parts(source)             (GaussianScene, RunCameras, config, step) of a trainer or an opened run
   snapshot / render_snapshot  the scene composed at a frame, copied, then rendered from any camera
                             through the one render entry point (models.rendering.render)
@@ -10,7 +8,6 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
@@ -19,40 +16,10 @@ from models.cameras import Camera
 from models.gaussians.vanilla import sh_degree_at
 from models.rendering.render import render_gaussians
 from models.run import OpenedRun
-from models.run import open_run as open_scene_run
-
-
-class ToolRun:
-    """An opened run as tools/*.py read it (they were written against a trainer): `.dataset` holds the
-    views (`.dataset.train_views`; `.scene` too, for checks/splat_viewer.py), `.render_view(view)`, `.step`, `.num_gaussians`; `.run` is the
-    models.run.OpenedRun itself, which export_run and ViewerServer take."""
-
-    def __init__(self, run: OpenedRun) -> None:
-        self.run = run
-        self.dataset = run.cameras  # the views, where a trainer's `trainer.dataset.train_views` are
-        self.scene = run.cameras    # the same, under the name tools written before the rename read
-        self.step = run.step
-
-    @property
-    def num_gaussians(self) -> int:
-        return self.run.num_gaussians
-
-    def render_view(self, view, render_mode: str = "RGB+ED"):
-        return self.run.render_view(view, render_mode=render_mode)
-
-
-def open_run(path, *, device: str = "cpu", num_threads: Optional[int] = None) -> Tuple[ToolRun, Path, Path]:
-    """(the opened run, run_dir, checkpoint); nothing is written, no dataset read. Bad input raises
-    models.run.RunInputError with one line naming the file."""
-    if num_threads is not None:  # the command line's request (opening a run itself sets no threads)
-        torch.set_num_threads(int(num_threads))
-    run = open_scene_run(path, device=device)
-    return ToolRun(run), Path(run.run_dir), Path(run.checkpoint)
 
 
 def parts(source) -> Tuple[Any, Any, Any, int]:
-    """(GaussianScene, RunCameras, config, step) of a trainer, an OpenedRun or a ToolRun."""
-    source = getattr(source, "run", source)
+    """(GaussianScene, RunCameras, config, step) of a trainer or an OpenedRun."""
     if isinstance(source, OpenedRun):
         return source.scene, source.cameras, source.config, int(source.step)
     return source.gaussian_scene, source.cameras, source.cfg, int(source.step)

@@ -84,7 +84,7 @@ class ViewerServer:
                  live: bool = False, render_height: Optional[int] = None, train_render_interval: float = 1.0):
         import viser
 
-        self.source = getattr(source, "run", source)  # the trainer or the OpenedRun: its progress too
+        self.source = source  # the trainer or the OpenedRun: its progress too
         self.gaussians, self.cameras, _, _ = adapter.parts(self.source)
         self.live = live
         self.lock = threading.RLock()
@@ -318,7 +318,7 @@ class ViewerServer:
 
 def attach_live_viewer(trainer, cfg) -> ViewerServer:
     """The viewer of a training run (``viewer=true`` on omnire-train)."""
-    port = int(cfg.get("viewer_port", 8080))
+    port = int(cfg.viewer_port)
     viewer = ViewerServer(trainer, port=port, run_dir=trainer.output_dir, live=True)
     logger.info("viewer: http://localhost:%d (training waits only while paused)", viewer.port)
     return viewer
