@@ -50,15 +50,8 @@ def output_dir_problem(overrides: Sequence[str]) -> Optional[str]:
     values = [m.group(1) for m in map(_OUTPUT_DIR.match, overrides) if m]
     if not values or "${" in values[-1] or not values[-1].strip():
         return None
-    value = values[-1].strip().strip("'\"")
-    path = Path(value).expanduser()
-    for p in (path, *path.parents):
-        if p.exists():
-            if p.is_dir():
-                return None
-            what = "is a file" if p == path else f"passes through the file {p}"
-            return f"output_dir={value} {what}, expected a folder (new or a run's): choose another output_dir"
-    return None
+    from models.trainers.resume import output_dir_problem as problem
+    return problem(values[-1].strip().strip("'\""))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIGS, config_name="omnire_sugar")

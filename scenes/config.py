@@ -167,6 +167,14 @@ def load_options(scene_cfg) -> LoadOptions:
     return LoadOptions(**opts)
 
 
+def check_scene_config(scene_cfg) -> None:
+    """Check the scene config's keys and values without reading or writing anything (SceneFormatError)."""
+    cfg = _as_dict(scene_cfg)
+    if _scene_type(cfg) == "processed":
+        _check_keys(cfg, PROCESSED_KEYS, "processed")
+    load_options(cfg)
+
+
 def load_scene(scene_cfg) -> DrivingScene:
     """Prepare (generate or validate) the scene folder and load it; all checks happen here."""
     cfg = _as_dict(scene_cfg)

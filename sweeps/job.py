@@ -165,7 +165,7 @@ def run_sweep_job(cfg: DictConfig, argv: Optional[list] = None,
     name = scene_name(cfg.scene)
     with open_dict(cfg):
         cfg.output_dir = str(out)
-        if cfg.get("resume") is None:
+        if cfg.resume is None:
             cfg.resume = "auto"
     status = StatusFile(out, name)
     status.begin()
@@ -189,7 +189,7 @@ def run_sweep_job(cfg: DictConfig, argv: Optional[list] = None,
         guard.uninstall()
         status.end("finished", step)
         return {"scene": name, "status": "finished", "step": step, "output_dir": str(out)}
-    stop_after = cfg.get("stop_after")
+    stop_after = cfg.stop_after
     if stop_after is not None and step >= int(stop_after) and not guard.requested:
         guard.uninstall()
         status.end("stopped", step)

@@ -41,19 +41,18 @@ CONFIG_CASES = [
     ("num_threads=0", "num_threads=0 (expected an integer >= 1"),
     ("stop_after=-5", "stop_after=-5 (expected null or an integer >= 0"),
     ("optim.lr.means=-0.001", "optim.lr.means=-0.001 (expected a finite number > 0)"),
-    ("optim.lr.opacities=0", "optim.lr.opacities=0 (expected a finite number > 0)"),
-    ("optim.lr.background=-1", "optim.lr.background=-1 (expected a finite number >= 0)"),
+    ("optim.lr.opacities=0", "optim.lr.opacities=0.0 (expected a finite number > 0)"),   # typed: a float
+    ("optim.lr.background=-1", "optim.lr.background=-1.0 (expected a finite number >= 0)"),
     ("model.sh_degree=4", "model.sh_degree=4 (expected an integer in [0, 3])"),
     ("model.sh_degree_interval=0", "model.sh_degree_interval=0 (expected an integer >= 1)"),
     ("model.init_opacity=1.0", "model.init_opacity=1.0 (expected a number in (0, 1))"),
     ("loss.ssim_lambda=1.5", "loss.ssim_lambda=1.5 (expected a number in [0, 1])"),
     ("loss.sky_opacity=-0.05", "loss.sky_opacity=-0.05 (expected a finite number >= 0)"),
-    ("loss.mask_dynamic=maybe", "loss.mask_dynamic='maybe' (expected true or false)"),
     ("render.far_plane=0.001", "render.far_plane=0.001 (expected more than render.near_plane=0.01)"),
     ("sugar.mode=sdff", "sugar.mode='sdff' (expected sdf or density)"),
     ("sugar.prune_opacity=1.0", "sugar.prune_opacity=1.0 (expected a number in [0, 1))"),
     ("sugar.knn=0", "sugar.knn=0 (expected an integer >= 1)"),
-    ("sugar.sdf_density_factor=0", "sugar.sdf_density_factor=0 (expected null or a finite number > 0)"),
+    ("sugar.sdf_density_factor=0", "sugar.sdf_density_factor=0.0 (expected null or a finite number > 0)"),
     ("densify.refine_every=0", "densify.refine_every=0 (expected an integer >= 1)"),
     ("densify.prune_opa=1.0", "densify.prune_opa=1.0 (expected a number in [0, 1))"),
     ("densify.grow_grad2d=-0.0002", "densify.grow_grad2d=-0.0002 (expected a finite number > 0)"),
@@ -61,7 +60,6 @@ CONFIG_CASES = [
     ("sugar.sdf_estimate=ray", "sugar.sdf_estimate='ray' (expected 'depth' or 'normal')"),
     ("sugar.num_samples=0", "sugar.num_samples=0 (expected an integer >= 1)"),
     ("checkpoint.every=-100", "checkpoint.every=-100 (expected an integer >= 0)"),
-    ("checkpoint.keep=1.5", "checkpoint.keep=1.5 (expected an integer >= 0)"),
     ("log.progress_every=-1", "log.progress_every=-1 (expected an integer >= 0)"),
     ("trainer=Trainer", "trainer='Trainer' is not a trainer; expected one of SingleTrainer, MultiTrainer"),
     ("resume_state.stage.offset=99999", "resume_state.stage: stage state: offset 99999 is out of range"),
@@ -78,6 +76,50 @@ def test_bad_config_value_is_one_error_before_step_0(earlier_run, override, mess
         build_trainer(cfg)
     assert message in str(err.value)
     assert snapshot(out) == before
+
+
+# values of the wrong type: Hydra refuses them while it composes over the schema
+# (models/trainers/config_schema.py); the same values in a config given as a dict get the schema's error
+TYPE_CASES = [
+    ("loss.mask_dynamic", "maybe", "loss.mask_dynamic='maybe' (expected true or false)"),
+    ("checkpoint.keep", 1.5, "checkpoint.keep=1.5 (expected an integer >= 0)"),
+    ("optim.lr.means", "fast", "optim.lr.means='fast' (expected a finite number > 0)"),
+]
+
+
+@pytest.mark.parametrize("key, value, message", TYPE_CASES, ids=[c[0] for c in TYPE_CASES])
+def test_value_of_the_wrong_type_is_one_error_before_step_0(earlier_run, key, value, message):
+    from hydra.errors import ConfigCompositionException
+    from omegaconf import OmegaConf
+    from models.trainers import build_trainer
+    root, out = earlier_run
+    before = snapshot(out)
+    with pytest.raises(ConfigCompositionException) as err:
+        tiny_config(root / "scene", out, f"{key}={value}", "resume=true")
+    chain = f"{err.value} {err.value.__cause__}"
+    assert f"{key}={value}" in chain and f"full_key: {key}" in chain, chain
+    cfg = OmegaConf.to_container(tiny_config(root / "scene", out, "resume=true"))
+    section, name = key.rsplit(".", 1)
+    node = cfg
+    for part in section.split("."):
+        node = node[part]
+    node[name] = value
+    with pytest.raises(ValueError) as err:
+        build_trainer(cfg)
+    assert message in str(err.value)
+    assert snapshot(out) == before
+
+
+def test_unknown_key_is_refused_with_the_keys_it_could_be(earlier_run):
+    from omegaconf import OmegaConf
+    root, out = earlier_run
+    cfg = OmegaConf.to_container(tiny_config(root / "scene", out))
+    cfg["sugar"]["knn_evry"] = 10
+    cfg["loss"]["ssim"] = 0.1
+    with pytest.raises(ValueError, match=r"bad config values: ") as err:
+        SingleTrainer(cfg, output_dir=out)
+    assert "sugar.knn_evry: not a config key (expected one of prune_opacity, " in str(err.value)
+    assert "knn_every" in str(err.value) and "loss.ssim: not a config key (expected one of ssim_lambda" in str(err.value)
 
 
 def test_several_bad_values_are_listed_in_one_error(earlier_run):
@@ -151,3 +193,14 @@ def test_train_command_refuses_an_output_dir_that_is_a_file(tmp_path, where):
         f"error: output_dir={out} " + ("is a file" if where == "file" else f"passes through the file {taken}")
         + ", expected a folder (new or a run's): choose another output_dir"], res.stderr
     assert taken.read_text() == "keep me" and "Traceback" not in res.stderr
+
+
+def test_a_trainer_refuses_an_output_dir_that_is_a_file(earlier_run, tmp_path):
+    """The same check for a trainer built in Python (no command line), before anything is written."""
+    root, _ = earlier_run
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep me")
+    for out in (taken, taken / "run"):
+        with pytest.raises(ValueError, match="expected a folder \\(new or a run's\\): choose another output_dir"):
+            SingleTrainer(tiny_config(root / "scene", out), output_dir=out)
+    assert taken.read_text() == "keep me"

@@ -53,3 +53,50 @@ def test_every_primary_config_builds_valid_schedulers(name):
     cfg = load(name)
     sched = StageSchedule(OmegaConf.to_container(cfg.optim.stage_schedule))
     OpacityEntropyScheduler(OmegaConf.to_container(cfg.render.opacity_entropy.table)).check_covers(sched)
+
+
+def _differences(a, b, path=""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{path}{k}.")
+        return out
+    return [] if a == b else [f"{path[:-1]}: {a!r} != {b!r}"]
+
+
+def test_the_primary_yaml_values_are_the_schema_defaults():
+    """One default per key: configs/omnire_sugar.yaml writes out the schema's defaults (plus its scene)."""
+    from omegaconf import OmegaConf
+    from models.trainers.config_schema import TrainingConfig
+    yaml_cfg = OmegaConf.to_container(load("omnire_sugar"))
+    schema = OmegaConf.to_container(OmegaConf.structured(TrainingConfig))
+    yaml_cfg.pop("scene"), schema.pop("scene")
+    assert _differences(yaml_cfg, schema) == []
+
+
+def test_densify_defaults_are_the_installed_gsplat_defaults_but_grow_grad2d():
+    import dataclasses
+    from gsplat.strategy import DefaultStrategy
+    from models.trainers.config_schema import DensifyConfig
+    ours = dataclasses.asdict(DensifyConfig())
+    gsplat_defaults = {f.name: f.default for f in dataclasses.fields(DefaultStrategy)}
+    assert set(ours) == set(gsplat_defaults) | {"max_gaussians"}
+    assert {k: v for k, v in ours.items() if k in gsplat_defaults and v != gsplat_defaults[k]} == {"grow_grad2d": 5e-4}
+
+
+def test_a_dict_config_is_completed_with_the_defaults_and_typed():
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigAttributeError
+    from models.trainers.config_schema import TrainingConfig, training_config
+    cfg = training_config({"sugar": {"knn": "8"}, "optim": {"lr": {"opacities": 1}}})
+    assert cfg.sugar.knn == 8 and cfg.optim.lr.opacities == 1.0 and isinstance(cfg.optim.lr.opacities, float)
+    assert cfg.densify.refine_every == TrainingConfig().densify.refine_every
+    with pytest.raises(ConfigAttributeError):
+        cfg.sugar.knn_evry  # noqa: B018  (struct mode: a misspelt key is an error, not None)
+    assert OmegaConf.to_container(training_config(cfg)) == OmegaConf.to_container(cfg)
+
+
+def test_hydra_refuses_an_unknown_key_while_composing():
+    from hydra.errors import ConfigCompositionException
+    with pytest.raises(ConfigCompositionException, match="sugar.knn_evry"):
+        load("omnire_sugar", ["sugar.knn_evry=3"])

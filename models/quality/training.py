@@ -49,8 +49,8 @@ def train_bench_run(config_name: str, out: Path, schedule: list, overrides: Sequ
     schedule = [dict(s, hooks={**hooks.get(s["name"], {}), **(s.get("hooks") or {})}) for s in schedule]
     cfg = compose_config(config_name, [*overrides, schedule_override(schedule), f"output_dir={out}"])
     try:  # the configured trainer class: SingleTrainer, or MultiTrainer with trainer=MultiTrainer
-        configure_process(cfg)  # threads and seeds from the config, as omnire-train sets them
-        trainer = trainer_class(str(cfg.get("trainer", "SingleTrainer")))(cfg, output_dir=out, resume=resume)
+        cfg = configure_process(cfg)  # checked; threads and seeds from the config, as omnire-train sets them
+        trainer = trainer_class(cfg.trainer)(cfg, output_dir=out, resume=resume)
     except ValueError as exc:
         raise RunInputError(f"{out.name}: bad configuration: {exc}") from None
     acc = json.loads(partial_file.read_text()) if resume else {"seconds": {}, "stages": {}}

@@ -21,18 +21,19 @@ def build_trainer(cfg: Any, argv: Optional[list] = None):
     """The configured trainer class (`trainer` key), built for training. It leaves the process as it
     finds it; an entry point that trains calls `configure_process(cfg)` first (as `run_training` does)."""
     from models.trainers.inference import TRAINERS, trainer_class
-    name = str(cfg.get("trainer", "SingleTrainer"))
-    if name not in TRAINERS:
-        raise ValueError(f"trainer={name!r} is not a trainer; expected one of {', '.join(TRAINERS)}")
-    cls = trainer_class(name)
-    return cls(cfg, output_dir=cfg.output_dir, resume=cfg.get("resume", False), argv=argv)
+    from models.trainers.config_schema import training_config
+    cfg = training_config(cfg)
+    if cfg.trainer not in TRAINERS:
+        raise ValueError(f"trainer={cfg.trainer!r} is not a trainer; expected one of {', '.join(TRAINERS)}")
+    cls = trainer_class(cfg.trainer)
+    return cls(cfg, output_dir=cfg.output_dir, resume=cfg.resume, argv=argv)
 
 
-def configure_process(cfg: Any) -> None:
+def configure_process(cfg: Any):
     """The process set-up of an entry point that trains: torch threads from `num_threads` (CPU) and
     the global RNGs seeded from `seed` (models.trainers.rng.configure_process)."""
     from models.trainers.rng import configure_process as configure
-    configure(cfg)
+    return configure(cfg)
 
 
 def run_training(cfg: Any, argv: Optional[list] = None, on_built: Optional[Callable[[Any], None]] = None):
@@ -40,15 +41,15 @@ def run_training(cfg: Any, argv: Optional[list] = None, on_built: Optional[Calla
     and run it to the end of its schedule (or until SIGTERM). `on_built(trainer)` is called before
     training starts (a sweep job attaches its preemption handler)."""
     logging.getLogger("models").setLevel(logging.INFO)
-    configure_process(cfg)
+    cfg = configure_process(cfg)   # the checked, typed config
     trainer = build_trainer(cfg, argv=list(sys.argv if argv is None else argv))
     if on_built is not None:
         on_built(trainer)
     viewer = None
-    if cfg.get("viewer", False):
+    if cfg.viewer:
         from models.viewer.server import attach_live_viewer
         viewer = attach_live_viewer(trainer, cfg)
-    stop_after = cfg.get("stop_after")
+    stop_after = cfg.stop_after
     if stop_after is None:
         trainer.train()
     else:

@@ -24,10 +24,11 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 from omegaconf import DictConfig, OmegaConf
 
 from models.trainers import checkpoint as ckpt
-from models.trainers.resume import CheckpointFallbackWarning, resume_newest  # noqa: F401
+from models.trainers.resume import CheckpointFallbackWarning, output_dir_problem, resume_newest  # noqa: F401
 from models.trainers.stage_context import (DEFAULT_STAGE_FEATURES, KNOWN_FEATURES, StageContext,
                                            resolve_features)
 from models.trainers.trace import StageTrace
+from models.trainers.config_schema import check_stage_features, training_config
 
 # A stage's on/off features (the seed's YAML names them under `hooks`): models.trainers.stage_context.
 # The old names stay importable for code and tests written against them.
@@ -381,17 +382,16 @@ class BasicTrainer:
         if inference and output_dir is not None:
             raise ValueError("an inference trainer writes nothing: output_dir must be None")
         self.inference = bool(inference)
-        self.cfg: DictConfig = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+        self.cfg: DictConfig = training_config(cfg)   # typed, every default filled, every value checked
         try:
-            self.stage_schedule = StageSchedule(_plain(OmegaConf.select(self.cfg, "optim.stage_schedule")))
+            self.stage_schedule = StageSchedule(_plain(self.cfg.optim.stage_schedule))
         except ValueError as exc:
             raise ValueError(f"optim.stage_schedule: {exc}") from None
-        self.opacity_entropy_scheduler = OpacityEntropyScheduler(
-            _plain(OmegaConf.select(self.cfg, "render.opacity_entropy.table")))
+        check_stage_features(self.stage_schedule)
+        self.opacity_entropy_scheduler = OpacityEntropyScheduler(_plain(self.cfg.render.opacity_entropy.table))
         self.opacity_entropy_scheduler.check_covers(self.stage_schedule)
-        default_position = _plain(OmegaConf.select(self.cfg, "resume_state.stage")) or {"stage_index": 0, "offset": 0}
         try:
-            self.stage_schedule.set_position(default_position)
+            self.stage_schedule.set_position(_plain(self.cfg.resume_state.stage))
         except ValueError as exc:
             raise ValueError(f"resume_state.stage: {exc}") from None
 
@@ -400,7 +400,7 @@ class BasicTrainer:
         self.stage_step: int = self.stage_schedule.offset
         # the seed's view of the stage's entropy weight, updated at stage transitions; the step reads
         # the weight from its StageContext
-        self.render_cfg = OmegaConf.create(_plain(OmegaConf.select(self.cfg, "render")) or {})
+        self.render_cfg = OmegaConf.create(_plain(self.cfg.render))
         self.render_cfg.opacity_entropy_weight = self.opacity_entropy_scheduler.weight(self.current_stage)
         self.stage_context: Optional[StageContext] = None   # the stage of the step that runs (update_stage)
         self._stage_features: Dict[int, Tuple[Mapping[str, bool], Tuple]] = {}
@@ -412,6 +412,8 @@ class BasicTrainer:
         self._stop_requested = False
         self.stop_checkpoint: Optional[Path] = None   # set when SIGTERM / SIGINT stopped train() early
         self.output_dir = Path(output_dir) if output_dir is not None else None
+        if self.output_dir is not None and output_dir_problem(self.output_dir):
+            raise ValueError(output_dir_problem(self.output_dir))
 
         self.setup()
         resume_path = resume_newest(resume, self.output_dir, self.load_state_dict)
@@ -521,7 +523,7 @@ class BasicTrainer:
             raise RuntimeError(f"this {type(self).__name__} was opened for inference (no optimizer); "
                                "build it with inference=False to train")
         end = self.total_steps if num_steps is None else min(self.total_steps, self.step + num_steps)
-        every = int(OmegaConf.select(self.cfg, "checkpoint.every", default=0) or 0)
+        every = self.cfg.checkpoint.every
         previous = _install_signal_handlers(self.request_stop)
         try:
             while self.step < end:
@@ -567,7 +569,7 @@ class BasicTrainer:
 
     def save_checkpoint(self) -> Path:
         path = ckpt.atomic_save(self.state_dict(), self.checkpoint_dir / ckpt.checkpoint_name(self.step))
-        keep = int(OmegaConf.select(self.cfg, "checkpoint.keep", default=0) or 0)
+        keep = self.cfg.checkpoint.keep
         ckpt.prune_checkpoints(self.checkpoint_dir, keep)
         return path
 

@@ -21,7 +21,7 @@ def device_and_backend(cfg: Any) -> Tuple[torch.device, str]:
     """(device, render backend) of a training config, logged with the CPU numerics in use."""
     from models.rendering.rasterize import resolve_backend
     from models.reproducibility import describe as numerics_description
-    device = resolve_device(str(cfg.get("device", "auto")))
+    device = resolve_device(cfg.device)
     backend = resolve_backend(str(cfg.render.backend), device)
     logger.info("rendering on %s with the %s backend%s", device, backend,
                 " (render.backend=auto: the compiled C++ rasterizer is unavailable, see the warning above; "

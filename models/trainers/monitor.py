@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Dict, Optional
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 
 from models.losses import psnr  # noqa: F401  (its home moved; kept importable here)
@@ -53,17 +52,14 @@ class TrainingMonitor:
         cfg = trainer.cfg
         self.out = Path(trainer.output_dir)
         self.renders = self.out / "renders"
-        self.scalars_every = int(OmegaConf.select(cfg, "log.scalars_every", default=10) or 10)
-        self.snapshot_every = int(OmegaConf.select(cfg, "log.snapshot_every", default=0) or 0)
+        self.scalars_every = cfg.log.scalars_every
+        self.snapshot_every = cfg.log.snapshot_every
         self._writer = None
-        self._use_tb = bool(OmegaConf.select(cfg, "log.tensorboard", default=True))
+        self._use_tb = cfg.log.tensorboard
         self._bar = None
-        self._use_bar = bool(OmegaConf.select(cfg, "log.progress", default=True))
-        self.progress_every = int(OmegaConf.select(cfg, "log.progress_every", default=100) or 0)
-        self.progress_seconds = float(OmegaConf.select(cfg, "log.progress_seconds", default=30.0) or 0)
-        if self.progress_every < 0 or self.progress_seconds < 0:
-            raise ValueError(f"log.progress_every ({self.progress_every}) and log.progress_seconds "
-                             f"({self.progress_seconds}) must be >= 0 (0: off)")
+        self._use_bar = cfg.log.progress
+        self.progress_every = cfg.log.progress_every
+        self.progress_seconds = cfg.log.progress_seconds
         self.stream = sys.stderr           # where progress goes (tqdm's default)
         self._last_line = None             # (time, step) of the last plain line
 

@@ -18,6 +18,19 @@ class CheckpointFallbackWarning(UserWarning):
     """The newest checkpoint could not be read; resume used the one before it."""
 
 
+def output_dir_problem(output_dir: Union[str, os.PathLike]) -> Optional[str]:
+    """What is wrong with `output_dir` as a run's folder (it is a file, or its path passes through
+    one), or None: a new folder or an existing one are both fine."""
+    path = Path(output_dir).expanduser()
+    for p in (path, *path.parents):
+        if p.exists():
+            if p.is_dir():
+                return None
+            what = "is a file" if p == path else f"passes through the file {p}"
+            return f"output_dir={output_dir} {what}, expected a folder (new or a run's): choose another output_dir"
+    return None
+
+
 def resume_candidates(resume: Resume, output_dir: Optional[Path]) -> List[Path]:
     """Checkpoints to try, newest first: one file for resume=PATH, a folder's checkpoints otherwise."""
     checkpoints = output_dir / "checkpoints" if output_dir is not None else None

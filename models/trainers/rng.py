@@ -24,8 +24,9 @@ from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
-from models.trainers.config_checks import check_training_config
+from models.trainers.config_schema import training_config
 from models.trainers.device import resolve_device
 
 
@@ -36,15 +37,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure_process(cfg: Any) -> None:
+def configure_process(cfg: Any) -> DictConfig:
     """What an entry point that trains does to its process before building the trainer: check the
-    config (one error listing every bad value), set torch's thread count from `num_threads` when
-    training on the CPU (null: torch's default), and seed the global RNGs from `seed`."""
-    check_training_config(cfg)
-    device = resolve_device(str(cfg.get("device", "auto")))
-    if device.type == "cpu" and cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
-    seed_everything(int(cfg.get("seed", 0)))
+    config (models.trainers.config_schema.training_config: one error listing every bad value), set
+    torch's thread count from `num_threads` when training on the CPU (null: torch's default), and
+    seed the global RNGs from `seed`. Returns the checked, typed config."""
+    cfg = training_config(cfg)
+    device = resolve_device(cfg.device)
+    if device.type == "cpu" and cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    seed_everything(cfg.seed)
+    return cfg
 
 
 def _cuda_device(device: torch.device) -> torch.device:

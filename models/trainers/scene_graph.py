@@ -32,7 +32,6 @@ import logging
 from typing import Any, Dict
 
 import torch
-from omegaconf import OmegaConf
 
 from models.gaussians.rigid import RIGID_KEY, RigidNodes, instance_points
 from models.gaussians.vanilla import VanillaGaussians
@@ -50,25 +49,21 @@ class MultiTrainer(SingleTrainer):
 
     # ----- construction ------------------------------------------------------------------------
     def build_extra_models(self) -> Dict[str, VanillaGaussians]:
-        rcfg = OmegaConf.select(self.cfg, "model.rigid", default=None) or {}
+        rcfg = self.cfg.model.rigid
         # Which tracks get a rigid node: by default the scene's class map (each dataset's vehicle
         # classes, scenes/<dataset>.py, plus scene.class_map); model.rigid.classes, where set, names
         # the classes instead (case-insensitive).
-        names = rcfg.get("classes", None)
-        names = None if names is None else {str(c).lower() for c in names}
+        names = None if rcfg.classes is None else {str(c).lower() for c in rcfg.classes}
 
         def is_rigid(track) -> bool:
             if names is not None:
                 return track.class_name.lower() in names
             return getattr(track, "node_type", None) == RIGID_KEY
-        max_points = int(rcfg.get("max_points_per_instance", 5000))
-        margin = float(rcfg.get("box_margin", 0.1))  # as scene.static_lidar_mask: what the background lacks
-        if max_points < 1:
-            raise ValueError(f"model.rigid.max_points_per_instance must be >= 1, got {max_points}")
+        max_points = rcfg.max_points_per_instance
+        margin = rcfg.box_margin  # as scene.static_lidar_mask: what the background lacks
         candidates = [t for t in self.dataset.moving_instances if is_rigid(t)]
         per_track, counts = instance_points(self.dataset, candidates, self.dataset.train_views, max_points, margin,
-                                            seed=int(self.cfg.get("seed", 0)),
-                                            drop_ground=bool(rcfg.get("drop_ground", True)))
+                                            seed=self.cfg.seed, drop_ground=rcfg.drop_ground)
         self.rigid_tracks = []
         xyz, rgb, ids = [], [], []
         for track, (pts, col), count in zip(candidates, per_track, counts):

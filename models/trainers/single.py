@@ -28,7 +28,6 @@ from models.rendering.render import RenderOutput
 from models.run import RunCameras
 from models.scene import MODEL_KEY, GaussianScene
 from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
-from models.trainers.config_checks import check_stage_features, check_training_config, prune_floor
 from models.trainers.device import device_and_backend
 from models.trainers.monitor import TrainingMonitor
 from models.trainers.optimizers import TrainingOptimizers
@@ -67,22 +66,20 @@ class SingleTrainer(BasicTrainer):
     # ----- construction ------------------------------------------------------------------------
     def setup(self) -> None:
         cfg = self.cfg
-        check_training_config(cfg)
-        check_stage_features(self.stage_schedule)
-        floor = PruneFloor(*prune_floor(cfg))
+        floor = PruneFloor(cfg.sugar.prune_keep_fraction, cfg.sugar.prune_keep_min)
         self.device, self.render_backend = device_and_backend(cfg)
-        seed = int(cfg.get("seed", 0))
+        seed = cfg.seed
         # no thread count, no global seeding: that is the entry point's (models.trainers.rng.configure_process)
         self.dataset = load_scene(cfg.scene)
         if not self.dataset.train_views:
-            raise ValueError(f"scene {cfg.scene.get('path')}: no training views after the train/test split")
+            raise ValueError(f"scene {self.dataset.root}: no training views after the train/test split")
         xyz, rgb = self.dataset.init_points()
         self._views = [view_on(v, self.device) for v in self.dataset.train_views]
         self.scene_scale = float(self.dataset.scene_radius)
         self.cameras = RunCameras.of(self.dataset)  # what a checkpoint keeps of the views (models.run)
         # sigmoid(background) is the colour behind the Gaussians (the sky); fixed grey unless learned
         background = torch.nn.Parameter(torch.zeros(3, device=self.device),
-                                        requires_grad=bool(cfg.model.get("learn_background", True)))
+                                        requires_grad=cfg.model.learn_background)
         self.gaussian_scene = GaussianScene(
             {}, background, scene_graph=self.SCENE_GRAPH, frames=self.dataset.frames,
             near_plane=float(cfg.render.near_plane), far_plane=float(cfg.render.far_plane),
@@ -235,7 +232,7 @@ class SingleTrainer(BasicTrainer):
         """gaussians.ply (INRIA's 3DGS layout), cameras.json, export_info.json (axes, background colour)
         and, for a scene graph, rigid_nodes.ply/.json, in the axes of `export.axes` (models/exports.py)."""
         export_scene(self.gaussian_scene, self.cameras, folder,
-                     axes=str(OmegaConf.select(self.cfg, "export.axes", default="viewer")), step=self.step)
+                     axes=self.cfg.export.axes, step=self.step)
 
     def render_view(self, view, render_mode: str = "RGB+ED"):
         """(rgb clamped to [0, 1], alpha, depth or None) of a view, without gradients."""

@@ -7,7 +7,6 @@ import logging
 from typing import Any, Dict, Optional
 
 import torch
-from omegaconf import OmegaConf
 
 from models.losses import (knn, sample_points_around_gaussians, sugar_density_loss, sugar_normal_loss,
                            sugar_sdf_loss, visible_surface_mask)
@@ -76,11 +75,11 @@ class SugarRegularizer:
             out["sugar_density"], _ = sugar_density_loss(points, gidx, self.neighbours, gaussians,
                                                          weight=float(scfg.sdf_weight))
         else:
-            factor = OmegaConf.select(scfg, "sdf_density_factor", default=None)
+            factor = scfg.sdf_density_factor
             out["sugar_sdf"], _ = sugar_sdf_loss(points, gidx, self.neighbours, gaussians, depth, alpha, viewmat,
                                                  view.K, self.scene_scale, weight=float(scfg.sdf_weight),
                                                  density_factor=None if factor is None else float(factor),
-                                                 estimate=str(OmegaConf.select(scfg, "sdf_estimate", default="depth")))
+                                                 estimate=scfg.sdf_estimate)
         out["sugar_normal"], _ = sugar_normal_loss(points, gidx, self.neighbours, gaussians,
                                                    weight=float(scfg.normal_weight))
         return out
