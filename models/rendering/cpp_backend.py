@@ -10,8 +10,9 @@ missing, and ``rasterization(backend="auto")`` falls back to the PyTorch backend
 
 The kernels do the EWA projection and the SH colours (forward and backward: in PyTorch they were
 the largest part of a training step at 25k Gaussians, ~45 ms of ~60), tile intersection, forward
-compositing and its backward. Outputs and gradients are bitwise the same on every call and for any
-thread count: see the comments in ``csrc/projection_ewa.cpp`` and ``csrc/rasterize_to_pixels_bwd.cpp``.
+compositing and its backward, and the per-Gaussian channels of the surface maps (``surface.py``).
+Outputs and gradients are bitwise the same on every call and for any thread count: see the comments
+in ``csrc/projection_ewa.cpp`` and ``csrc/rasterize_to_pixels_bwd.cpp``.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("ext.cpp", "projection_ewa.cpp", "spherical_harmonics.cpp", "sugar_density.cpp", "sugar_normal.cpp",
-           "intersect_tile.cpp", "rasterize_to_pixels_fwd.cpp", "rasterize_to_pixels_bwd.cpp")
+           "surface_channels.cpp", "intersect_tile.cpp", "rasterize_to_pixels_fwd.cpp", "rasterize_to_pixels_bwd.cpp")
 HEADERS = ("kernels.h",)
 # portable flags: no -march, so a cached build also runs on an older CPU sharing the cache folder
 CFLAGS = ["-O3", "-fopenmp", "-fno-trapping-math"]  # no FP traps: lets GCC vectorize the masks
@@ -228,6 +229,27 @@ def sugar_normal_cpp(points: Tensor, table: Tensor, normals: Tensor, nbr: Tensor
     dt = points.dtype
     return _SugarNormal.apply(points.detach().contiguous(), table.detach().to(dt).contiguous(),
                               normals.to(dt).contiguous(), nbr.to(torch.int64).contiguous())
+
+
+class _SurfaceChannels(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means, quats, scales, viewmat):
+        ctx.save_for_backward(means, quats, scales, viewmat)
+        return load_extension().surface_fwd(means, quats, scales, viewmat)
+
+    @staticmethod
+    def backward(ctx, v_out):
+        means, quats, scales, viewmat = ctx.saved_tensors
+        v_means, v_quats = load_extension().surface_bwd(means, quats, scales, viewmat, v_out)
+        return v_means, v_quats, None, None
+
+
+def surface_channels_cpp(means: Tensor, quats: Tensor, scales: Tensor, viewmat: Tensor) -> Tensor:
+    """``models.rendering.surface.surface_channels`` in C++: [N, 4] camera-frame normals turned towards
+    the camera and plane distances, differentiable with respect to the means and quaternions."""
+    dt = means.dtype
+    return _SurfaceChannels.apply(means.contiguous(), quats.to(dt).contiguous(), scales.detach().to(dt).contiguous(),
+                                  viewmat.detach().to(dt).contiguous())
 
 
 class _RasterizeToPixels(torch.autograd.Function):

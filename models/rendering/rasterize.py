@@ -19,9 +19,13 @@ TILE = 4  # pixel bin size of the torch backend (gsplat uses 16x16 tiles; small 
 RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
 
 
-def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode, sh_rest=None):
+def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode, sh_rest=None,
+                  extra=None):
     N = means.shape[0]
     C = viewmats.shape[0]
+    if extra is not None and not ((extra.dim() == 2 and extra.shape[0] == N)
+                                  or (extra.dim() == 3 and extra.shape[:2] == (C, N))):
+        raise ValueError(f"expected extra channels [N,E] or [C,N,E]; got {tuple(extra.shape)}")
     if means.shape != (N, 3) or quats.shape != (N, 4) or scales.shape != (N, 3) or opacities.shape != (N,):
         raise ValueError(f"expected means [N,3], quats [N,4], scales [N,3], opacities [N]; got "
                          f"{tuple(means.shape)}, {tuple(quats.shape)}, {tuple(scales.shape)}, {tuple(opacities.shape)}")
@@ -47,6 +51,54 @@ def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degr
         raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
 
 
+def _channels(cols: Tensor, extra: Optional[Tensor], depths: Tensor, backgrounds: Optional[Tensor],
+              render_mode: str):
+    """The composited channels [C,N,*] of a render mode: colours (not in "D"/"ED"), then the extra
+    channels, then the depth (the depth modes); and their backgrounds (0 for extras and depth)."""
+    C = depths.shape[0]
+    parts, bg_parts = [], []
+    if render_mode not in ("D", "ED"):
+        parts.append(cols)
+        if backgrounds is not None:
+            bg_parts.append(backgrounds)
+    if extra is not None:
+        ex = extra if extra.dim() == 3 else extra[None].expand(C, -1, -1)
+        parts.append(ex.to(cols.dtype))
+        if backgrounds is not None:
+            bg_parts.append(backgrounds.new_zeros(C, ex.shape[-1]))
+    if render_mode != "RGB":
+        parts.append(depths[..., None])
+        if backgrounds is not None:
+            bg_parts.append(backgrounds.new_zeros(C, 1))
+    out = parts[0] if len(parts) == 1 else torch.cat(parts, -1)
+    bgs = None if backgrounds is None else bg_parts[0] if len(bg_parts) == 1 else torch.cat(bg_parts, -1)
+    return out, bgs
+
+
+def gsplat_colors_with_extra(means: Tensor, colors: Tensor, extra: Tensor, viewmats: Tensor,
+                             sh_degree: Optional[int], backgrounds: Optional[Tensor], render_mode: str, sh_fn):
+    """gsplat's inputs for a render with extra channels: ``(colors [C,N,D+E], None, backgrounds,
+    render_mode)``. gsplat composites any number of colour channels but evaluates SH only for 3, so
+    SH colours are evaluated here with ``sh_fn`` (``gsplat.spherical_harmonics``; its ``+0.5``,
+    ``clamp_min(0)`` and camera centre ``inverse(viewmat)[:3, 3]``), and a depth-only mode renders
+    the extras as its "colours" ("D" -> "RGB+D", "ED" -> "RGB+ED")."""
+    C, N = viewmats.shape[0], means.shape[0]
+    ex = extra if extra.dim() == 3 else extra[None].expand(C, -1, -1)
+    bg_extra = None if backgrounds is None else backgrounds.new_zeros(C, ex.shape[-1])
+    if render_mode in ("D", "ED"):
+        return ex, None, bg_extra, "RGB+" + render_mode
+    if sh_degree is not None:
+        campos = torch.inverse(viewmats)[:, :3, 3]
+        dirs = means[None] - campos[:, None]
+        sh = colors if colors.dim() == 4 else colors[None].expand(C, -1, -1, -1)
+        colors = torch.clamp_min(sh_fn(sh_degree, dirs, sh) + 0.5, 0.0)
+    elif colors.dim() == 2:
+        colors = colors[None].expand(C, -1, -1)
+    if backgrounds is not None:
+        backgrounds = torch.cat([backgrounds, bg_extra], -1)
+    return torch.cat([colors, ex.to(colors.dtype)], -1), None, backgrounds, render_mode
+
+
 def resolve_backend(backend: str, device: torch.device) -> str:
     """The backend ``rasterization`` uses for tensors on ``device``: ``auto`` is gsplat on CUDA, the
     compiled C++ one on the CPU, and the PyTorch one where that cannot be built (the two CPU backends
@@ -67,7 +119,8 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
                   eps2d: float = 0.3, sh_degree: Optional[int] = None, packed: bool = False,
                   tile_size: int = 16, backgrounds: Optional[Tensor] = None,
                   render_mode: str = "RGB", rasterize_mode: str = "classic",
-                  backend: str = "auto", sh_rest: Optional[Tensor] = None, **gsplat_kwargs):
+                  backend: str = "auto", sh_rest: Optional[Tensor] = None, extra: Optional[Tensor] = None,
+                  **gsplat_kwargs):
     """Render N Gaussians into C cameras; returns ``(render_colors [C,H,W,D'], render_alphas
     [C,H,W,1], meta)`` exactly as ``gsplat.rasterization(..., packed=False)``.
 
@@ -80,11 +133,18 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
     ``sh_rest`` [N,K1,3] (with ``sh_degree``): the SH coefficients come in two parts, as a 3DGS model
     keeps them (sh0 and shN): ``colors`` [N,K0,3] the first K0, ``sh_rest`` the others. The compiled
     backend reads both in place; the others concatenate them, as gsplat's trainers do every step.
+
+    ``extra`` [N,E] or [C,N,E]: further per-Gaussian channels (normals, plane distances, features),
+    composited with the same weights as the colours over a background of 0. ``render_colors`` then
+    holds, in this order, the colour channels (none in the "D"/"ED" modes), the E extra channels and
+    the depth channel of the depth modes ("ED" divides only that last channel by alpha). On the
+    gsplat backend the SH colours are evaluated here (gsplat's ``spherical_harmonics``, its
+    convention) so that colours and extras go to gsplat as one [C,N,D+E] colour tensor.
     """
     backend = resolve_backend(backend, means.device)
     if packed:
         raise ValueError("only packed=False is supported (gsplat.strategy needs [C,N] meta)")
-    _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode, sh_rest)
+    _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode, sh_rest, extra)
     if backend == "cpp" and means.device.type != "cpu":
         raise ValueError(f"backend='cpp' needs CPU tensors, got {means.device}; use 'gsplat' or 'torch'")
     fused = backend == "cpp" and cpp_backend.can_project(means, opacities, viewmats, Ks)
@@ -95,6 +155,9 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
             raise ValueError("backend='gsplat' needs CUDA tensors; use backend='torch' on "
                              f"{means.device}")
         import gsplat
+        if extra is not None:
+            colors, sh_degree, backgrounds, render_mode = gsplat_colors_with_extra(
+                means, colors, extra, viewmats, sh_degree, backgrounds, render_mode, gsplat.spherical_harmonics)
         return gsplat.rasterization(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height,
             near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d,
@@ -119,15 +182,7 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
             cols = torch.clamp_min(eval_sh(sh_degree, dirs, sh) + 0.5, 0.0)
     else:
         cols = colors if colors.dim() == 3 else colors[None].expand(C, -1, -1)
-    bgs = backgrounds
-    if render_mode in ("RGB+D", "RGB+ED"):
-        cols = torch.cat([cols, proj.depths[..., None]], -1)
-        if bgs is not None:
-            bgs = torch.cat([bgs, torch.zeros_like(bgs[:, :1])], -1)
-    elif render_mode in ("D", "ED"):
-        cols = proj.depths[..., None]
-        if bgs is not None:
-            bgs = torch.zeros_like(bgs[:, :1])
+    cols, bgs = _channels(cols, extra, proj.depths, backgrounds, render_mode)
     if backend == "cpp":
         render_colors, render_alphas, n_pairs = cpp_backend.rasterize_to_pixels_cpp(
             proj.means2d, proj.conics, cols, proj.opacities, proj.radii, proj.depths, width, height, bgs)

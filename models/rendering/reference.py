@@ -66,8 +66,9 @@ def rasterization_dense(means: Tensor, quats: Tensor, scales: Tensor, opacities:
                         near_plane: float = 0.01, far_plane: float = 1e10, eps2d: float = 0.3,
                         sh_degree: Optional[int] = None, backgrounds: Optional[Tensor] = None,
                         render_mode: str = "RGB", radius_clip: float = 0.0,
-                        pixel_chunk: Optional[int] = None):
-    """Same arguments and outputs as :func:`models.rendering.rasterization` (``packed=False``)."""
+                        pixel_chunk: Optional[int] = None, extra: Optional[Tensor] = None):
+    """Same arguments and outputs as :func:`models.rendering.rasterization` (``packed=False``),
+    ``extra`` channels included."""
     C, N = viewmats.shape[0], means.shape[0]
     means2d, depths, conics, cov2d, ok = _project_dense(
         means, quats, scales, viewmats, Ks, width, height, near_plane, far_plane, eps2d)
@@ -82,12 +83,15 @@ def rasterization_dense(means: Tensor, quats: Tensor, scales: Tensor, opacities:
         cols = torch.clamp_min(eval_sh(sh_degree, dirs, sh) + 0.5, 0.0)
     else:
         cols = colors if colors.dim() == 3 else colors[None].expand(C, -1, -1)
-    if render_mode in ("RGB+D", "RGB+ED"):
-        cols = torch.cat([cols, depths[..., None]], -1)
-    elif render_mode in ("D", "ED"):
-        cols = depths[..., None]
-    elif render_mode != "RGB":
+    if render_mode not in ("RGB", "D", "ED", "RGB+D", "RGB+ED"):
         raise ValueError(f"unknown render_mode {render_mode!r}")
+    n_extra = 0 if extra is None else extra.shape[-1]
+    parts = [] if render_mode in ("D", "ED") else [cols]
+    if extra is not None:
+        parts.append(extra if extra.dim() == 3 else extra[None].expand(C, -1, -1))
+    if render_mode != "RGB":
+        parts.append(depths[..., None])
+    cols = torch.cat(parts, -1)
     ys, xs = torch.meshgrid(torch.arange(height, dtype=means.dtype, device=means.device) + 0.5,
                             torch.arange(width, dtype=means.dtype, device=means.device) + 0.5,
                             indexing="ij")
@@ -106,11 +110,8 @@ def rasterization_dense(means: Tensor, quats: Tensor, scales: Tensor, opacities:
         outs_c.append(rc.reshape(height, width, -1)); outs_a.append(ra.reshape(height, width, 1))
     render_colors, render_alphas = torch.stack(outs_c), torch.stack(outs_a)
     if backgrounds is not None:
-        bg = backgrounds
-        if render_mode in ("RGB+D", "RGB+ED"):
-            bg = torch.cat([bg, torch.zeros_like(bg[:, :1])], -1)
-        elif render_mode in ("D", "ED"):
-            bg = torch.zeros_like(bg[:, :1])
+        colour_bg = backgrounds[:, :0] if render_mode in ("D", "ED") else backgrounds
+        bg = torch.cat([colour_bg, backgrounds.new_zeros(C, n_extra + (render_mode != "RGB"))], -1)
         render_colors = render_colors + bg[:, None, None, :] * (1.0 - render_alphas)
     if render_mode in ("ED", "RGB+ED"):
         render_colors = torch.cat([render_colors[..., :-1],

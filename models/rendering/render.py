@@ -1,4 +1,5 @@
-"""The one render entry point: the Gaussians of a view -> colour over the background, alpha, depth.
+"""The one render entry point: the Gaussians of a view -> colour over the background, alpha, depth,
+and on request the surface maps (normals, unbiased depth).
 
 Training, evaluation, mesh export, the benchmarks and the viewer all render through
 ``render_gaussians`` (gsplat's ``rasterize_splats`` plays this part in its simple_trainer), so the
@@ -11,7 +12,8 @@ from typing import Any, Dict, Mapping, NamedTuple, Optional
 import torch
 
 from models.cameras import Camera
-from models.rendering.rasterize import rasterization
+from models.rendering.rasterize import rasterization, resolve_backend
+from models.rendering.surface import N_CHANNELS, SurfaceMaps, surface_channels, surface_maps
 
 
 class RenderOutput(NamedTuple):
@@ -20,11 +22,16 @@ class RenderOutput(NamedTuple):
     depth: Optional[torch.Tensor]  # [H, W] camera z ("ED": accumulated z / alpha), None for colour-only modes
     info: Dict[str, Any]           # the rasterizer's meta (gsplat's `info`: means2d, radii, ...) + render_mode
 
+    @property
+    def surface(self) -> Optional[SurfaceMaps]:
+        """Normals and unbiased depth (``models.rendering.surface``) of a ``surface=True`` render, else None."""
+        return self.info.get("surface")
+
 
 def render_gaussians(gaussians: Mapping[str, torch.Tensor], camera: Camera, *,
                      background: Optional[torch.Tensor] = None, sh_degree: Optional[int] = None,
                      render_mode: str = "RGB", near_plane: float = 0.01, far_plane: float = 1e10,
-                     backend: str = "auto") -> RenderOutput:
+                     backend: str = "auto", surface: bool = False) -> RenderOutput:
     """Render world-space Gaussians (``means, quats, scales, opacities`` and ``colors``, or the SH
     coefficients in two parts ``sh0, shN``, as ``VanillaGaussians.get_gaussians(split_sh=...)``
     returns them) into one camera.
@@ -32,20 +39,31 @@ def render_gaussians(gaussians: Mapping[str, torch.Tensor], camera: Camera, *,
     ``background``: an RGB colour [3] in [0, 1] behind the Gaussians (``rgb + (1 - alpha) · bg``),
     or None for the bare accumulated colour. ``render_mode``: "RGB" or "RGB+ED" (depth as well),
     or any other of the rasterizer's modes. ``backend``: see ``models.rendering.rasterization``.
+    ``surface``: also composite each Gaussian's normal and plane distance in the same pass and
+    return per-pixel normals and the unbiased depth as ``out.surface`` (a ``SurfaceMaps``; its
+    conventions are in ``models.rendering.surface``), with gradients to every Gaussian parameter.
     """
     g = gaussians
     split = "colors" not in g  # sh0 and shN, read in place by the compiled backend
+    extra = None
+    if surface:
+        fused = resolve_backend(backend, g["means"].device) == "cpp" and not camera.viewmat.requires_grad
+        extra = surface_channels(g["means"], g["quats"], g["scales"], camera.viewmat, "cpp" if fused else "torch")
     colors, alphas, info = rasterization(
         g["means"], g["quats"], g["scales"], g["opacities"], g["sh0"] if split else g["colors"], camera.viewmat[None],
         camera.K[None], camera.width, camera.height, near_plane=near_plane, far_plane=far_plane, sh_degree=sh_degree,
-        render_mode=render_mode, backend=backend, sh_rest=g["shN"] if split else None)
+        render_mode=render_mode, backend=backend, sh_rest=g["shN"] if split else None, extra=extra)
     alpha = alphas[0, ..., 0]
-    has_depth = render_mode in ("RGB+D", "RGB+ED")
-    if render_mode in ("D", "ED"):
-        return RenderOutput(torch.zeros(*alpha.shape, 3, dtype=alpha.dtype, device=alpha.device), alpha,
-                            colors[0, ..., 0], dict(info, render_mode=render_mode))
+    info = dict(info, render_mode=render_mode)
+    depth_only = render_mode in ("D", "ED")
+    n_colour = 0 if depth_only else 3
+    if surface:
+        channels = colors[0, ..., n_colour:n_colour + N_CHANNELS]
+        info["surface"] = surface_maps(channels, alpha, camera.K, camera.viewmat)
+    depth = colors[0, ..., -1] if render_mode != "RGB" else None
+    if depth_only:
+        return RenderOutput(torch.zeros(*alpha.shape, 3, dtype=alpha.dtype, device=alpha.device), alpha, depth, info)
     rgb = colors[0, ..., :3]
     if background is not None:
         rgb = rgb + (1.0 - alpha)[..., None] * background
-    depth = colors[0, ..., 3] if has_depth else None
-    return RenderOutput(rgb, alpha, depth, dict(info, render_mode=render_mode))
+    return RenderOutput(rgb, alpha, depth, info)

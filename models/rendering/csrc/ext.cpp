@@ -199,6 +199,49 @@ std::vector<at::Tensor> project_bwd(const at::Tensor& means, const at::Tensor& q
     return {g_means, g_quats, g_scales, g_opac};
 }
 
+void check_surface(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
+                   const at::Tensor& viewmat) {
+    TORCH_CHECK(means.device().is_cpu(), "cpu surface channels: tensors must be on the CPU");
+    TORCH_CHECK(means.scalar_type() == at::kFloat || means.scalar_type() == at::kDouble,
+                "cpu surface channels: float32 or float64 tensors expected");
+    const auto N = means.size(0);
+    TORCH_CHECK(means.sizes() == at::IntArrayRef({N, 3}) && quats.sizes() == at::IntArrayRef({N, 4}) &&
+                scales.sizes() == at::IntArrayRef({N, 3}) && viewmat.sizes() == at::IntArrayRef({4, 4}),
+                "cpu surface channels: means [N,3], quats [N,4], scales [N,3], viewmat [4,4] expected");
+    for (const auto* t : {&means, &quats, &scales, &viewmat}) {
+        TORCH_CHECK(t->is_contiguous() && t->scalar_type() == means.scalar_type(),
+                    "cpu surface channels: inputs must be contiguous and of one floating type");
+    }
+}
+
+at::Tensor surface_fwd(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
+                       const at::Tensor& viewmat) {
+    check_surface(means, quats, scales, viewmat);
+    auto out = at::empty({means.size(0), 4}, means.options());
+    AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "surface_fwd", [&] {
+        cpu_rast::surface_channels_fwd<scalar_t>(means.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(),
+                                                 scales.data_ptr<scalar_t>(), viewmat.data_ptr<scalar_t>(),
+                                                 means.size(0), out.data_ptr<scalar_t>(), at::get_num_threads());
+    });
+    return out;
+}
+
+std::vector<at::Tensor> surface_bwd(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
+                                    const at::Tensor& viewmat, const at::Tensor& v_out) {
+    check_surface(means, quats, scales, viewmat);
+    const auto N = means.size(0);
+    TORCH_CHECK(v_out.sizes() == at::IntArrayRef({N, 4}), "cpu surface channels: gradient [N,4] expected");
+    auto vo = v_out.contiguous().to(means.scalar_type());
+    auto g_means = at::empty({N, 3}, means.options()), g_quats = at::empty({N, 4}, means.options());
+    AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "surface_bwd", [&] {
+        cpu_rast::surface_channels_bwd<scalar_t>(means.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(),
+                                                 scales.data_ptr<scalar_t>(), viewmat.data_ptr<scalar_t>(), N,
+                                                 vo.data_ptr<scalar_t>(), g_means.data_ptr<scalar_t>(),
+                                                 g_quats.data_ptr<scalar_t>(), at::get_num_threads());
+    });
+    return {g_means, g_quats};
+}
+
 // coeffs [N, K0, 3] and, optionally, rest [N, K - K0, 3]: the first K0 and the other coefficients (3DGS's sh0
 // and shN), read in place; returns K
 int64_t check_sh(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs,
@@ -373,6 +416,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("sugar_normal_fwd", &normal_fwd, "SuGaR normal-regularizer residuals at samples");
     m.def("sugar_normal_bwd", &normal_bwd, "gradients of the SuGaR normal residuals into the normals");
     m.def("intersect_tiles", &intersect_tiles, "(Gaussian, tile) pairs ordered by (camera, tile, depth)");
+    m.def("surface_fwd", &surface_fwd, "per-Gaussian camera-frame normal and plane distance");
+    m.def("surface_bwd", &surface_bwd, "gradients of the surface channels into means and quaternions");
     m.def("rasterize_fwd", &rasterize_fwd, "front-to-back compositing");
     m.def("rasterize_bwd", &rasterize_bwd, "back-to-front gradients");
 }

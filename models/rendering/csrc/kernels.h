@@ -3,6 +3,7 @@
 //   spherical_harmonics.cpp       view-dependent colours from SH coefficients
 //   sugar_density.cpp             SuGaR's density at samples from their neighbours (the sugar stage's regularizers)
 //   sugar_normal.cpp              SuGaR's normal regularizer's residual at samples from their neighbours
+//   surface_channels.cpp          per-Gaussian camera-frame normal and plane distance (the surface maps' channels)
 //   intersect_tile.cpp            (Gaussian, tile) pairs, ordered by (camera, tile, depth)
 //   rasterize_to_pixels_fwd.cpp   front-to-back compositing, per-pixel final T and last contributor
 //   rasterize_to_pixels_bwd.cpp   back-to-front gradients, reduced per Gaussian in a fixed order
@@ -126,6 +127,15 @@ template <typename T>
 void sugar_normal_bwd(const int64_t* nbr, const T* coef, const T* r, const T* v_residual, int64_t M, int64_t K,
                       int64_t N, T* v_normals, int n_threads);
 
+// out [N, 4]: each Gaussian's normal (the axis of its smallest scale) in the camera viewmat [4, 4], turned
+// towards the camera, and its plane distance (models/rendering/surface.py: surface_channels)
+template <typename T>
+void surface_channels_fwd(const T* means, const T* quats, const T* scales, const T* viewmat, int64_t N, T* out,
+                          int n_threads);
+// v_means [N, 3] and v_quats [N, 4] (written) from v_out [N, 4]
+template <typename T>
+void surface_channels_bwd(const T* means, const T* quats, const T* scales, const T* viewmat, int64_t N,
+                          const T* v_out, T* v_means, T* v_quats, int n_threads);
 // α_n exp(-½‖y‖²), y = Σ_i (p − μ_n)_i · B_n[i, :], for a neighbour_table row [14] (SuGaR's density term)
 template <typename T>
 inline T density_term(const T* p, const T* row) {
