@@ -11,6 +11,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from models.depth_normals import normals_from_depth
 from models.ssim import ssim
 
 from models.sugar import (  # noqa: F401  (re-exported)
@@ -115,3 +116,27 @@ def lidar_depth_loss(
     gt = lidar_depth.reshape(d.shape).to(d.dtype)
     valid = (gt > 0).to(d.dtype)
     return ((d - gt).abs() * valid).sum() / valid.sum().clamp_min(1.0)
+
+
+def depth_normal_loss(normals: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor, alpha: torch.Tensor,
+                      K: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Depth–normal consistency (2DGS's normal consistency, PGSR's single-view geometric term):
+    mean over pixels of α · (1 − n̂ · n_d), where ``normals`` [H, W, 3] are the rendered unit normals
+    (camera frame, facing the camera), ``n_d`` the normals of the back-projected ``depth`` [H, W]
+    (camera z, e.g. the unbiased depth of models.rendering.surface) and ``valid`` [H, W] where both
+    exist. A pixel counts where it and its four neighbours are valid (the depth's central differences
+    read them) and ``mask`` (None: every pixel) allows it; the weight α is detached. Gradients reach
+    both the rendered normals and the depth. Unweighted."""
+    ok = valid.clone()
+    ok[1:, :] &= valid[:-1, :]
+    ok[:-1, :] &= valid[1:, :]
+    ok[:, 1:] &= valid[:, :-1]
+    ok[:, :-1] &= valid[:, 1:]
+    ok[0, :] = ok[-1, :] = False
+    ok[:, 0] = ok[:, -1] = False
+    if mask is not None:
+        ok &= mask.reshape(ok.shape).bool()
+    n_d = normals_from_depth(depth, K, valid)
+    dot = (normals[..., 0] * n_d[..., 0] + normals[..., 1] * n_d[..., 1]) + normals[..., 2] * n_d[..., 2]
+    w = alpha.detach().reshape(ok.shape) * ok.to(alpha.dtype)
+    return (w * (1.0 - dot)).sum() / w.sum().clamp_min(1.0)

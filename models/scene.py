@@ -151,15 +151,16 @@ class GaussianScene:
         return gs, {MODEL_KEY: slice(0, nb), RIGID_KEY: slice(nb, nb + nodes.num_gaussians)}
 
     def render(self, camera: Camera, frame: int = 0, *, render_mode: str = "RGB", sh_degree: Optional[int] = None,
-               gaussians: Optional[Mapping[str, torch.Tensor]] = None) -> RenderOutput:
+               gaussians: Optional[Mapping[str, torch.Tensor]] = None, surface: bool = False) -> RenderOutput:
         """Render the scene at ``frame`` into ``camera`` over the learned background through
         ``render_gaussians``; ``gaussians``: already composed ones (``compose``) instead.
-        ``sh_degree`` None: the model's full degree."""
+        ``sh_degree`` None: the model's full degree. ``surface``: normals and the unbiased depth too
+        (``out.surface``, models.rendering.surface)."""
         gs = self.compose(frame)[0] if gaussians is None else gaussians
         return render_gaussians(
             gs, camera.to(self.device), background=self.background_rgb(),
             sh_degree=self.sh_degree if sh_degree is None else sh_degree, render_mode=render_mode,
-            near_plane=self.near_plane, far_plane=self.far_plane, backend=self.backend)
+            near_plane=self.near_plane, far_plane=self.far_plane, backend=self.backend, surface=surface)
 
     @torch.no_grad()
     def render_view(self, view, render_mode: str = "RGB+ED"):

@@ -181,6 +181,10 @@ class SugarConfig:
         None, ((lambda v: v is None or (_real(v) and v > 0)), "null or a finite number > 0"))
     sdf_estimate: str = key("depth", _sdf_estimates)
     normal_weight: float = key(0.2, NON_NEGATIVE)
+    # the surface_losses feature: rendered normals against the normals of the unbiased depth
+    depth_normal_weight: float = key(0.0, NON_NEGATIVE)
+    # the depth SuGaR's SDF term reads: expected (accumulated z / alpha) | unbiased (the plane depth)
+    sdf_depth: str = key("expected", one_of("expected", "unbiased"))
     knn: int = key(16, int_at_least(1))
     knn_every: int = key(500, int_at_least(1))
     num_samples: int = key(5000, int_at_least(1))

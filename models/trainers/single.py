@@ -34,7 +34,7 @@ from models.trainers.optimizers import TrainingOptimizers
 from models.trainers.results import write_results
 from models.trainers.rng import TrainerRNG
 from models.trainers.sampler import ImageSampler, view_on
-from models.trainers.stage_losses import StepTensors, stage_losses
+from models.trainers.stage_losses import StepTensors, needs_surface, stage_losses
 from models.trainers.strategy import ModelStrategy, PruneFloor, model_info, warn_short_densification
 from models.trainers.sugar_term import SugarRegularizer
 from models.trainers.training_state import load_training_state, training_state
@@ -176,12 +176,15 @@ class SingleTrainer(BasicTrainer):
         view = self._views[self.sampler.next()]
         sh_degree = sh_degree_at(step, int(cfg.model.sh_degree_interval), self.model.sh_degree)
         need_depth = stage.features["render_depth"] or float(cfg.loss.lidar_depth) > 0
-        out, gs, slices = self.render(view, render_mode="RGB+ED" if need_depth else "RGB", sh_degree=sh_degree)
+        surface = needs_surface(cfg, stage)
+        out, gs, slices = self.render(view, render_mode="RGB+ED" if need_depth else "RGB", sh_degree=sh_degree,
+                                      surface=surface)
         rgb, alpha, depth, info = out
         for name, strategy in self.strategies.items():  # the render's info: its means2d keeps its gradient
             strategy.step_pre_backward(self.models[name].params, self.optimizers[name], step, info, stage)
         mask = ~view.dynamic_mask if bool(cfg.loss.mask_dynamic) else None
-        losses = stage_losses(StepTensors(rgb, alpha, depth, info, gs, slices, view, mask), cfg, stage, self.sugar)
+        losses = stage_losses(StepTensors(rgb, alpha, depth, info, gs, slices, view, mask, out.surface), cfg, stage,
+                              self.sugar)
         total = sum(losses.values())
         if not torch.isfinite(total):
             values = {k: float(v.detach()) for k, v in losses.items()}
@@ -203,14 +206,14 @@ class SingleTrainer(BasicTrainer):
                                         None if depth is None else depth.detach(), info), mask=mask, slices=slices)
         return values
 
-    def render(self, view, *, render_mode: str = "RGB", sh_degree: Optional[int] = None
+    def render(self, view, *, render_mode: str = "RGB", sh_degree: Optional[int] = None, surface: bool = False
                ) -> Tuple[RenderOutput, Dict[str, torch.Tensor], Dict[str, slice]]:
         """Render a view through the one entry point (`render_gaussians`): the scene's Gaussians at
         the view's frame, over the learned background. Returns (output, the rendered Gaussians,
         each model's slice of them). `sh_degree` None: the model's full degree."""
         gs, slices = self.compose_gaussians(view)
         out = self.gaussian_scene.render(view.camera, view.frame_idx, render_mode=render_mode, sh_degree=sh_degree,
-                                         gaussians=gs)
+                                         gaussians=gs, surface=surface)
         return out, gs, slices
 
     def compose_gaussians(self, view) -> Tuple[Dict[str, torch.Tensor], Dict[str, slice]]:

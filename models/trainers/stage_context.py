@@ -17,6 +17,8 @@ KNOWN_FEATURES: Tuple[str, ...] = (
     "reset_opacity",       # ... and resets opacities every densify.reset_every steps (needs densify)
     "render_depth",        # render expected depth ("RGB+ED") every step
     "sugar_losses",        # SuGaR's SDF and normal regularizers (need render_depth)
+    "surface_losses",      # render normals and the unbiased depth (models.rendering.surface) and add the
+                           # depth-normal consistency term, weight sugar.depth_normal_weight
     "prune_low_opacity",   # prune Gaussians below sugar.prune_opacity once, when the stage starts
     "prune_transparent",   # without densify: every densify.refine_every steps, remove the Gaussians below
                            # α 1/255, which the projection culls (no gradient, never drawn again)
@@ -26,7 +28,7 @@ KNOWN_FEATURES: Tuple[str, ...] = (
 # A stage's configured features override these key by key.
 DEFAULT_STAGE_FEATURES: Dict[str, Dict[str, bool]] = {
     "pretrain": {"densify": True, "reset_opacity": True, "render_depth": False, "sugar_losses": False,
-                 "prune_low_opacity": False, "prune_transparent": False},
+                 "surface_losses": False, "prune_low_opacity": False, "prune_transparent": False},
     # no opacity reset here: the entropy term drives opacities to 0 or 1, and a reset to 0.01 would
     # hand it Gaussians that it then drives to 0 (a whole model can be pruned away). No densification
     # either, as in SuGaR's coarse run: the entropy term then decides a fixed set of Gaussians before the
@@ -34,9 +36,9 @@ DEFAULT_STAGE_FEATURES: Dict[str, Dict[str, bool]] = {
     # What the entropy term drives below 1/255 is removed every densify.refine_every steps, since a CPU
     # step's cost grows with the count
     "entropy": {"densify": False, "reset_opacity": False, "render_depth": False, "sugar_losses": False,
-                "prune_low_opacity": False, "prune_transparent": True},
+                "surface_losses": False, "prune_low_opacity": False, "prune_transparent": True},
     "sugar": {"densify": False, "reset_opacity": False, "render_depth": True, "sugar_losses": True,
-              "prune_low_opacity": True, "prune_transparent": False},
+              "surface_losses": True, "prune_low_opacity": True, "prune_transparent": False},
 }
 
 

@@ -11,7 +11,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-from models.losses import lidar_depth_loss, opacity_entropy_loss, photometric_loss, sky_opacity_loss
+from models.losses import (depth_normal_loss, lidar_depth_loss, opacity_entropy_loss, photometric_loss,
+                           sky_opacity_loss)
 from models.scene import MODEL_KEY
 from models.trainers.stage_context import StageContext
 from models.trainers.sugar_term import SugarRegularizer
@@ -29,6 +30,7 @@ class StepTensors:
     slices: Dict[str, slice]             # each model's slice of them
     view: Any
     mask: Optional[torch.Tensor]         # the photometric loss's pixel mask (None: every pixel)
+    surface: Any = None                  # the render's SurfaceMaps (normals, unbiased depth), when rendered
 
 
 Terms = Dict[str, torch.Tensor]
@@ -62,8 +64,28 @@ def lidar_depth(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegul
 def sugar_regularizers(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegularizer) -> Terms:
     """SuGaR's SDF (or density) and normal terms on the background model's slice only."""
     bg = t.slices[MODEL_KEY]
-    return sugar.losses({k: v[bg] for k, v in t.gaussians.items()}, t.info["radii"][0, bg], t.depth, t.alpha,
+    depth = t.depth
+    if cfg.sugar.sdf_depth == "unbiased" and t.surface is not None:
+        depth = torch.where(t.surface.valid, t.surface.unbiased_depth, t.depth)
+    return sugar.losses({k: v[bg] for k, v in t.gaussians.items()}, t.info["radii"][0, bg], depth, t.alpha,
                         t.view.camera.viewmat, t.view, stage.step)
+
+
+def depth_normal(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegularizer) -> Terms:
+    """The rendered normals against the normals of the rendered unbiased depth, weighted by alpha."""
+    weight = float(cfg.sugar.depth_normal_weight)
+    if not weight > 0 or t.surface is None:
+        return {}
+    s = t.surface
+    return {"depth_normal": weight * depth_normal_loss(s.normals, s.unbiased_depth, s.valid, t.alpha,
+                                                       t.view.camera.K, t.mask)}
+
+
+def needs_surface(cfg: Any, stage: StageContext) -> bool:
+    """Whether the step renders the surface maps: a surface_losses stage whose terms read them."""
+    return bool(stage.features["surface_losses"]) and (
+        float(cfg.sugar.depth_normal_weight) > 0
+        or (bool(stage.features["sugar_losses"]) and cfg.sugar.sdf_depth == "unbiased"))
 
 
 Term = Callable[[StepTensors, Any, StageContext, SugarRegularizer], Terms]
@@ -72,6 +94,7 @@ Term = Callable[[StepTensors, Any, StageContext, SugarRegularizer], Terms]
 LOSS_TABLE: Tuple[Tuple[Optional[str], Tuple[Term, ...]], ...] = (
     (None, (photometric, opacity_entropy, sky_opacity, lidar_depth)),
     ("sugar_losses", (sugar_regularizers,)),
+    ("surface_losses", (depth_normal,)),
 )
 
 

@@ -203,3 +203,24 @@ def test_bad_config_fails_before_step_0(make_cfg, override, message, scene_dir, 
     with pytest.raises(ValueError, match=message):
         SingleTrainer(cfg, output_dir=cfg.output_dir)
     assert not (tmp_path / "bad" / "checkpoints").exists()
+
+
+def test_surface_terms_train_in_the_sugar_stage_only_and_resume_bitwise(make_cfg):
+    """sugar.depth_normal_weight > 0: the sugar stage renders the surface maps and adds the
+    depth-normal term (and the SDF reads the unbiased depth); a resumed run gives the same bits."""
+    overrides = ("sugar.depth_normal_weight=0.1", "sugar.sdf_depth=unbiased")
+    cfg = make_cfg("surface", *overrides)
+    trainer = SingleTrainer(cfg, output_dir=cfg.output_dir)
+    seen = []
+    trainer.add_step_callback(lambda tr, info: seen.append(
+        (info.stage, info.outputs.render.info.get("surface") is not None, "depth_normal" in info.values)))
+    trainer.train()
+    assert seen == [("pretrain", False, False)] * 7 + [("entropy", False, False)] * 2 + [("sugar", True, True)] * 6
+    again = SingleTrainer(make_cfg("surface2", *overrides), output_dir=None)
+    again.train(num_steps=11)
+    state = again.state_dict()
+    resumed = SingleTrainer(make_cfg("surface3", *overrides), output_dir=None)
+    resumed.load_state_dict(state)
+    resumed.train()
+    for k, v in params_of(trainer).items():
+        assert torch.equal(params_of(resumed)[k], v), k
