@@ -1,8 +1,9 @@
 """Quality benchmark: does the sugar stage buy a better surface at the same step budget?
 
 Trains the same scene for the same total number of steps as (a) pretrain only (plain 3DGS),
-(b) pretrain + entropy, (c) pretrain + entropy + sugar (the seed's 7 : 2 : 6 proportions; (b) shares
-(c)'s pretrain steps); by default the seed's own 7,000 / 2,000 / 6,000 (15,000 steps each, configs/
+(b) pretrain + entropy, (c) pretrain + entropy + sugar with SuGaR's terms alone (the seed's 7 : 2 : 6
+proportions; (b) shares (c)'s pretrain steps), (d) as (c) plus the surface terms (depth-normal
+consistency, SuGaR's SDF on the unbiased depth: models/quality/variants.py); by default the seed's own 7,000 / 2,000 / 6,000 (15,000 steps each, configs/
 omnire_sugar.yaml), with --quick the 700 / 200 / 600 of `make demo` (configs/omnire_sugar_quick.yaml).
 Extracts a level-set and a TSDF mesh of each run, scores them against the scene's ground truth
 (Chamfer, accuracy / completeness, precision / recall / F at τ and at a τ matched to the pixel
@@ -13,6 +14,9 @@ table and writes <out>/bench_quality.json, <out>/bench_quality.png (and --json P
     .venv/bin/python -m benchmarks.bench_quality --quick --max-depth 40                # 1,500 steps, default scene
     .venv/bin/python -m benchmarks.bench_quality --max-depth 40 --budget-min 10 --reuse  # the seed's schedule, in pieces
     .venv/bin/python -m benchmarks.bench_quality --quick --out /tmp/bq1 scene.seed=1     # another street
+    .venv/bin/python -m benchmarks.bench_quality --quick --lidar 0.01                   # LiDAR in every run
+
+Meshes: levelset and tsdf from the expected depth; tsdf_unbiased / levelset_unbiased from the unbiased one.
 """
 from __future__ import annotations
 
@@ -71,15 +75,19 @@ def format_bench(results: Dict[str, Dict[str, Any]], tau: float) -> str:
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     text = [line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
-    text += [ratio_line(results, m, tau, tau_pix) for m in (results.get("a_pretrain", {}).get("surfaces") or {})]
+    for run, against in (("c_pretrain_entropy_sugar", "a_pretrain"), ("d_staged_surface", "a_pretrain"),
+                         ("d_staged_surface", "b_pretrain_entropy"), ("c_pretrain_entropy_sugar", "b_pretrain_entropy")):
+        text += [ratio_line(results, m, tau, tau_pix, run, against)
+                 for m in (results.get(against, {}).get("surfaces") or {})]
     return "\n".join(t for t in text if t)
 
 
-def ratio_line(results, method: str, tau: float, tau_pix: Optional[float]) -> str:
-    r = staged_ratios(results, method, tau_pix)
+def ratio_line(results, method: str, tau: float, tau_pix: Optional[float], run: str = "c_pretrain_entropy_sugar",
+               against: str = "a_pretrain") -> str:
+    r = staged_ratios(results, method, tau_pix, run=run, against=against)
     if not r:
         return ""
-    return (f"(c)/(a) {method}: Chamfer x{r['chamfer']:.2f} (target <= 0.6), F@{tau:g}m x{r['fscore']:.2f}"
+    return (f"({run[0]})/({against[0]}) {method}: Chamfer x{r['chamfer']:.2f} (target <= 0.6), F@{tau:g}m x{r['fscore']:.2f}"
             + (f", F@pixel x{r['fscore_pixel']:.2f}" if "fscore_pixel" in r else "") + " (target >= 1.5), completeness "
             f"x{r['completeness']:.2f} (target <= 1), NC {r['normal_consistency_diff']:+.3f} (target > 0), PSNR "
             f"{r['psnr_diff']:+.2f} dB (target >= -0.5)")
@@ -94,13 +102,18 @@ def main(argv=None) -> int:
     p.add_argument("--config-name", default=None, help="default omnire_sugar (omnire_sugar_quick with --quick)")
     p.add_argument("--out", default=None, help="default outputs/bench_quality (outputs/bench_quality_quick with --quick)")
     p.add_argument("--json", default=None, help="also write the results with the command and machine to this file")
-    p.add_argument("--variants", default=",".join(("a_pretrain", "b_pretrain_entropy", "c_pretrain_entropy_sugar")),
-                   help="comma-separated subset of a_pretrain, b_pretrain_entropy, c_pretrain_entropy_sugar")
+    p.add_argument("--variants", default="a_pretrain,b_pretrain_entropy,c_pretrain_entropy_sugar,d_staged_surface",
+                   help="comma-separated subset of a_pretrain, b_pretrain_entropy, c_pretrain_entropy_sugar, "
+                        "d_staged_surface")
+    p.add_argument("--lidar", type=float, default=None,
+                   help="LiDAR depth supervision at this weight in every run alike (drivestudio: 0.01); "
+                        "default: the config's loss.lidar_depth (0: none)")
     p.add_argument("--reuse", action="store_true",
                    help="skip finished training runs and their scores; continue runs a budget stopped")
     p.add_argument("--budget-min", type=float, default=None,
                    help="stop training cleanly after this many minutes (rerun with --reuse to continue)")
-    p.add_argument("--methods", default="levelset,tsdf", help="mesh extraction methods, comma-separated")
+    p.add_argument("--methods", default="levelset,tsdf,tsdf_unbiased",
+                   help="meshes, comma-separated: levelset, tsdf, and either with _unbiased (from the unbiased depth)")
     p.add_argument("--poisson-depth", type=int, default=9)
     p.add_argument("--pixel-stride", type=int, default=1)
     p.add_argument("--tau", type=float, default=0.05)
@@ -120,6 +133,10 @@ def main(argv=None) -> int:
     max_depth = None if args.max_depth == float("inf") else args.max_depth
     config = args.config_name or ("omnire_sugar_quick" if args.quick else "omnire_sugar")
     out = Path(args.out or ("outputs/bench_quality_quick" if args.quick else "outputs/bench_quality"))
+    if args.lidar is not None:
+        if not args.lidar >= 0:
+            return fail(f"--lidar {args.lidar}: expected a weight >= 0")
+        args.overrides = [*args.overrides, f"loss.lidar_depth={args.lidar:g}"]
     t0 = time.perf_counter()
     try:
         results = run_quality_bench(out, steps=steps, config_name=config, overrides=args.overrides, reuse=args.reuse,
@@ -147,6 +164,10 @@ def main(argv=None) -> int:
                "machine": args.machine or _machine(), "steps": steps, "config": config,
                "overrides": args.overrides, "seconds": time.perf_counter() - t0,
                "ratios_c_over_a": {m: staged_ratios(results, m, tau_pix) for m in args.methods.split(",")},
+               "ratios_d_over_a": {m: staged_ratios(results, m, tau_pix, run="d_staged_surface")
+                                   for m in args.methods.split(",")},
+               "ratios_d_over_b": {m: staged_ratios(results, m, tau_pix, run="d_staged_surface",
+                                                    against="b_pretrain_entropy") for m in args.methods.split(",")},
                "runs": results}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(doc, indent=2))

@@ -30,6 +30,9 @@ def main(argv=None) -> int:
     p.add_argument("--poisson-depth", type=int, default=10, help="Poisson octree depth (SuGaR: 10)")
     p.add_argument("--target-triangles", type=int, default=None, help="decimate to this many triangles")
     p.add_argument("--views", choices=["train", "all"], default="train", help="views whose depth maps are used")
+    p.add_argument("--depth", choices=["expected", "unbiased"], default="expected",
+                   help="the rendered depth: expected (accumulated z / alpha) or unbiased (where the ray meets "
+                        "the composited Gaussian plane)")
     p.add_argument("--pixel-stride", type=int, default=1, help="use every N-th pixel row and column")
     p.add_argument("--depth-trunc", type=float, default=None,
                    help="tsdf: farthest fused depth in metres (default: max(2 x scene radius, 98th pct of depth))")
@@ -45,9 +48,9 @@ def main(argv=None) -> int:
         mesh = extract_run_mesh(run, method=args.method, views=args.views, level=args.level,
                                 poisson_depth=args.poisson_depth, target_triangles=args.target_triangles,
                                 pixel_stride=args.pixel_stride, n_threads=args.threads,
-                                depth_trunc=args.depth_trunc,
+                                depth_trunc=args.depth_trunc, depth=args.depth,
                                 progress=bars_wanted(args.no_progress))
-        out = save_mesh(mesh, args.out or default_mesh_path(run, args.method))
+        out = save_mesh(mesh, args.out or default_mesh_path(run, args.method, args.depth))
     except RunInputError as exc:
         return fail(cli_message(exc, p, renames=RENAMES))
     print(f"{args.method} mesh of {run.checkpoint} (step {run.step}): {len(mesh.vertices)} vertices, "

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Union
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ PathLike = Union[str, os.PathLike]
 logger = logging.getLogger("models.mesh")
 
 METHODS = ("levelset", "tsdf")
+DEPTHS = ("expected", "unbiased")   # the rendered depth a mesh is extracted from (render_depths)
 VIEW_SETS = ("train", "all")
 # A pixel takes part in extraction only where the render is opaque enough for its ED depth
 # (accumulated z / alpha) to describe a surface rather than a faint haze in the sky.
@@ -86,10 +87,14 @@ def select_views(run: LoadedRun, views: str = "train") -> list:
 
 @torch.no_grad()
 def render_depths(run: LoadedRun, views: Sequence, *, min_alpha: float = MIN_ALPHA, mask_dynamic: bool = True,
-                  progress: bool = False) -> Dict[str, list]:
-    """Render colour and ED depth of each view. Depth is set to 0 (no ray) where alpha < min_alpha,
-    where the depth is not finite, and (mask_dynamic) on the view's moving objects, which a static
-    model does not describe. Returns numpy lists rgbs, depths, alphas, Ks, c2ws."""
+                  progress: bool = False, depth: str = "expected") -> Dict[str, list]:
+    """Render colour and depth of each view: ``depth="expected"`` the ED depth (accumulated camera z
+    / alpha), ``"unbiased"`` the plane depth of models.rendering.surface (where the pixel has a normal
+    its ray meets). Depth is set to 0 (no ray) where alpha < min_alpha, where the depth is not finite,
+    and (mask_dynamic) on the view's moving objects, which a static model does not describe. Returns
+    numpy lists rgbs, depths, alphas, Ks, c2ws."""
+    if depth not in DEPTHS:
+        raise RunInputError(f"depth={depth!r}: expected one of {', '.join(DEPTHS)}", param="depth")
     if run.model.num_gaussians == 0:
         raise RunInputError(f"checkpoint {run.checkpoint} has no Gaussians left (all pruned?); nothing to "
                             "render a depth map from")
@@ -98,8 +103,14 @@ def render_depths(run: LoadedRun, views: Sequence, *, min_alpha: float = MIN_ALP
     if progress:
         from tqdm import tqdm
         it = tqdm(views, desc="render depth", unit="view")
+    kind = depth
     for view in it:
-        rgb, alpha, depth = run.scene.render_view(view, render_mode="RGB+ED")
+        if kind == "unbiased":
+            rendered = run.scene.render(view.camera, view.frame_idx, render_mode="RGB", surface=True)
+            rgb, alpha = rendered.rgb.clamp(0, 1), rendered.alpha
+            depth = torch.where(rendered.surface.valid, rendered.surface.unbiased_depth, torch.zeros_like(alpha))
+        else:
+            rgb, alpha, depth = run.scene.render_view(view, render_mode="RGB+ED")
         if depth is None:
             raise RunInputError(f"checkpoint {run.checkpoint}: the renderer returned no depth map")
         depth = depth.float().cpu().numpy().copy()
@@ -123,10 +134,11 @@ def render_depths(run: LoadedRun, views: Sequence, *, min_alpha: float = MIN_ALP
 def extract_run_mesh(run: LoadedRun, *, method: str = "levelset", views: str = "train", level: float = 0.3,
                      poisson_depth: int = 10, target_triangles: Optional[int] = None, pixel_stride: int = 1,
                      min_opacity: float = 0.5, n_threads: int = 1, depth_trunc: Optional[float] = None,
-                     progress: bool = True):
+                     progress: bool = True, depth: str = "expected"):
     """A trimesh of the run's surface. levelset: SuGaR (drop α < min_opacity, level-set points along
     the pixel rays around the rendered depth, density-gradient normals, outlier removal, Poisson,
     low-density vertices dropped, optional decimation). tsdf: fusion of the rendered depth maps.
+    depth: which rendered depth both read, "expected" or "unbiased" (render_depths).
 
     n_threads: open3d's Poisson threads (-1 = all cores). 1 by default: on a shared 2-core machine
     open3d's OpenMP threads spin against other processes (measured 7.0 s with -1 vs 0.4 s with 1
@@ -144,7 +156,7 @@ def extract_run_mesh(run: LoadedRun, *, method: str = "levelset", views: str = "
     if not 0 < level < 1:
         raise RunInputError(f"level={level}: expected a density level in (0, 1)", param="level")
     chosen = select_views(run, views)
-    r = render_depths(run, chosen, progress=progress)
+    r = render_depths(run, chosen, progress=progress, depth=depth)
     if method == "tsdf":
         if depth_trunc is None:
             valid = np.concatenate([d[d > 0] for d in r["depths"]])
@@ -174,8 +186,19 @@ def extract_run_mesh(run: LoadedRun, *, method: str = "levelset", views: str = "
     return mesh
 
 
-def default_mesh_path(run: LoadedRun, method: str) -> Path:
-    return run.run_dir / "exports" / f"mesh_{method}.ply"
+def default_mesh_path(run: LoadedRun, method: str, depth: str = "expected") -> Path:
+    return run.run_dir / "exports" / f"mesh_{method}{'' if depth == 'expected' else '_' + depth}.ply"
+
+
+def split_method(name: str) -> Tuple[str, str]:
+    """A benchmark's mesh name -> (method, depth): "tsdf" -> ("tsdf", "expected"), "tsdf_unbiased" ->
+    ("tsdf", "unbiased")."""
+    method, _, depth = name.partition("_")
+    depth = depth or "expected"
+    if method not in METHODS or depth not in DEPTHS:
+        raise RunInputError(f"mesh {name!r}: expected a method ({', '.join(METHODS)}), optionally with _unbiased "
+                            "(meshed from the unbiased depth)", param="methods")
+    return method, depth
 
 
 def save_mesh(mesh, path: PathLike) -> Path:

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-from models.mesh.run_io import RunInputError, default_mesh_path, extract_run_mesh, load_run, save_mesh
+from models.mesh.run_io import RunInputError, default_mesh_path, extract_run_mesh, load_run, save_mesh, split_method
 from models.quality.figure import quality_figure
 from models.quality.scores import depth_error, pixel_footprint_tau
 from models.quality.training import train_bench_run
-from models.quality.variants import BENCH_VARIANTS, SEED_STEPS, VARIANT_LABELS, bench_schedules
+from models.quality.variants import BENCH_VARIANTS, SEED_STEPS, VARIANT_LABELS, VARIANT_OVERRIDES, bench_schedules
 
 
 def run_quality_bench(out: Path, *, steps: int = SEED_STEPS, config_name: str = "omnire_sugar",
@@ -31,6 +31,8 @@ def run_quality_bench(out: Path, *, steps: int = SEED_STEPS, config_name: str = 
     settings = {"methods": list(methods), "poisson_depth": poisson_depth, "pixel_stride": pixel_stride, "tau": tau,
                 "max_depth": max_depth, "n_points": n_points}
     schedules = bench_schedules(steps)
+    for m in methods:
+        split_method(m)   # a bad name fails before any training
     unknown = [v for v in variants if v not in schedules]
     if unknown:
         raise RunInputError(f"--variants {','.join(unknown)}: expected some of {', '.join(BENCH_VARIANTS)}")
@@ -43,7 +45,8 @@ def run_quality_bench(out: Path, *, steps: int = SEED_STEPS, config_name: str = 
         if left is not None and left <= 0:
             log(f"[{name}] time budget spent; rerun with --reuse to continue")
             return None
-        timing = train_bench_run(config_name, run_dir, schedule, overrides, reuse=reuse, budget_s=left)
+        timing = train_bench_run(config_name, run_dir, schedule, [*overrides, *VARIANT_OVERRIDES.get(name, ())],
+                                 reuse=reuse, budget_s=left)
         if timing is None:
             log(f"[{name}] stopped by the time budget at a checkpoint; rerun with --reuse to continue")
             return None
@@ -66,9 +69,10 @@ def run_quality_bench(out: Path, *, steps: int = SEED_STEPS, config_name: str = 
         for method in methods:
             t0 = time.perf_counter()
             try:  # a run with nothing to mesh (e.g. every Gaussian faded) is a result, not a crash
-                mesh = extract_run_mesh(run, method=method, poisson_depth=poisson_depth, pixel_stride=pixel_stride,
-                                        progress=False)
-                meshes[method] = str(save_mesh(mesh, default_mesh_path(run, method)))
+                kind, depth = split_method(method)
+                mesh = extract_run_mesh(run, method=kind, poisson_depth=poisson_depth, pixel_stride=pixel_stride,
+                                        progress=False, depth=depth)
+                meshes[method] = str(save_mesh(mesh, default_mesh_path(run, kind, depth)))
             except RunInputError as exc:
                 mesh_errors[method] = str(exc)
                 log(f"[{name}] no {method} mesh: {exc}")

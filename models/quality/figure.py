@@ -1,5 +1,5 @@
 """The staged-quality comparison's figure: per run, a test view's ground truth, render, depth, normals
-and mesh depths; below, the loss curves with the stage boundaries."""
+(of the depth, and rendered) and mesh depths; below, the loss curves with the stage boundaries."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,21 +47,22 @@ def mesh_depth(mesh, K: np.ndarray, c2w: np.ndarray, width: int, height: int) ->
 
 
 def quality_figure(results: Dict[str, Dict[str, Any]], path: Path) -> Path:
-    """Rows: the three runs (test view: ground truth, render, ED depth, normals from depth, depth of
-    the extracted mesh); last row: loss curves with the stage boundaries."""
+    """Rows: the runs (test view: ground truth, render, ED depth, normals from that depth, rendered
+    normals, GT depth, depth of each extracted mesh); last row: loss curves with the stage boundaries."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import torch
 
     from models.depth_normals import normals_from_depth
     from models.mesh.metrics import load_mesh
 
     names = list(results)
     methods = sorted({m for r in results.values() for m in (r.get("meshes") or {})}) or ["levelset"]
-    fig = plt.figure(figsize=(3.3 * (5 + len(methods)), 2.6 * len(names) + 3.2))
-    grid = fig.add_gridspec(len(names) + 1, 5 + len(methods))
-    cols = ["ground truth", "render", "ED depth", "normals (depth gradient)", "GT depth"] + [f"{m} mesh depth"
-                                                                                           for m in methods]
+    fig = plt.figure(figsize=(3.3 * (6 + len(methods)), 2.6 * len(names) + 3.2))
+    grid = fig.add_gridspec(len(names) + 1, 6 + len(methods))
+    cols = ["ground truth", "render", "ED depth", "normals (depth gradient)", "rendered normals", "GT depth"] + [
+        f"{m} mesh depth" for m in methods]
     for r, name in enumerate(names):
         res = results[name]
         run = load_run(res["run_dir"])
@@ -76,8 +77,12 @@ def quality_figure(results: Dict[str, Dict[str, Any]], path: Path) -> Path:
                           view.height) if meshes.get(m) else np.zeros_like(d) for m in methods]
         gt = view.gt_depth.cpu().numpy() if getattr(view, "gt_depth", None) is not None else np.zeros_like(d)
         gt = np.where(np.isfinite(gt), gt, 0.0)
-        normals = (normals_from_depth(d, K, d > 0, towards_camera=False) + 1) / 2 * (d > 0)[..., None]
-        tiles = [view.image.cpu().numpy(), rgb.cpu().numpy(), d, normals, gt, *mds]
+        normals = (normals_from_depth(d, K, d > 0, towards_camera=True) + 1) / 2 * (d > 0)[..., None]
+        with torch.no_grad():
+            surface = run.scene.render(view.camera, view.frame_idx, surface=True).surface
+        shown = (surface.valid & (alpha >= MIN_ALPHA)).cpu().numpy()
+        rendered = (surface.normals.detach().cpu().numpy() + 1) / 2 * shown[..., None]
+        tiles = [view.image.cpu().numpy(), rgb.cpu().numpy(), d, normals, rendered, gt, *mds]
         for c, tile in enumerate(tiles):
             ax = fig.add_subplot(grid[r, c])
             if tile.ndim == 2:

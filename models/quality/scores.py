@@ -60,10 +60,11 @@ def depth_error(run, max_depth: Optional[float] = None) -> Dict[str, float]:
             "views": "test" if dataset.test_views else "train"}
 
 
-def staged_ratios(results: Dict[str, Dict[str, Any]], method: str, tau_pix: Optional[float] = None) -> Dict[str, float]:
-    """(c) against (a) for one mesh method: Chamfer ratio, F ratios, completeness ratio, normal-consistency
-    difference, PSNR difference (the issue's targets)."""
-    a, c = results.get("a_pretrain"), results.get("c_pretrain_entropy_sugar")
+def staged_ratios(results: Dict[str, Dict[str, Any]], method: str, tau_pix: Optional[float] = None,
+                  run: str = "c_pretrain_entropy_sugar", against: str = "a_pretrain") -> Dict[str, float]:
+    """One run against another (default (c) against (a)) for one mesh method: Chamfer ratio, F ratios,
+    completeness ratio, normal-consistency difference, PSNR difference (the issue's targets)."""
+    a, c = results.get(against), results.get(run)
     if not a or not c:
         return {}
     sa, sc = (a.get("surfaces") or {}).get(method), (c.get("surfaces") or {}).get(method)

@@ -1,6 +1,7 @@
-"""The three variants of the staged-quality comparison: the same scene and total steps trained as
-(a) pretrain only, (b) pretrain + entropy, (c) pretrain + entropy + sugar, and the configuration each
-is trained with."""
+"""The variants of the staged-quality comparison: the same scene and total steps trained as
+(a) pretrain only, (b) pretrain + entropy, (c) pretrain + entropy + sugar with SuGaR's terms alone,
+(d) the same stages with the surface terms as well (depth-normal consistency, the SDF on the unbiased
+depth), and the configuration each is trained with."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +9,14 @@ from typing import Dict, Sequence
 
 from models.mesh.run_io import RunInputError
 
-BENCH_VARIANTS = ("a_pretrain", "b_pretrain_entropy", "c_pretrain_entropy_sugar")
+BENCH_VARIANTS = ("a_pretrain", "b_pretrain_entropy", "c_pretrain_entropy_sugar", "d_staged_surface")
 VARIANT_LABELS = {"a_pretrain": "(a) plain 3DGS", "b_pretrain_entropy": "(b) 3DGS + entropy",
-                  "c_pretrain_entropy_sugar": "(c) staged"}
+                  "c_pretrain_entropy_sugar": "(c) staged, SuGaR's terms", "d_staged_surface": "(d) staged + surface terms"}
+# what each variant sets over the config (and the benchmark's overrides): (c) SuGaR's regularizers
+# alone, (d) with the surface terms at these weights, whatever the config's defaults are
+SUGAR_ONLY = ("sugar.depth_normal_weight=0", "sugar.sdf_depth=expected")
+SURFACE_TERMS = ("sugar.depth_normal_weight=0.1", "sugar.sdf_depth=unbiased")
+VARIANT_OVERRIDES = {"c_pretrain_entropy_sugar": SUGAR_ONLY, "d_staged_surface": SURFACE_TERMS}
 SEED_STEPS, QUICK_STEPS = 15_000, 1_500
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
@@ -22,11 +28,13 @@ def bench_schedules(total: int) -> Dict[str, list]:
     if total < 15:
         raise RunInputError(f"total={total}: expected at least 15 steps (three stages of >= 2 steps)", param="total")
     pre, ent = round(total * 7 / 15), round(total * 2 / 15)
+    staged = [{"name": "pretrain", "steps": pre}, {"name": "entropy", "steps": ent},
+              {"name": "sugar", "steps": total - pre - ent}]
     return {
         "a_pretrain": [{"name": "pretrain", "steps": total}],
         "b_pretrain_entropy": [{"name": "pretrain", "steps": pre}, {"name": "entropy", "steps": total - pre}],
-        "c_pretrain_entropy_sugar": [{"name": "pretrain", "steps": pre}, {"name": "entropy", "steps": ent},
-                                     {"name": "sugar", "steps": total - pre - ent}],
+        "c_pretrain_entropy_sugar": staged,
+        "d_staged_surface": [dict(s) for s in staged],
     }
 
 
