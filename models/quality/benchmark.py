@@ -45,7 +45,7 @@ def run_quality_bench(out: Path, *, steps: int = SEED_STEPS, config_name: str = 
         if left is not None and left <= 0:
             log(f"[{name}] time budget spent; rerun with --reuse to continue")
             return None
-        timing = train_bench_run(config_name, run_dir, schedule, [*overrides, *VARIANT_OVERRIDES.get(name, ())],
+        timing = train_bench_run(config_name, run_dir, schedule, [*VARIANT_OVERRIDES.get(name, ()), *overrides],
                                  reuse=reuse, budget_s=left)
         if timing is None:
             log(f"[{name}] stopped by the time budget at a checkpoint; rerun with --reuse to continue")

@@ -12,8 +12,8 @@ from models.mesh.run_io import RunInputError
 BENCH_VARIANTS = ("a_pretrain", "b_pretrain_entropy", "c_pretrain_entropy_sugar", "d_staged_surface")
 VARIANT_LABELS = {"a_pretrain": "(a) plain 3DGS", "b_pretrain_entropy": "(b) 3DGS + entropy",
                   "c_pretrain_entropy_sugar": "(c) staged, SuGaR's terms", "d_staged_surface": "(d) staged + surface terms"}
-# what each variant sets over the config (and the benchmark's overrides): (c) SuGaR's regularizers
-# alone, (d) with the surface terms at these weights, whatever the config's defaults are
+# what each variant sets over the config: (c) SuGaR's regularizers alone, (d) with the surface terms
+# at these weights, whatever the config's defaults are; the benchmark's own overrides come after them
 SUGAR_ONLY = ("sugar.depth_normal_weight=0", "sugar.sdf_depth=expected")
 SURFACE_TERMS = ("sugar.depth_normal_weight=0.1", "sugar.sdf_depth=unbiased")
 VARIANT_OVERRIDES = {"c_pretrain_entropy_sugar": SUGAR_ONLY, "d_staged_surface": SURFACE_TERMS}
