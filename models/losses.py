@@ -118,15 +118,28 @@ def lidar_depth_loss(
     return ((d - gt).abs() * valid).sum() / valid.sum().clamp_min(1.0)
 
 
+def image_edge_weight(image: torch.Tensor) -> torch.Tensor:
+    """[H, W] PGSR's edge-aware weight (1 - g)^2 of an image [H, W, 3], g its grey-level gradient
+    magnitude (central differences) scaled to [0, 1] by its maximum: low on edges, where the depth may
+    jump and its normals mean nothing."""
+    grey = image.detach().mean(-1)
+    g = torch.zeros_like(grey)
+    g[1:-1, 1:-1] = 0.5 * ((grey[1:-1, 2:] - grey[1:-1, :-2]).abs() + (grey[2:, 1:-1] - grey[:-2, 1:-1]).abs())
+    g = g / g.max().clamp_min(1e-8)
+    return (1.0 - g) ** 2
+
+
 def depth_normal_loss(normals: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor, alpha: torch.Tensor,
-                      K: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                      K: torch.Tensor, mask: Optional[torch.Tensor] = None,
+                      weight: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Depth–normal consistency (2DGS's normal consistency, PGSR's single-view geometric term):
     mean over pixels of α · (1 − n̂ · n_d), where ``normals`` [H, W, 3] are the rendered unit normals
     (camera frame, facing the camera), ``n_d`` the normals of the back-projected ``depth`` [H, W]
     (camera z, e.g. the unbiased depth of models.rendering.surface) and ``valid`` [H, W] where both
     exist. A pixel counts where it and its four neighbours are valid (the depth's central differences
-    read them) and ``mask`` (None: every pixel) allows it; the weight α is detached. Gradients reach
-    both the rendered normals and the depth. Unweighted."""
+    read them) and ``mask`` (None: every pixel) allows it; the weight α is detached, times ``weight``
+    [H, W] where given (e.g. image_edge_weight). Gradients reach both the rendered normals and the
+    depth. Unweighted."""
     ok = valid.clone()
     ok[1:, :] &= valid[:-1, :]
     ok[:-1, :] &= valid[1:, :]
@@ -139,4 +152,14 @@ def depth_normal_loss(normals: torch.Tensor, depth: torch.Tensor, valid: torch.T
     n_d = normals_from_depth(depth, K, valid)
     dot = (normals[..., 0] * n_d[..., 0] + normals[..., 1] * n_d[..., 1]) + normals[..., 2] * n_d[..., 2]
     w = alpha.detach().reshape(ok.shape) * ok.to(alpha.dtype)
+    if weight is not None:
+        w = w * weight.detach().reshape(ok.shape)
     return (w * (1.0 - dot)).sum() / w.sum().clamp_min(1.0)
+
+
+def flatten_loss(scales: torch.Tensor, scene_scale: float) -> torch.Tensor:
+    """PGSR's flattening term: the mean smallest scale of the Gaussians, over a tenth of the scene's
+    radius (SuGaR's normalisation, so the weight does not depend on the scene's size). Unweighted."""
+    if scales.shape[0] == 0:
+        return scales.sum()
+    return scales.min(dim=-1).values.mean() / (0.1 * float(scene_scale))

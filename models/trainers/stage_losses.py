@@ -11,8 +11,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-from models.losses import (depth_normal_loss, lidar_depth_loss, opacity_entropy_loss, photometric_loss,
-                           sky_opacity_loss)
+from models.losses import (depth_normal_loss, flatten_loss, image_edge_weight, lidar_depth_loss,
+                           opacity_entropy_loss, photometric_loss, sky_opacity_loss)
 from models.scene import MODEL_KEY
 from models.trainers.stage_context import StageContext
 from models.trainers.sugar_term import SugarRegularizer
@@ -77,8 +77,19 @@ def depth_normal(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegu
     if not weight > 0 or t.surface is None:
         return {}
     s = t.surface
+    edges = image_edge_weight(t.view.image) if cfg.sugar.depth_normal_edge_aware else None
     return {"depth_normal": weight * depth_normal_loss(s.normals, s.unbiased_depth, s.valid, t.alpha,
-                                                       t.view.camera.K, t.mask)}
+                                                       t.view.camera.K, t.mask, edges)}
+
+
+def flatten(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegularizer) -> Terms:
+    """The background's visible Gaussians pulled flat (their smallest scale towards 0)."""
+    weight = float(cfg.sugar.flatten_weight)
+    if not weight > 0:
+        return {}
+    bg = t.slices[MODEL_KEY]
+    visible = (t.info["radii"][0, bg] > 0).all(dim=-1)
+    return {"flatten": weight * flatten_loss(t.gaussians["scales"][bg][visible], sugar.scene_scale)}
 
 
 def needs_surface(cfg: Any, stage: StageContext) -> bool:
@@ -94,7 +105,7 @@ Term = Callable[[StepTensors, Any, StageContext, SugarRegularizer], Terms]
 LOSS_TABLE: Tuple[Tuple[Optional[str], Tuple[Term, ...]], ...] = (
     (None, (photometric, opacity_entropy, sky_opacity, lidar_depth)),
     ("sugar_losses", (sugar_regularizers,)),
-    ("surface_losses", (depth_normal,)),
+    ("surface_losses", (depth_normal, flatten)),
 )
 
 
