@@ -3,7 +3,7 @@
 Trains the same scene for the same total number of steps as (a) pretrain only (plain 3DGS),
 (b) pretrain + entropy, (c) pretrain + entropy + sugar with SuGaR's terms alone (the seed's 7 : 2 : 6
 proportions; (b) shares (c)'s pretrain steps), (d) as (c) plus the surface terms (depth-normal
-consistency, SuGaR's SDF on the unbiased depth: models/quality/variants.py); by default the seed's own 7,000 / 2,000 / 6,000 (15,000 steps each, configs/
+consistency and flattening: models/quality/variants.py); by default the seed's own 7,000 / 2,000 / 6,000 (15,000 steps each, configs/
 omnire_sugar.yaml), with --quick the 700 / 200 / 600 of `make demo` (configs/omnire_sugar_quick.yaml).
 Extracts a level-set and a TSDF mesh of each run, scores them against the scene's ground truth
 (Chamfer, accuracy / completeness, precision / recall / F at τ and at a τ matched to the pixel

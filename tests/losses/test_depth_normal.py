@@ -6,7 +6,7 @@ import math
 import torch
 
 from models.cameras import Camera
-from models.losses import depth_normal_loss
+from models.losses import depth_normal_loss, flatten_loss, image_edge_weight
 from models.rendering.render import render_gaussians
 
 
@@ -61,3 +61,20 @@ def test_masked_pixels_do_not_count():
     s = out.surface
     nothing = torch.zeros(H, W, dtype=torch.bool)
     assert depth_normal_loss(s.normals, s.unbiased_depth, s.valid, out.alpha, cam.K, mask=nothing) == 0
+
+
+def test_edge_weight_is_low_on_edges_and_one_on_flat_colour():
+    img = torch.zeros(10, 12, 3)
+    img[:, 6:] = 1.0
+    w = image_edge_weight(img)
+    assert w[5, 2] == 1 and w[5, 9] == 1
+    assert w[5, 5] == 0 and w[5, 6] == 0
+
+
+def test_flatten_loss_is_the_mean_smallest_scale_over_a_tenth_of_the_radius():
+    scales = torch.tensor([[0.2, 0.01, 0.3], [0.05, 0.4, 0.03]], requires_grad=True)
+    loss = flatten_loss(scales, scene_scale=10.0)
+    assert torch.isclose(loss, torch.tensor(0.02))
+    loss.backward()
+    assert torch.equal(scales.grad != 0, torch.tensor([[False, True, False], [False, False, True]]))
+    assert flatten_loss(torch.zeros(0, 3), 10.0) == 0

@@ -56,11 +56,11 @@ def one_error_line(capsys, rc, *words):
 
 
 # ----- extraction ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["levelset", "tsdf"])
-def test_extract_writes_a_mesh_into_the_run(tiny_run, method, capsys):
-    target = tiny_run / "exports" / f"mesh_{method}.ply"
+@pytest.mark.parametrize("method, depth", [("levelset", "expected"), ("tsdf", "expected"), ("tsdf", "unbiased")])
+def test_extract_writes_a_mesh_into_the_run(tiny_run, method, depth, capsys):
+    target = tiny_run / "exports" / f"mesh_{method}{'_unbiased' if depth == 'unbiased' else ''}.ply"
     target.unlink(missing_ok=True)
-    assert extract_tool.main([str(tiny_run), "--method", method, *FAST]) == 0
+    assert extract_tool.main([str(tiny_run), "--method", method, "--depth", depth, *FAST]) == 0
     assert str(target) in capsys.readouterr().out
     mesh = load_mesh(target)
     assert len(mesh.faces) > 100
