@@ -137,6 +137,40 @@ def agreement(n=20000, width=320, height=192):
     return res
 
 
+@phase("surface_agreement")
+def surface_agreement(n=20000, width=320, height=192):
+    """render_gaussians(surface=True) on gsplat against the torch backend: normals, unbiased depth and
+    the gradients of a loss on them (issue 25; in --dry-run-cpu the compiled backend stands in)."""
+    from models.cameras import Camera, rigid_inverse
+    from models.rendering.render import render_gaussians
+    if DRY:
+        width, height = 48, 32
+    means, quats, scales, opacities, colors, viewmats, Ks = scene(n, width, height, seed=2)
+    camera = Camera(rigid_inverse(viewmats[0]), Ks[0], width, height)
+    first = "cpp" if DRY else "gsplat"
+    res, maps, grads = {"n": n, "width": width, "height": height, "first": first}, {}, {}
+    for be in (first, "torch"):
+        inp = {k: t.clone().requires_grad_(True) for k, t in
+               zip(("means", "quats", "scales", "opacities"), (means, quats, scales, opacities))}
+        out = render_gaussians(dict(inp, colors=colors), camera, render_mode="RGB+ED", backend=be, surface=True)
+        s = out.surface
+        ok = s.valid & (out.alpha > 0.5)
+        (s.normals[ok].sum() + 0.01 * s.unbiased_depth[ok].sum()).backward()
+        maps[be] = (s.normals.detach(), s.unbiased_depth.detach(), s.valid, ok)
+        grads[be] = {k: t.grad for k, t in inp.items()}
+    (na, da, va, oka), (nt, dt, vt, okt) = maps[first], maps["torch"]
+    both = oka & okt
+    res["valid_agree"] = (va == vt).float().mean().item()
+    res["max_abs_normal"] = (na - nt).abs()[both].max().item() if both.any() else None
+    res["max_rel_unbiased_depth"] = ((da - dt).abs() / dt.abs().clamp_min(1e-6))[both].max().item() if both.any() else None
+    for k in grads[first]:
+        ga, gt = grads[first][k], grads["torch"][k]
+        res[f"grad_rel_{k}"] = ((ga - gt).abs().max() / ga.abs().max().clamp(min=1e-20)).item()
+    for k, v in res.items():
+        print(f"  {k:24s} {v}")
+    return res
+
+
 def _time(fn, reps=5):
     ts = []
     for i in range(reps + 1):
@@ -288,6 +322,7 @@ def main(argv=None):
     else:
         warmup()
         agreement(args.n_agree)
+        surface_agreement(args.n_agree)
         rows = timing(args.n_big, h, w) or []
         gsplat_repeatability(args.n_agree)
         cpp_vs_gsplat(args.n_agree)
