@@ -182,9 +182,9 @@ class SugarConfig:
     sdf_estimate: str = key("depth", _sdf_estimates)
     normal_weight: float = key(0.2, NON_NEGATIVE)
     # the surface_losses feature: rendered normals against the normals of the unbiased depth
-    depth_normal_weight: float = key(0.03, NON_NEGATIVE)
+    depth_normal_weight: float = key(0.0, NON_NEGATIVE)
     depth_normal_edge_aware: bool = key(False, BOOL)   # weigh it down on image edges (PGSR)
-    flatten_weight: float = key(10.0, NON_NEGATIVE)     # PGSR's smallest-scale term, in surface_losses stages
+    flatten_weight: float = key(0.0, NON_NEGATIVE)      # PGSR's smallest-scale term, in surface_losses stages
     # the depth SuGaR's SDF term reads: expected (accumulated z / alpha) | unbiased (the plane depth)
     sdf_depth: str = key("expected", one_of("expected", "unbiased"))
     knn: int = key(16, int_at_least(1))
