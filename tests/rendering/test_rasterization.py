@@ -7,25 +7,14 @@ from models.rendering import rasterization
 from models.rendering.reference import rasterization_dense
 from models.rendering.sh import eval_sh
 from tests.rendering.scenes import random_scene
+from tests.rendering.fixtures import BACKENDS, backend, one_thread  # noqa: F401 (fixtures)
 
 NAMES = ["means", "quats", "scales", "opacities", "colors", "viewmats", "Ks"]
-BACKENDS = ["cpp", "torch"]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    if request.param == "cpp":
-        from models.rendering import cpp_backend
-        assert cpp_backend.available(), f"the C++ extension did not build: {cpp_backend._error}"
-    return request.param
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(n)
 
 
 def _run_both(inputs, width, height, backend="torch", **kw):

@@ -14,25 +14,15 @@ from models.rendering.render import render_gaussians
 from models.rendering.sh import eval_sh
 from models.rendering.surface import surface_channels, surface_maps
 from tests.rendering.scenes import random_scene
+from tests.rendering.fixtures import BACKENDS, backend, one_thread  # noqa: F401 (fixtures)
 
 NAMES = ["means", "quats", "scales", "opacities", "colors", "extra"]
 GEOMETRY = ["means", "quats", "scales", "opacities"]
 
 
-@pytest.fixture(params=["cpp", "torch"])
-def backend(request):
-    if request.param == "cpp":
-        from models.rendering import cpp_backend
-        assert cpp_backend.available(), f"the C++ extension did not build: {cpp_backend._error}"
-    return request.param
-
-
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(n)
 
 
 def _rel_err(x, y):
