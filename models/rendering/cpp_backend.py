@@ -11,8 +11,10 @@ missing, and ``rasterization(backend="auto")`` falls back to the PyTorch backend
 The kernels do the EWA projection and the SH colours (forward and backward: in PyTorch they were
 the largest part of a training step at 25k Gaussians, ~45 ms of ~60), tile intersection, forward
 compositing and its backward, and the per-Gaussian channels of the surface maps (``surface.py``).
-Outputs and gradients are bitwise the same on every call and for any thread count: see the comments
-in ``csrc/projection_ewa.cpp`` and ``csrc/rasterize_to_pixels_bwd.cpp``.
+The projection and the SH colours also give the cameras' gradients (``viewmats``, through the
+projection and the camera centres) when the cameras require them (pose refinement); only the
+intrinsics ``Ks`` get none. Outputs and gradients are bitwise the same on every call and for any
+thread count: see the comments in ``csrc/projection_ewa.cpp`` and ``csrc/rasterize_to_pixels_bwd.cpp``.
 """
 from __future__ import annotations
 
@@ -128,41 +130,52 @@ class _ProjectEWA(torch.autograd.Function):
     def backward(ctx, _v_radii, v_means2d, v_depths, v_conics, v_opac):
         means, quats, scales, opacities, viewmats, Ks = ctx.saved_tensors
         width, height, near, far, eps2d, antialiased = ctx.args
+        viewmat_grad = ctx.needs_input_grad[4]  # the cameras' gradient only when asked: none costs nothing
         g = load_extension().project_bwd(means, quats, scales, opacities, viewmats, Ks, width, height, near, far,
-                                         eps2d, antialiased, v_means2d, v_depths, v_conics, v_opac)
-        return (*g, None, None, None, None, None, None, None, None, None)
+                                         eps2d, antialiased, v_means2d, v_depths, v_conics, v_opac, viewmat_grad)
+        v_viewmats = g[4] if viewmat_grad else None
+        return (*g[:4], v_viewmats, None, None, None, None, None, None, None, None)
 
 
 class _SHColors(torch.autograd.Function):
     @staticmethod
     def forward(ctx, degree, means, coeffs, rest, campos, radii):
-        ctx.save_for_backward(means, coeffs, rest, campos)
+        ctx.save_for_backward(means, coeffs, rest, campos, radii)
         ctx.degree = degree
         return load_extension().sh_fwd(degree, means, coeffs, campos, radii, rest)
 
     @staticmethod
     def backward(ctx, v_colors):
-        means, coeffs, rest, campos = ctx.saved_tensors
-        g = load_extension().sh_bwd(ctx.degree, means, coeffs, campos, v_colors, rest)
-        return None, g[0], g[1], g[2] if rest is not None else None, None, None
+        means, coeffs, rest, campos, radii = ctx.saved_tensors
+        campos_grad = ctx.needs_input_grad[4]
+        g = load_extension().sh_bwd(ctx.degree, means, coeffs, campos, v_colors, rest, radii, campos_grad)
+        v_rest = g[2] if rest is not None else None
+        v_campos = g[-1] if campos_grad else None
+        return None, g[0], g[1], v_rest, v_campos, None
 
 
 def can_project(means: Tensor, opacities: Tensor, viewmats: Tensor, Ks: Tensor) -> bool:
     """Whether the compiled projection applies: CPU float tensors, per-Gaussian (not per-camera)
-    opacities, and cameras that need no gradient (the kernels return none for viewmats and Ks)."""
+    opacities, and intrinsics that need no gradient. Cameras whose ``viewmats`` require gradients
+    (pose refinement) take it too: its backward gives ``viewmats`` theirs. ``Ks`` that require
+    gradients fall back to the PyTorch projection (the kernels give none for the intrinsics)."""
     return (means.device.type == "cpu" and means.dtype in (torch.float32, torch.float64) and opacities.dim() == 1
-            and not viewmats.requires_grad and not Ks.requires_grad and load_extension() is not None)
+            and not Ks.requires_grad and load_extension() is not None)
 
 
 def project_gaussians_cpp(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, viewmats: Tensor,
                           Ks: Tensor, width: int, height: int, near_plane: float = 0.01, far_plane: float = 1e10,
                           eps2d: float = 0.3, radius_clip: float = 0.0, antialiased: bool = False):
-    """``projection.project_gaussians`` in C++ (same conventions and outputs, a ``Projection``)."""
+    """``projection.project_gaussians`` in C++ (same conventions and outputs, a ``Projection``).
+
+    Differentiable with respect to the means, quaternions, scales, opacities and ``viewmats``
+    ([C,4,4]; gsplat's convention: only the top 3x4 rows get non-zero gradients), computed only
+    when ``viewmats`` requires grad; ``Ks`` get no gradient (detached)."""
     from .projection import Projection
     dt = means.dtype
     radii, means2d, depths, conics, opac = _ProjectEWA.apply(
         means.contiguous(), quats.to(dt).contiguous(), scales.to(dt).contiguous(), opacities.to(dt).contiguous(),
-        viewmats.detach().to(dt).contiguous(), Ks.detach().to(dt).contiguous(), int(width), int(height),
+        viewmats.to(dt).contiguous(), Ks.detach().to(dt).contiguous(), int(width), int(height),
         float(near_plane), float(far_plane), float(eps2d), float(radius_clip), bool(antialiased))
     return Projection(radii, means2d, depths, conics, opac)
 
@@ -173,15 +186,19 @@ def sh_colors_cpp(degree: int, means: Tensor, coeffs: Tensor, campos: Tensor,
     [C, 3] camera centres -> [C, N, 3], in C++. ``rest`` [N, K', 3]: the coefficients come in two parts,
     ``coeffs`` the first (3DGS's sh0) and ``rest`` the others (shN), read in place instead of concatenated.
     With the projection's ``radii`` [C, N, 2], a Gaussian culled in a camera (radius 0) gets colour 0 there
-    without being evaluated: the rasterizer never reads it, and in a large scene most Gaussians are outside
-    any one view."""
+    without being evaluated, and adds nothing to any gradient there (a constant 0): the rasterizer never
+    reads it, and in a large scene most Gaussians are outside any one view.
+
+    Differentiable with respect to the means, the coefficients and, when it requires grad, ``campos``
+    (``-sum`` over the Gaussians of the gradient of ``means - campos``, through the normalisation the
+    kernel applies to it)."""
     dt = means.dtype
     if radii is not None:
         radii = radii.to(torch.int32).contiguous()
     if rest is not None:
         rest = rest.to(dt).contiguous()
     return _SHColors.apply(int(degree), means.contiguous(), coeffs.to(dt).contiguous(), rest,
-                           campos.detach().to(dt).contiguous(), radii)
+                           campos.to(dt).contiguous(), radii)
 
 
 class _SugarDensity(torch.autograd.Function):

@@ -177,7 +177,7 @@ std::vector<at::Tensor> project_bwd(const at::Tensor& means, const at::Tensor& q
                                     bool antialiased, const c10::optional<at::Tensor>& v_means2d,
                                     const c10::optional<at::Tensor>& v_depths,
                                     const c10::optional<at::Tensor>& v_conics,
-                                    const c10::optional<at::Tensor>& v_opac) {
+                                    const c10::optional<at::Tensor>& v_opac, bool viewmat_grad) {
     check_gaussians(means, quats, scales, opacities, viewmats, Ks);
     const auto N = means.size(0), C = viewmats.size(0);
     const auto opts = means.options();
@@ -187,6 +187,7 @@ std::vector<at::Tensor> project_bwd(const at::Tensor& means, const at::Tensor& q
     auto vop = grad_or_zeros(v_opac.value_or(at::Tensor()), {C, N}, opts);
     auto g_means = at::empty({N, 3}, opts), g_quats = at::empty({N, 4}, opts), g_scales = at::empty({N, 3}, opts),
          g_opac = at::empty({N}, opts);
+    auto g_viewmats = viewmat_grad ? at::empty({C, 4, 4}, opts) : at::Tensor();
     AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_bwd", [&] {
         cpu_rast::project_ewa_bwd<scalar_t>(
             means.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(),
@@ -194,8 +195,10 @@ std::vector<at::Tensor> project_bwd(const at::Tensor& means, const at::Tensor& q
             static_cast<scalar_t>(near), static_cast<scalar_t>(far), static_cast<scalar_t>(eps2d), antialiased,
             vm2.data_ptr<scalar_t>(), vd.data_ptr<scalar_t>(), vcon.data_ptr<scalar_t>(), vop.data_ptr<scalar_t>(),
             g_means.data_ptr<scalar_t>(), g_quats.data_ptr<scalar_t>(), g_scales.data_ptr<scalar_t>(),
-            g_opac.data_ptr<scalar_t>(), at::get_num_threads());
+            g_opac.data_ptr<scalar_t>(), viewmat_grad ? g_viewmats.data_ptr<scalar_t>() : nullptr,
+            at::get_num_threads());
     });
+    if (viewmat_grad) return {g_means, g_quats, g_scales, g_opac, g_viewmats};
     return {g_means, g_quats, g_scales, g_opac};
 }
 
@@ -268,13 +271,17 @@ int64_t check_sh(int64_t degree, const at::Tensor& means, const at::Tensor& coef
     return K;
 }
 
+void check_radii(const c10::optional<at::Tensor>& radii, int64_t C, int64_t N) {
+    if (radii.has_value())
+        TORCH_CHECK(radii->scalar_type() == at::kInt && radii->is_contiguous() &&
+                    radii->sizes() == at::IntArrayRef({C, N, 2}), "cpu SH: radii must be contiguous int32 [C,N,2]");
+}
+
 at::Tensor sh_fwd(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs, const at::Tensor& campos,
                   const c10::optional<at::Tensor>& radii, const c10::optional<at::Tensor>& rest) {
     const auto K = check_sh(degree, means, coeffs, rest, campos);
     const auto N = means.size(0), C = campos.size(0);
-    if (radii.has_value())
-        TORCH_CHECK(radii->scalar_type() == at::kInt && radii->is_contiguous() &&
-                    radii->sizes() == at::IntArrayRef({C, N, 2}), "cpu SH: radii must be contiguous int32 [C,N,2]");
+    check_radii(radii, C, N);
     auto colors = at::empty({C, N, 3}, means.options());
     AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sh_fwd", [&] {
         cpu_rast::sh_colors_fwd<scalar_t>(static_cast<int>(degree), means.data_ptr<scalar_t>(),
@@ -287,28 +294,37 @@ at::Tensor sh_fwd(int64_t degree, const at::Tensor& means, const at::Tensor& coe
     return colors;
 }
 
-// {v_means, v_coeffs} or, with rest, {v_means, v_coeffs, v_rest}
+// {v_means, v_coeffs}, then v_rest with rest, then v_campos [C, 3] with campos_grad; radii (optional, the
+// forward's): the entries culled there, colour 0, add nothing
 std::vector<at::Tensor> sh_bwd(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs,
                                const at::Tensor& campos, const at::Tensor& v_colors,
-                               const c10::optional<at::Tensor>& rest) {
+                               const c10::optional<at::Tensor>& rest, const c10::optional<at::Tensor>& radii,
+                               bool campos_grad) {
     const auto K = check_sh(degree, means, coeffs, rest, campos);
     const auto N = means.size(0), C = campos.size(0);
+    check_radii(radii, C, N);
     TORCH_CHECK(v_colors.sizes() == at::IntArrayRef({C, N, 3}), "cpu SH: gradient [C,N,3] expected");
     auto vc = v_colors.contiguous().to(means.scalar_type());
     auto g_means = at::empty({N, 3}, means.options());
     auto g_coeffs = at::empty_like(coeffs);
     auto g_rest = rest.has_value() ? at::empty_like(*rest) : at::Tensor();
+    auto g_campos = campos_grad ? at::empty({C, 3}, means.options()) : at::Tensor();
     AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sh_bwd", [&] {
         cpu_rast::sh_colors_bwd<scalar_t>(static_cast<int>(degree), means.data_ptr<scalar_t>(),
                                           coeffs.data_ptr<scalar_t>(), coeffs.size(1),
                                           rest.has_value() ? rest->data_ptr<scalar_t>() : nullptr, K,
-                                          campos.data_ptr<scalar_t>(), C, N, vc.data_ptr<scalar_t>(),
-                                          g_means.data_ptr<scalar_t>(), g_coeffs.data_ptr<scalar_t>(),
+                                          campos.data_ptr<scalar_t>(), C, N,
+                                          radii.has_value() ? radii->data_ptr<int32_t>() : nullptr,
+                                          vc.data_ptr<scalar_t>(), g_means.data_ptr<scalar_t>(),
+                                          g_coeffs.data_ptr<scalar_t>(),
                                           rest.has_value() ? g_rest.data_ptr<scalar_t>() : nullptr,
+                                          campos_grad ? g_campos.data_ptr<scalar_t>() : nullptr,
                                           at::get_num_threads());
     });
-    if (rest.has_value()) return {g_means, g_coeffs, g_rest};
-    return {g_means, g_coeffs};
+    std::vector<at::Tensor> out = {g_means, g_coeffs};
+    if (rest.has_value()) out.push_back(g_rest);
+    if (campos_grad) out.push_back(g_campos);
+    return out;
 }
 
 void check_density(const at::Tensor& points, const at::Tensor& table, const at::Tensor& nbr) {
@@ -405,12 +421,18 @@ at::Tensor normal_bwd(const at::Tensor& nbr, const at::Tensor& coef, const at::T
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.doc() = "Deterministic CPU renderer (gsplat's projection, SH and rasterize_to_pixels pipeline)";
     m.def("project_fwd", &project_fwd, "EWA projection of 3D Gaussians");
-    m.def("project_bwd", &project_bwd, "gradients of the EWA projection");
+    m.def("project_bwd", &project_bwd,
+          "gradients of the EWA projection (means, quats, scales, opacities, and viewmats with viewmat_grad)",
+          py::arg("means"), py::arg("quats"), py::arg("scales"), py::arg("opacities"), py::arg("viewmats"),
+          py::arg("Ks"), py::arg("width"), py::arg("height"), py::arg("near"), py::arg("far"), py::arg("eps2d"),
+          py::arg("antialiased"), py::arg("v_means2d"), py::arg("v_depths"), py::arg("v_conics"), py::arg("v_opac"),
+          py::arg("viewmat_grad") = false);
     m.def("sh_fwd", &sh_fwd, "view-dependent colours from SH coefficients (0 where radii mark a Gaussian culled)",
           py::arg("degree"), py::arg("means"), py::arg("coeffs"), py::arg("campos"), py::arg("radii") = py::none(),
           py::arg("rest") = py::none());
-    m.def("sh_bwd", &sh_bwd, "gradients of the SH colours", py::arg("degree"), py::arg("means"), py::arg("coeffs"),
-          py::arg("campos"), py::arg("v_colors"), py::arg("rest") = py::none());
+    m.def("sh_bwd", &sh_bwd, "gradients of the SH colours (and of the camera centres with campos_grad)",
+          py::arg("degree"), py::arg("means"), py::arg("coeffs"), py::arg("campos"), py::arg("v_colors"),
+          py::arg("rest") = py::none(), py::arg("radii") = py::none(), py::arg("campos_grad") = false);
     m.def("sugar_density_fwd", &density_fwd, "SuGaR density terms at samples from their neighbours");
     m.def("sugar_density_bwd", &density_bwd, "gradients of the SuGaR density terms");
     m.def("sugar_normal_fwd", &normal_fwd, "SuGaR normal-regularizer residuals at samples");

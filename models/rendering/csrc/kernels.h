@@ -12,6 +12,7 @@
 // Every kernel is a template on the floating-point type (float for training, double for gradcheck).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -37,6 +38,29 @@ constexpr double T_MIN = 1e-4;
 // Whether the projection kept entry i of [C, N] (both radii > 0): the Gaussians the intersection pairs
 // with tiles, so the only ones the compositing reads
 inline bool kept(const int32_t* radii, int64_t i) { return radii[2 * i] > 0 && radii[2 * i + 1] > 0; }
+
+// A sum over Gaussians of per-Gaussian contributions to W values (the cameras' gradients), the same bits for
+// any thread count: the Gaussians go in chunks of REDUCE_CHUNK (boundaries fixed by N alone); one thread
+// runs a chunk's Gaussians in increasing order, each calling body(n, acc) to add its contribution into the
+// chunk's zero-initialised partial acc [W]; out [W] (written) then sums the partials in chunk order.
+constexpr int64_t REDUCE_CHUNK = 256;
+
+template <typename T, typename Body>
+void chunked_gaussian_sum(int64_t N, int64_t W, int n_threads, Body&& body, T* out) {
+    const int64_t n_chunks = (N + REDUCE_CHUNK - 1) / REDUCE_CHUNK;
+    std::vector<T> partial(static_cast<size_t>(n_chunks * W), T(0));
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t k = 0; k < n_chunks; ++k) {
+        T* acc = partial.data() + k * W;
+        const int64_t end = std::min(N, (k + 1) * REDUCE_CHUNK);
+        for (int64_t n = k * REDUCE_CHUNK; n < end; ++n) body(n, acc);
+    }
+    for (int64_t w = 0; w < W; ++w) {
+        T s = 0;
+        for (int64_t k = 0; k < n_chunks; ++k) s += partial[k * W + w];
+        out[w] = s;
+    }
+}
 
 struct Grid {
     int64_t C, N, width, height, tile, tiles_x, tiles_y;
@@ -86,12 +110,14 @@ void project_ewa_fwd(const T* means, const T* quats, const T* scales, const T* o
                      T* opac_out, int n_threads);
 
 // Gradients of the projection's differentiable outputs with respect to means, quats, scales, opacities
-// (written, not accumulated), summed over the cameras.
+// (written, not accumulated), summed over the cameras; with v_viewmats (may be null), also the cameras'
+// [C, 4, 4] (written; row 3 zero), summed over the Gaussians by chunked_gaussian_sum.
 template <typename T>
 void project_ewa_bwd(const T* means, const T* quats, const T* scales, const T* opacities, const T* viewmats,
                      const T* Ks, int64_t C, int64_t N, int64_t width, int64_t height, T near, T far, T eps2d,
                      bool antialiased, const T* v_means2d, const T* v_depths, const T* v_conics,
-                     const T* v_opac_out, T* v_means, T* v_quats, T* v_scales, T* v_opacities, int n_threads);
+                     const T* v_opac_out, T* v_means, T* v_quats, T* v_scales, T* v_opacities, T* v_viewmats,
+                     int n_threads);
 
 // colours [C, N, 3] = max(SH(coefficients) at the unit direction camera centre -> mean + 0.5, 0); the K
 // coefficients of Gaussian n are row n of coeffs [N, K0, 3] followed by row n of rest [N, K - K0, 3] (rest unused
@@ -100,11 +126,13 @@ template <typename T>
 void sh_colors_fwd(int degree, const T* means, const T* coeffs, int64_t K0, const T* rest, int64_t K,
                    const T* campos, int64_t C, int64_t N, const int32_t* radii, T* colors, int n_threads);
 
-// v_means [N, 3], v_coeffs [N, K0, 3] and v_rest [N, K - K0, 3], every entry written
+// v_means [N, 3], v_coeffs [N, K0, 3] and v_rest [N, K - K0, 3], every entry written; where radii (may be
+// null) mark a Gaussian culled in a camera (colour 0 there), that entry adds nothing; with v_campos (may be
+// null), also the camera centres' [C, 3] (written), summed over the Gaussians by chunked_gaussian_sum
 template <typename T>
 void sh_colors_bwd(int degree, const T* means, const T* coeffs, int64_t K0, const T* rest, int64_t K,
-                   const T* campos, int64_t C, int64_t N, const T* v_colors, T* v_means, T* v_coeffs, T* v_rest,
-                   int n_threads);
+                   const T* campos, int64_t C, int64_t N, const int32_t* radii, const T* v_colors, T* v_means,
+                   T* v_coeffs, T* v_rest, T* v_campos, int n_threads);
 
 // SuGaR density terms [M, K] and β [M] at points [M, 3] from the rows table [N, 14] of neighbours nbr [M, K]
 template <typename T>

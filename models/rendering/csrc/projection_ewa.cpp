@@ -6,7 +6,10 @@
 // aware radius; culled when both radii <= radius_clip or the box lies outside the image.
 // Every Gaussian is independent: the loops run over Gaussians (OpenMP, static), each thread writes its
 // own Gaussians' outputs and gradients, and a Gaussian's gradient is summed over the cameras in camera
-// order, so the results are bitwise the same for any thread count.
+// order, so the results are bitwise the same for any thread count. The cameras' gradients (asked for
+// with v_viewmats: pose refinement) are sums over Gaussians: chunked_gaussian_sum (kernels.h) adds them
+// in chunks of Gaussians fixed by N alone, then the chunks in order, so they too are the same bits for
+// any thread count; the Gaussians' gradients are the same bits with and without them.
 #include <algorithm>
 #include <cmath>
 
@@ -179,12 +182,14 @@ template <typename T>
 void project_ewa_bwd(const T* means, const T* quats, const T* scales, const T* opacities, const T* viewmats,
                      const T* Ks, int64_t C, int64_t N, int64_t width, int64_t height, T near, T far, T eps2d,
                      bool antialiased, const T* v_means2d, const T* v_depths, const T* v_conics,
-                     const T* v_opac_out, T* v_means, T* v_quats, T* v_scales, T* v_opacities, int n_threads) {
+                     const T* v_opac_out, T* v_means, T* v_quats, T* v_scales, T* v_opacities, T* v_viewmats,
+                     int n_threads) {
     std::vector<Camera<T>> cams;
     cams.reserve(C);
     for (int64_t c = 0; c < C; ++c) cams.emplace_back(viewmats + 16 * c, Ks + 9 * c, width, height);
-#pragma omp parallel for schedule(static) num_threads(n_threads)
-    for (int64_t n = 0; n < N; ++n) {
+    // Gaussian n: its gradients (written) and, with vcam (not null), its contributions to the cameras'
+    // dL/d(R | t), added to vcam [C, 3, 4]
+    auto one = [&](int64_t n, T* vcam) {
         // a Gaussian the rasterizer used in no camera (culled, off-screen: most of a large scene's
         // Gaussians in any one view) has no upstream gradient: its gradients are zero, with no
         // covariance or projection to recompute
@@ -194,7 +199,7 @@ void project_ewa_bwd(const T* means, const T* quats, const T* scales, const T* o
             for (int j = 0; j < 3; ++j) v_means[3 * n + j] = v_scales[3 * n + j] = T(0);
             for (int k = 0; k < 4; ++k) v_quats[4 * n + k] = T(0);
             v_opacities[n] = T(0);
-            continue;
+            return;
         }
         T qn[4], qnorm, S[3][3];
         Mat3<T> R;
@@ -272,6 +277,24 @@ void project_ewa_bwd(const T* means, const T* quats, const T* scales, const T* o
             const T gx = gu * st.rz, gy = gv * st.rz;
             const T gz = (st.depth_ok ? -grz * st.rz * st.rz : T(0)) + v_depths[i];
             for (int j = 0; j < 3; ++j) gmean[j] += cam.R[0][j] * gx + cam.R[1][j] * gy + cam.R[2][j] * gz;
+            if (vcam != nullptr) {
+                // p = R x + t: dL/dR += gp xᵀ, dL/dt += gp; W = R Σ Rᵀ (Σ symmetric): dL/dR += (G + Gᵀ) R Σ
+                const T gp[3] = {gx, gy, gz};
+                const T* x = means + 3 * n;
+                T RS[3][3];
+                for (int i = 0; i < 3; ++i)
+                    for (int j = 0; j < 3; ++j)
+                        RS[i][j] = cam.R[i][0] * S[0][j] + cam.R[i][1] * S[1][j] + cam.R[i][2] * S[2][j];
+                T* vc = vcam + 12 * c;
+                for (int i = 0; i < 3; ++i) {
+                    for (int j = 0; j < 3; ++j) {
+                        T acc = gp[i] * x[j];
+                        for (int k = 0; k < 3; ++k) acc += (G[i][k] + G[k][i]) * RS[k][j];
+                        vc[4 * i + j] += acc;
+                    }
+                    vc[4 * i + 3] += gp[i];
+                }
+            }
             // dL/dΣ = Rᵀ G R
             T GR[3][3];
             for (int k = 0; k < 3; ++k)
@@ -317,6 +340,18 @@ void project_ewa_bwd(const T* means, const T* quats, const T* scales, const T* o
         } else {
             for (int k = 0; k < 4; ++k) v_quats[4 * n + k] = gq[k] / T(1e-12);
         }
+    };
+    if (v_viewmats == nullptr) {
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+        for (int64_t n = 0; n < N; ++n) one(n, nullptr);
+        return;
+    }
+    std::vector<T> vcam(static_cast<size_t>(C * 12));
+    chunked_gaussian_sum<T>(N, C * 12, n_threads, one, vcam.data());
+    for (int64_t c = 0; c < C; ++c) {
+        T* out = v_viewmats + 16 * c;
+        for (int e = 0; e < 12; ++e) out[e] = vcam[12 * c + e];
+        for (int e = 12; e < 16; ++e) out[e] = T(0);
     }
 }
 
@@ -325,7 +360,7 @@ void project_ewa_bwd(const T* means, const T* quats, const T* scales, const T* o
                                      int64_t, int64_t, T, T, T, T, bool, int32_t*, T*, T*, T*, T*, int);          \
     template void project_ewa_bwd<T>(const T*, const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, \
                                      int64_t, int64_t, T, T, T, bool, const T*, const T*, const T*, const T*, T*, \
-                                     T*, T*, T*, int);
+                                     T*, T*, T*, T*, int);
 CPU_RAST_INSTANTIATE_PROJ(float)
 CPU_RAST_INSTANTIATE_PROJ(double)
 

@@ -2,7 +2,9 @@
 // and backward, as models/rendering/sh.py + rasterization(): colour = max(Σ_k basis_k(d) coeff_k + 0.5, 0),
 // d the unit vector from the camera centre to the mean (a zero vector gives the DC colour only).
 // The backward pass gives the coefficients' and the means' gradients (through d), summed over the cameras
-// in camera order; one thread per Gaussian range, so the result does not depend on the thread count.
+// in camera order; one thread per Gaussian range, so the result does not depend on the thread count. Asked
+// for, the camera centres' gradients (d depends on mean - campos: minus the means' terms) are summed over
+// the Gaussians by chunked_gaussian_sum (kernels.h): the same bits for any thread count too.
 #include <algorithm>
 #include <cmath>
 
@@ -137,18 +139,20 @@ void sh_colors_fwd(int degree, const T* means, const T* coeffs, int64_t K0, cons
 // neither needs a zero-filled buffer.
 template <typename T>
 void sh_colors_bwd(int degree, const T* means, const T* coeffs, int64_t K0, const T* rest, int64_t K,
-                   const T* campos, int64_t C, int64_t N, const T* v_colors, T* v_means, T* v_coeffs, T* v_rest,
-                   int n_threads) {
+                   const T* campos, int64_t C, int64_t N, const int32_t* radii, const T* v_colors, T* v_means,
+                   T* v_coeffs, T* v_rest, T* v_campos, int n_threads) {
     const int nb = (degree + 1) * (degree + 1);
     const Coeffs<T> cf{coeffs, K0, rest, K};
-#pragma omp parallel for schedule(static) num_threads(n_threads)
-    for (int64_t n = 0; n < N; ++n) {
+    // Gaussian n: its gradients (written) and, with vcam (not null), minus its direction terms added to the
+    // camera centres' vcam [C, 3]
+    auto one = [&](int64_t n, T* vcam) {
         T co[48], vco[48];
         std::fill(vco, vco + 3 * nb, T(0));
         bool loaded = false;
         T gm[3] = {0, 0, 0};
         for (int64_t c = 0; c < C; ++c) {
             const int64_t i = c * N + n;
+            if (radii != nullptr && !kept(radii, i)) continue;  // culled: colour 0, whatever the inputs
             const T* vc = v_colors + 3 * i;
             if (vc[0] == T(0) && vc[1] == T(0) && vc[2] == T(0)) continue;
             if (!loaded) {
@@ -176,12 +180,16 @@ void sh_colors_bwd(int degree, const T* means, const T* coeffs, int64_t K0, cons
                 gd[2] += gb * db[k][2];
             }
             if (degree >= 1) {
+                T gv[3];  // dL/d(mean - campos)
                 if (len > T(0)) {  // d = v / |v|
                     const T dot = gd[0] * d[0] + gd[1] * d[1] + gd[2] * d[2];
-                    for (int j = 0; j < 3; ++j) gm[j] += (gd[j] - d[j] * dot) / len;
-                } else {
-                    for (int j = 0; j < 3; ++j) gm[j] += gd[j];
+                    for (int j = 0; j < 3; ++j) gv[j] = (gd[j] - d[j] * dot) / len;
+                } else {  // v = 0: d = v (the kernel's factor 1)
+                    for (int j = 0; j < 3; ++j) gv[j] = gd[j];
                 }
+                for (int j = 0; j < 3; ++j) gm[j] += gv[j];
+                if (vcam != nullptr)
+                    for (int j = 0; j < 3; ++j) vcam[3 * c + j] -= gv[j];
             }
         }
         for (int j = 0; j < 3; ++j) v_means[3 * n + j] = gm[j];
@@ -189,7 +197,13 @@ void sh_colors_bwd(int degree, const T* means, const T* coeffs, int64_t K0, cons
             T* dst = k < K0 ? v_coeffs + (n * K0 + k) * 3 : v_rest + (n * (K - K0) + k - K0) * 3;
             for (int ch = 0; ch < 3; ++ch) dst[ch] = k < nb ? vco[3 * k + ch] : T(0);
         }
+    };
+    if (v_campos == nullptr) {
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+        for (int64_t n = 0; n < N; ++n) one(n, nullptr);
+        return;
     }
+    chunked_gaussian_sum<T>(N, C * 3, n_threads, one, v_campos);
 }
 
 template void sh_colors_fwd<float>(int, const float*, const float*, int64_t, const float*, int64_t, const float*,
@@ -197,8 +211,10 @@ template void sh_colors_fwd<float>(int, const float*, const float*, int64_t, con
 template void sh_colors_fwd<double>(int, const double*, const double*, int64_t, const double*, int64_t,
                                     const double*, int64_t, int64_t, const int32_t*, double*, int);
 template void sh_colors_bwd<float>(int, const float*, const float*, int64_t, const float*, int64_t, const float*,
-                                   int64_t, int64_t, const float*, float*, float*, float*, int);
+                                   int64_t, int64_t, const int32_t*, const float*, float*, float*, float*, float*,
+                                   int);
 template void sh_colors_bwd<double>(int, const double*, const double*, int64_t, const double*, int64_t,
-                                    const double*, int64_t, int64_t, const double*, double*, double*, double*, int);
+                                    const double*, int64_t, int64_t, const int32_t*, const double*, double*, double*,
+                                    double*, double*, int);
 
 }  // namespace cpu_rast
