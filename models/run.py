@@ -111,6 +111,7 @@ class RunCameras:
     frames: List[int]
     scene_radius: float
     _state: Optional[Dict[str, Any]] = field(default=None, repr=False)
+    pose_refinement: Any = field(default=None, repr=False)   # an opened pose-refined run's corrections
 
     @classmethod
     def of(cls, dataset) -> "RunCameras":
@@ -134,6 +135,14 @@ class RunCameras:
     def from_state(cls, state: Mapping[str, Any]) -> "RunCameras":
         return cls([_view_from_state(s) for s in state["train"]], [_view_from_state(s) for s in state["test"]],
                    [int(f) for f in state["frames"]], float(state["scene_radius"]))
+
+    def with_train_poses(self, poses: Sequence[torch.Tensor]) -> "RunCameras":
+        """These cameras with the training views at ``poses`` (a pose-refined run's estimates)."""
+        if len(poses) != len(self.train_views):
+            raise ValueError(f"{len(poses)} poses for {len(self.train_views)} training views")
+        train = [_view_from_state(dict(_view_state(v), camera_to_world=p.detach().cpu().float().clone()))
+                 for v, p in zip(self.train_views, poses)]
+        return RunCameras(train, list(self.test_views), list(self.frames), self.scene_radius)
 
 
 # ----- the opened run -----------------------------------------------------------------------------
@@ -237,7 +246,13 @@ def open_state(state: Dict[str, Any], ckpt: Path, *, device: str = "cpu",
         OmegaConf.update(cfg, key, value, force_add=True)
     if state.get("graph") is not None and state.get("cameras") is not None:
         scene = GaussianScene.from_state_dict(state, device=device, **_render_settings(cfg, device))
-        return scene, RunCameras.from_state(state["cameras"]), cfg
+        cameras = RunCameras.from_state(state["cameras"])
+        if state.get("pose_refinement") is not None:   # the training views at their refined poses
+            from models.camera_models import PoseRefinement
+            refinement = PoseRefinement.from_state(state["pose_refinement"])
+            cameras = cameras.with_train_poses(refinement.refined_poses(cameras.train_views))
+            cameras.pose_refinement = refinement
+        return scene, cameras, cfg
     # written before the checkpoint held the scene graph and the cameras: the trainer rebuilds them
     from models.trainers.inference import open_trainer
     trainer = open_trainer(state, device=device, source=f"checkpoint {ckpt}", overrides=overrides)

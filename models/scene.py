@@ -5,6 +5,10 @@ It holds what rendering needs and nothing that training alone needs:
   models       {"Background": VanillaGaussians, "RigidNodes": RigidNodes (scene graph only)}, keyed by
                class name as in drivestudio; each model's parameters are the trained ones
   background   the learned background colour (raw; sigmoid(background) is the colour behind the Gaussians)
+  sky          None, or the sky over view direction (models.camera_models.EnvironmentMap, config
+               cameras.sky.model=envmap): then the sky, not the flat colour, is behind the Gaussians
+  appearance   None, or each camera's colour transform (AffineAppearance): renders are of the canonical
+               appearance; `camera_colours(rgb, view)` gives a view's camera's (what evaluation compares)
   tracks       the rigid instances of the scene graph (id, class, box size), one per instance index of
                the RigidNodes' Gaussians
   frames       the scene's frame numbers; poses [I, F, 4, 4] / present [I, F]: each instance's
@@ -24,6 +28,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from models.camera_models import AffineAppearance, EnvironmentMap
 from models.cameras import Camera
 from models.gaussians.rigid import INSTANCE_KEY, RIGID_KEY, RigidNodes
 from models.gaussians.vanilla import VanillaGaussians
@@ -81,6 +86,8 @@ class GaussianScene:
         # a single model hands its SH in two parts that the compiled backend reads in place
         self.scene_graph = bool(scene_graph)
         self.near_plane, self.far_plane, self.backend = float(near_plane), float(far_plane), str(backend)
+        self.sky: Optional[EnvironmentMap] = None
+        self.appearance: Optional[AffineAppearance] = None
         self.set_tracks([], sorted(int(f) for f in frames))
 
     # ----- the scene graph -----------------------------------------------------------------------
@@ -131,8 +138,23 @@ class GaussianScene:
         return int(self.model.sh_degree)
 
     def background_rgb(self) -> torch.Tensor:
-        """The colour behind the Gaussians, [3] in [0, 1]."""
+        """The colour behind the Gaussians, [3] in [0, 1] (with a sky model: its mean colour)."""
+        if self.sky is not None:
+            return self.sky.mean_rgb()
         return torch.sigmoid(self.background)
+
+    def background_for(self, camera: Camera) -> torch.Tensor:
+        """What is behind the Gaussians in a camera: the flat colour [3], or the sky's [H, W, 3]."""
+        if self.sky is not None:
+            return self.sky.render(camera)
+        return torch.sigmoid(self.background)
+
+    def camera_colours(self, rgb: torch.Tensor, view, image_index: Optional[int] = None) -> torch.Tensor:
+        """A canonical render as the view's camera records it (its appearance transform; a training
+        image's own gain too with ``image_index``); the render itself without an appearance model."""
+        if self.appearance is None:
+            return rgb
+        return self.appearance(rgb, view.cam_name, image_index)
 
     def compose(self, frame: int = 0) -> Tuple[Dict[str, torch.Tensor], Dict[str, slice]]:
         """The world-space Gaussians rendered at a frame and each model's slice of them: the background
@@ -157,8 +179,9 @@ class GaussianScene:
         ``sh_degree`` None: the model's full degree. ``surface``: normals and the unbiased depth too
         (``out.surface``, models.rendering.surface)."""
         gs = self.compose(frame)[0] if gaussians is None else gaussians
+        camera = camera.to(self.device)
         return render_gaussians(
-            gs, camera.to(self.device), background=self.background_rgb(),
+            gs, camera, background=self.background_for(camera),
             sh_degree=self.sh_degree if sh_degree is None else sh_degree, render_mode=render_mode,
             near_plane=self.near_plane, far_plane=self.far_plane, backend=self.backend, surface=surface)
 
@@ -175,6 +198,8 @@ class GaussianScene:
             "models": {name: {k: v.detach().clone() for k, v in m.params.items()} for name, m in self.models.items()},
             "background": self.background.detach().clone(),
             "graph": self.graph_state_dict(),
+            "sky": None if self.sky is None else self.sky.state(),
+            "appearance": None if self.appearance is None else self.appearance.state(),
         }
 
     def graph_state_dict(self) -> Dict[str, Any]:
@@ -203,6 +228,15 @@ class GaussianScene:
                                      f"[N, {', '.join(map(str, m.params[k].shape[1:]))}]")
                 m.params[k] = torch.nn.Parameter(v.to(self.device).clone(), requires_grad=m.params[k].requires_grad)
         self.background.data.copy_(state["background"].to(self.device))
+        for name, module, setting in (("sky", self.sky, "cameras.sky.model=envmap"),
+                                      ("appearance", self.appearance, "cameras.appearance.enabled=true")):
+            saved = state.get(name)
+            if (saved is None) != (module is None):
+                raise ValueError(f"the state {'has' if saved is not None else 'has no'} {name} model and this "
+                                 f"scene {'has none' if module is None else 'has one'} ({setting} must be the "
+                                 "same as the run's)")
+            if module is not None:
+                module.load(saved)
 
     def load_graph(self, graph: Mapping[str, Any]) -> None:
         self.scene_graph = bool(graph["scene_graph"])
@@ -225,5 +259,9 @@ class GaussianScene:
         scene = cls({name: m.to(device) for name, m in models.items()},
                     torch.nn.Parameter(torch.zeros(3, device=device), requires_grad=False),
                     near_plane=near_plane, far_plane=far_plane, backend=backend, device=device)
+        if state.get("sky") is not None:
+            scene.sky = EnvironmentMap.from_state(state["sky"]).to(device)
+        if state.get("appearance") is not None:
+            scene.appearance = AffineAppearance.from_state(state["appearance"]).to(device)
         scene.load_state_dict(state)
         return scene

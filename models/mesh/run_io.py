@@ -26,6 +26,7 @@ import torch
 
 from models.atomic_write import atomic_write
 from models.cameras import transform_points, unproject_pixels
+from models.camera_models import held_out_pose
 from models.evaluation import evaluate_images
 from models.run import LoadedRun, RunInputError, open_run
 
@@ -364,7 +365,14 @@ def surface_metrics(run: LoadedRun, mesh, *, tau: float = 0.05, n_points: int = 
 def evaluate_run_images(run: LoadedRun) -> Dict[str, Any]:
     """PSNR / SSIM of an opened run on its dataset's test views, as its trainer computed them at the end
     of training (models.evaluation; reads the dataset for the ground-truth images)."""
-    test = evaluate_images(run.scene, run.dataset(), mask_dynamic=bool(run.config.loss.mask_dynamic))
+    refinement = run.cameras.pose_refinement
+    dataset = run.dataset()
+    pose = run.config.cameras.pose if "cameras" in run.config else None
+    test = evaluate_images(
+        run.scene, dataset, mask_dynamic=bool(run.config.loss.mask_dynamic),
+        test_pose=None if refinement is None else (lambda v: held_out_pose(refinement, dataset.train_views, v)),
+        alignment_steps=int(pose.test_alignment_steps) if pose is not None else 0,
+        alignment_lr=float(pose.test_alignment_lr) if pose is not None else 2e-3)
     return {"step": run.step, "num_gaussians": run.num_gaussians, "test": test}
 
 

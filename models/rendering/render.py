@@ -36,8 +36,8 @@ def render_gaussians(gaussians: Mapping[str, torch.Tensor], camera: Camera, *,
     coefficients in two parts ``sh0, shN``, as ``VanillaGaussians.get_gaussians(split_sh=...)``
     returns them) into one camera.
 
-    ``background``: an RGB colour [3] in [0, 1] behind the Gaussians (``rgb + (1 - alpha) · bg``),
-    or None for the bare accumulated colour. ``render_mode``: "RGB" or "RGB+ED" (depth as well),
+    ``background``: an RGB colour [3] in [0, 1] behind the Gaussians (``rgb + (1 - alpha) · bg``), an
+    image [H, W, 3] of them (a sky model's), or None for the bare accumulated colour. ``render_mode``: "RGB" or "RGB+ED" (depth as well),
     or any other of the rasterizer's modes. ``backend``: see ``models.rendering.rasterization``.
     ``surface``: also composite each Gaussian's normal and plane distance in the same pass and
     return per-pixel normals and the unbiased depth as ``out.surface`` (a ``SurfaceMaps``; its

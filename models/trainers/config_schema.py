@@ -194,6 +194,43 @@ class SugarConfig:
 
 
 @dataclass
+class PoseRefinementConfig:
+    """SE(3) corrections of the training cameras (models.camera_models.PoseRefinement), learned in
+    the stages whose refine_poses feature is on."""
+    enabled: bool = key(False, BOOL)
+    per: str = key("frame", one_of("frame", "image"))   # frame: the rig moves as one; image: each view alone
+    lr: float = key(1.0e-3, POSITIVE)                   # Adam, radians and metres
+    lr_final: float = key(1.0e-5, POSITIVE)             # decayed exponentially to this at the last step
+    # evaluation: Adam steps on each test view's pose against its image (Gaussians frozen), from the
+    # nearest training frame's correction; 0: the test views' poses as the dataset gives them
+    test_alignment_steps: int = key(0, int_at_least(0))
+    test_alignment_lr: float = key(2.0e-3, POSITIVE)
+
+
+@dataclass
+class AppearanceConfig:
+    """A colour transform per camera (models.camera_models.AffineAppearance), the first camera the reference."""
+    enabled: bool = key(False, BOOL)
+    per: str = key("camera", one_of("camera", "camera+image"))   # camera+image: plus a gain / offset per image
+    lr: float = key(1.0e-3, POSITIVE)
+
+
+@dataclass
+class SkyConfig:
+    """What is behind the Gaussians: the learned flat colour, or a cube map over view direction."""
+    model: str = key("background", one_of("background", "envmap"))
+    resolution: int = key(16, int_at_least(1))          # cube-map texels per face side
+    lr: float = key(1.0e-2, POSITIVE)
+
+
+@dataclass
+class CamerasConfig:
+    pose: PoseRefinementConfig = key(None, factory=PoseRefinementConfig)
+    appearance: AppearanceConfig = key(None, factory=AppearanceConfig)
+    sky: SkyConfig = key(None, factory=SkyConfig)
+
+
+@dataclass
 class ExportConfig:
     axes: str = key("viewer", one_of("viewer", "world"))
 
@@ -248,6 +285,7 @@ class TrainingConfig:
     loss: LossConfig = key(None, factory=LossConfig)
     render: RenderConfig = key(None, factory=RenderConfig)
     sugar: SugarConfig = key(None, factory=SugarConfig)
+    cameras: CamerasConfig = key(None, factory=CamerasConfig)
     export: ExportConfig = key(None, factory=ExportConfig)
     viewer: bool = key(False, BOOL)
     viewer_port: int = key(8080, ((lambda v: _int(v) and 0 < v < 65536), "a port number in [1, 65535]"))

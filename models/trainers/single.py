@@ -20,6 +20,8 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from omegaconf import OmegaConf
 
+from models.camera_models import AffineAppearance, EnvironmentMap, PoseRefinement, held_out_pose
+from models.cameras import Camera
 from models.evaluation import evaluate_images
 from models.exports import export_scene
 from models.gaussians.vanilla import VanillaGaussians, sh_degree_at
@@ -86,6 +88,7 @@ class SingleTrainer(BasicTrainer):
             backend=self.render_backend, device=self.device)
         self.models[MODEL_KEY] = self._gaussians_from_points(xyz, rgb)
         self.models.update(self.build_extra_models())
+        self._build_camera_models()
         self.monitor = None
         if self.inference:  # rendering only: no optimizer, strategy, sampler, and nothing written
             return
@@ -113,6 +116,48 @@ class SingleTrainer(BasicTrainer):
         # written once the checkpoint (if any) has been accepted: a refused resume leaves the old one
         if self.output_dir is not None:
             OmegaConf.save(self.cfg, self.output_dir / "config.yaml", resolve=True)
+
+    def _build_camera_models(self) -> None:
+        """The sky, appearance and pose-refinement models the config's `cameras` section asks for."""
+        cams = self.cfg.cameras
+        views = self.dataset.train_views
+        if cams.sky.model == "envmap":
+            sky_pixels = [v.image[v.sky_mask] for v in views if v.sky_mask is not None and bool(v.sky_mask.any())]
+            init = torch.cat(sky_pixels).mean(0) if sky_pixels else None
+            self.gaussian_scene.sky = EnvironmentMap(int(cams.sky.resolution), init).to(self.device)
+        if cams.appearance.enabled:
+            names = list(dict.fromkeys(str(v.cam_name) for v in views))   # in the dataset's order
+            self.gaussian_scene.appearance = AffineAppearance(names, len(views), str(cams.appearance.per)).to(self.device)
+        self.pose_refinement = (PoseRefinement.for_views(views, str(cams.pose.per)).to(self.device)
+                                if cams.pose.enabled else None)
+
+    def camera_model_params(self) -> Dict[str, Tuple[list, float, float]]:
+        """name -> (parameters, lr, final lr) of each camera model, for TrainingOptimizers."""
+        cams, scene, out = self.cfg.cameras, self.gaussian_scene, {}
+        if scene.sky is not None:
+            out["sky"] = ([scene.sky.texture], float(cams.sky.lr), float(cams.sky.lr))
+        if scene.appearance is not None:
+            out["appearance"] = ([scene.appearance.affine, scene.appearance.image], float(cams.appearance.lr),
+                                 float(cams.appearance.lr))
+        if self.pose_refinement is not None:
+            out["pose"] = ([self.pose_refinement.deltas], float(cams.pose.lr), float(cams.pose.lr_final))
+        return out
+
+    def training_camera(self, view, index: int, stage=None) -> Camera:
+        """The camera a training view is rendered from: the dataset's pose, or its refined one (learned
+        in stages with the refine_poses feature, held in the others)."""
+        if self.pose_refinement is None:
+            return view.camera
+        learn = stage is not None and stage.features["refine_poses"]
+        with torch.set_grad_enabled(learn and torch.is_grad_enabled()):
+            c2w = self.pose_refinement.refine_view(index, view.camera_to_world)
+        return Camera(c2w, view.K, view.width, view.height)
+
+    def run_cameras(self) -> RunCameras:
+        """The run's cameras as exports and meshes see them: the training views' refined poses."""
+        if self.pose_refinement is None:
+            return self.cameras
+        return self.cameras.with_train_poses(self.pose_refinement.refined_poses(self.cameras.train_views))
 
     def _gaussians_from_points(self, xyz, rgb) -> VanillaGaussians:
         return VanillaGaussians.from_points(
@@ -151,7 +196,7 @@ class SingleTrainer(BasicTrainer):
 
     def _build_optimizers(self) -> None:
         self.optim = TrainingOptimizers(self.models, self.background, self.cfg.optim.lr, self.scene_scale,
-                                        self.total_steps)
+                                        self.total_steps, self.camera_model_params())
         self.optimizers, self.bg_optimizer = self.optim.per_model, self.optim.background
         self.means_schedulers = self.optim.means_schedulers
 
@@ -173,13 +218,15 @@ class SingleTrainer(BasicTrainer):
 
     def _train_step(self, stage) -> Dict[str, float]:
         cfg, step = self.cfg, self.step
-        view = self._views[self.sampler.next()]
+        index = self.sampler.next()
+        view = self._views[index]
         sh_degree = sh_degree_at(step, int(cfg.model.sh_degree_interval), self.model.sh_degree)
         need_depth = stage.features["render_depth"] or float(cfg.loss.lidar_depth) > 0
         surface = needs_surface(cfg, stage)
         out, gs, slices = self.render(view, render_mode="RGB+ED" if need_depth else "RGB", sh_degree=sh_degree,
-                                      surface=surface)
+                                      surface=surface, camera=self.training_camera(view, index, stage))
         rgb, alpha, depth, info = out
+        rgb = self.gaussian_scene.camera_colours(rgb, view, index)   # the image's own appearance
         for name, strategy in self.strategies.items():  # the render's info: its means2d keeps its gradient
             strategy.step_pre_backward(self.models[name].params, self.optimizers[name], step, info, stage)
         mask = ~view.dynamic_mask if bool(cfg.loss.mask_dynamic) else None
@@ -206,14 +253,15 @@ class SingleTrainer(BasicTrainer):
                                         None if depth is None else depth.detach(), info), mask=mask, slices=slices)
         return values
 
-    def render(self, view, *, render_mode: str = "RGB", sh_degree: Optional[int] = None, surface: bool = False
-               ) -> Tuple[RenderOutput, Dict[str, torch.Tensor], Dict[str, slice]]:
+    def render(self, view, *, render_mode: str = "RGB", sh_degree: Optional[int] = None, surface: bool = False,
+               camera: Optional[Camera] = None) -> Tuple[RenderOutput, Dict[str, torch.Tensor], Dict[str, slice]]:
         """Render a view through the one entry point (`render_gaussians`): the scene's Gaussians at
-        the view's frame, over the learned background. Returns (output, the rendered Gaussians,
-        each model's slice of them). `sh_degree` None: the model's full degree."""
+        the view's frame, over the learned background (or sky). Returns (output, the rendered Gaussians,
+        each model's slice of them). `sh_degree` None: the model's full degree; `camera`: instead of the
+        view's own (a refined pose)."""
         gs, slices = self.compose_gaussians(view)
-        out = self.gaussian_scene.render(view.camera, view.frame_idx, render_mode=render_mode, sh_degree=sh_degree,
-                                         gaussians=gs, surface=surface)
+        out = self.gaussian_scene.render(view.camera if camera is None else camera, view.frame_idx,
+                                         render_mode=render_mode, sh_degree=sh_degree, gaussians=gs, surface=surface)
         return out, gs, slices
 
     def compose_gaussians(self, view) -> Tuple[Dict[str, torch.Tensor], Dict[str, slice]]:
@@ -234,7 +282,7 @@ class SingleTrainer(BasicTrainer):
     def export_gaussians(self, folder: Path) -> None:
         """gaussians.ply (INRIA's 3DGS layout), cameras.json, export_info.json (axes, background colour)
         and, for a scene graph, rigid_nodes.ply/.json, in the axes of `export.axes` (models/exports.py)."""
-        export_scene(self.gaussian_scene, self.cameras, folder,
+        export_scene(self.gaussian_scene, self.run_cameras(), folder,
                      axes=self.cfg.export.axes, step=self.step)
 
     def render_view(self, view, render_mode: str = "RGB+ED"):
@@ -245,9 +293,16 @@ class SingleTrainer(BasicTrainer):
         """PSNR / SSIM on the test views (models.evaluation); with write_renders, their snapshots."""
         def snapshot(i, view, gt, rgb, alpha, depth):
             self.monitor.write_snapshot(f"test_{i:03d}_{view.cam_name}_{view.frame_idx:03d}", gt, rgb, alpha, depth)
+        pose = self.cfg.cameras.pose
         test = evaluate_images(self.gaussian_scene, self.dataset, mask_dynamic=bool(self.cfg.loss.mask_dynamic),
-                               on_view=snapshot if write_renders and self.monitor is not None else None)
+                               on_view=snapshot if write_renders and self.monitor is not None else None,
+                               test_pose=None if self.pose_refinement is None else self.test_pose,
+                               alignment_steps=int(pose.test_alignment_steps), alignment_lr=float(pose.test_alignment_lr))
         return {"step": self.step, "num_gaussians": self.num_gaussians, "test": test}
+
+    def test_pose(self, view) -> torch.Tensor:
+        """A test view's pose with the correction of the nearest training frame (the lower one on a tie)."""
+        return held_out_pose(self.pose_refinement, self.cameras.train_views, view)
 
     # ----- state (models.trainers.training_state) ----------------------------------------------
     def state_dict(self) -> Dict[str, Any]:

@@ -22,13 +22,15 @@ KNOWN_FEATURES: Tuple[str, ...] = (
     "prune_low_opacity",   # prune Gaussians below sugar.prune_opacity once, when the stage starts
     "prune_transparent",   # without densify: every densify.refine_every steps, remove the Gaussians below
                            # α 1/255, which the projection culls (no gradient, never drawn again)
+    "refine_poses",        # with cameras.pose.enabled, the training poses' corrections are learned (else held)
 )
 
 # Defaults for the seed's stage names so the seed's YAML (names and steps only) works as written.
 # A stage's configured features override these key by key.
 DEFAULT_STAGE_FEATURES: Dict[str, Dict[str, bool]] = {
     "pretrain": {"densify": True, "reset_opacity": True, "render_depth": False, "sugar_losses": False,
-                 "surface_losses": False, "prune_low_opacity": False, "prune_transparent": False},
+                 "surface_losses": False, "prune_low_opacity": False, "prune_transparent": False,
+                 "refine_poses": True},
     # no opacity reset here: the entropy term drives opacities to 0 or 1, and a reset to 0.01 would
     # hand it Gaussians that it then drives to 0 (a whole model can be pruned away). No densification
     # either, as in SuGaR's coarse run: the entropy term then decides a fixed set of Gaussians before the
@@ -36,9 +38,11 @@ DEFAULT_STAGE_FEATURES: Dict[str, Dict[str, bool]] = {
     # What the entropy term drives below 1/255 is removed every densify.refine_every steps, since a CPU
     # step's cost grows with the count
     "entropy": {"densify": False, "reset_opacity": False, "render_depth": False, "sugar_losses": False,
-                "surface_losses": False, "prune_low_opacity": False, "prune_transparent": True},
+                "surface_losses": False, "prune_low_opacity": False, "prune_transparent": True,
+                "refine_poses": True},
     "sugar": {"densify": False, "reset_opacity": False, "render_depth": True, "sugar_losses": True,
-              "surface_losses": True, "prune_low_opacity": True, "prune_transparent": False},
+              "surface_losses": True, "prune_low_opacity": True, "prune_transparent": False,
+              "refine_poses": True},
 }
 
 

@@ -1,6 +1,7 @@
 """What a SingleTrainer's checkpoint holds beyond the stage position (BasicTrainer.state_dict):
 the scene (models, background, graph), the optimizers and lr schedules, each model's strategy
-state, the sampler, the RNG streams, the SuGaR neighbourhoods and the saved cameras. The keys are
+state, the sampler, the RNG streams, the SuGaR neighbourhoods, the saved cameras and, where the run
+has them, the camera models (sky, appearance, pose refinement) and their optimizers. The keys are
 checkpoint format 3's; everything that decides the future of the run is here, so resume is exact."""
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ def training_state(trainer: Any) -> Dict[str, Any]:
     state["neighbours"], state["neighbours_step"] = sugar["neighbours"], sugar["neighbours_step"]
     state["graph"] = scene["graph"]
     state["cameras"] = trainer.cameras.state_dict()
+    # the camera models (config section cameras), only where the run has them
+    for name in ("sky", "appearance"):
+        if scene[name] is not None:
+            state[name] = scene[name]
+    if trainer.pose_refinement is not None:
+        state["pose_refinement"] = trainer.pose_refinement.state()
+    if trainer.optim.cameras:
+        state["camera_optimizers"] = trainer.optim.camera_state_dict()
     return state
 
 
@@ -45,6 +54,13 @@ def load_training_state(trainer: Any, state: Dict[str, Any], source: str) -> Non
             sch.load_state_dict(state["means_schedulers"][name])
         for name, strategy in trainer.strategies.items():
             strategy.load_state_dict(state["strategy"][name], trainer.device)
+        saved_pose = state.get("pose_refinement")
+        if (saved_pose is None) != (trainer.pose_refinement is None):
+            raise ValueError(f"the checkpoint {'has' if saved_pose is not None else 'has no'} pose refinement "
+                             "(cameras.pose.enabled must be the same as the run's)")
+        if saved_pose is not None:
+            trainer.pose_refinement.load(saved_pose)
+        trainer.optim.load_camera_state_dict(state.get("camera_optimizers", {}))
     except (KeyError, RuntimeError, ValueError) as exc:
         raise ValueError(f"{source}: its model / optimizer state does not fit this config "
                          f"({type(exc).__name__}: {exc}); was it written by a {type(trainer).__name__} with the "

@@ -1,0 +1,289 @@
+"""What a run learns about its cameras besides the Gaussians: pose refinement, per-camera appearance
+and a sky over view direction (config section ``cameras``, docs/design.md).
+
+``PoseRefinement``   an SE(3) correction per frame (the rig moves as one: every camera of a frame
+                     shares it, a rotation about the frame's rig centre in world axes) or per image
+                     (a correction in the camera's own axes, drivestudio's CameraOptModule form).
+                     Zero at the start; ``refine(c2w, slot)`` is differentiable with respect to it.
+``AffineAppearance`` a 3x4 colour transform per camera (drivestudio's AffineTransform form), the
+                     first camera held at the identity (the reference that fixes the canonical
+                     appearance: without it, every camera's transform and the Gaussians' colours
+                     could drift together), plus optionally a per-image gain and offset per channel.
+``EnvironmentMap``   the sky: a cube map of colours over the world view direction (drivestudio's
+                     EnvLight form), composited behind the Gaussians in place of the flat background.
+
+Every product here is written as elementwise multiply-adds in a fixed order (models.cameras.matmul3):
+no MKL call, so a run gives the same bits on every CPU.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from models.cameras import Camera, matmul3, matvec3
+
+POSE_MODES = ("frame", "image")
+APPEARANCE_MODES = ("camera", "camera+image")
+SKY_MODELS = ("background", "envmap")
+
+
+# ----- SO(3) / SE(3) -------------------------------------------------------------------------------
+def so3_exp(omega: torch.Tensor) -> torch.Tensor:
+    """Rotation matrix [3, 3] of an axis-angle vector [3] (Rodrigues), with finite gradients at 0."""
+    theta2 = (omega[0] * omega[0] + omega[1] * omega[1]) + omega[2] * omega[2]
+    small = theta2 < 1e-8
+    safe = torch.where(small, torch.ones_like(theta2), theta2)
+    theta = torch.sqrt(safe)
+    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / safe)
+    zero = torch.zeros_like(omega[0])
+    k = torch.stack([torch.stack([zero, -omega[2], omega[1]]),
+                     torch.stack([omega[2], zero, -omega[0]]),
+                     torch.stack([-omega[1], omega[0], zero])])
+    eye = torch.eye(3, dtype=omega.dtype, device=omega.device)
+    return eye + a * k + b * matmul3(k, k)
+
+
+def rotation_angle_deg(r: torch.Tensor) -> torch.Tensor:
+    """The angle (degrees) of rotation matrices [..., 3, 3]."""
+    trace = r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2]
+    return torch.rad2deg(torch.acos(((trace - 1.0) / 2.0).clamp(-1.0, 1.0)))
+
+
+def _rigid(r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    bottom = torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=r.dtype, device=r.device)
+    return torch.cat([torch.cat([r, t[:, None]], 1), bottom], 0)
+
+
+def compose_rigid(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` of two rigid 4x4 transforms, as fixed-order multiply-adds."""
+    return _rigid(matmul3(a[:3, :3], b[:3, :3]), matvec3(a[:3, :3], b[:3, 3]) + a[:3, 3])
+
+
+# ----- pose refinement -------------------------------------------------------------------------------
+class PoseRefinement(torch.nn.Module):
+    """SE(3) corrections of the training cameras, one per slot (a frame or an image)."""
+
+    def __init__(self, slot_of_view: Sequence[int], pivots: torch.Tensor, mode: str = "frame") -> None:
+        super().__init__()
+        if mode not in POSE_MODES:
+            raise ValueError(f"cameras.pose.per={mode!r}: expected one of {', '.join(POSE_MODES)}")
+        self.mode = mode
+        self.slot_of_view: List[int] = [int(s) for s in slot_of_view]
+        self.register_buffer("pivots", torch.as_tensor(pivots, dtype=torch.float32).reshape(-1, 3).clone())
+        self.deltas = torch.nn.Parameter(torch.zeros(self.pivots.shape[0], 6))
+
+    @classmethod
+    def for_views(cls, views: Sequence[Any], mode: str = "frame") -> "PoseRefinement":
+        """One slot per frame (pivot: the mean centre of the frame's cameras) or per view (pivot unused)."""
+        if mode == "image":
+            pivots = torch.stack([v.camera_to_world[:3, 3].detach().cpu().float() for v in views]) if views else \
+                torch.zeros(0, 3)
+            return cls(list(range(len(views))), pivots, mode)
+        frames = sorted({int(v.frame_idx) for v in views})
+        column = {f: i for i, f in enumerate(frames)}
+        sums = torch.zeros(len(frames), 3, dtype=torch.float64)
+        counts = torch.zeros(len(frames), dtype=torch.float64)
+        for v in views:   # in view order: a fixed summation order
+            sums[column[int(v.frame_idx)]] += v.camera_to_world[:3, 3].detach().cpu().double()
+            counts[column[int(v.frame_idx)]] += 1
+        return cls([column[int(v.frame_idx)] for v in views], (sums / counts[:, None]).float(), mode)
+
+    @property
+    def num_slots(self) -> int:
+        return int(self.deltas.shape[0])
+
+    def delta(self, slot: int) -> torch.Tensor:
+        """The slot's correction as a rigid 4x4 (world axes about its pivot, or camera axes)."""
+        d = self.deltas[slot]
+        r = so3_exp(d[:3])
+        if self.mode == "image":
+            return _rigid(r, d[3:])
+        p = self.pivots[slot].to(d.dtype)
+        return _rigid(r, p - matvec3(r, p) + d[3:])
+
+    def refine(self, camera_to_world: torch.Tensor, slot: int) -> torch.Tensor:
+        """The corrected camera_to_world [4, 4] of a training view in ``slot``."""
+        c2w = camera_to_world.to(self.deltas.dtype)
+        delta = self.delta(slot)
+        return compose_rigid(c2w, delta) if self.mode == "image" else compose_rigid(delta, c2w)
+
+    def refine_view(self, view_index: int, camera_to_world: torch.Tensor) -> torch.Tensor:
+        return self.refine(camera_to_world, self.slot_of_view[view_index])
+
+    @torch.no_grad()
+    def refined_poses(self, views: Sequence[Any]) -> List[torch.Tensor]:
+        """The corrected camera_to_world of every training view (detached, float32)."""
+        return [self.refine_view(i, v.camera_to_world.to(self.deltas.device)).detach().float()
+                for i, v in enumerate(views)]
+
+    def state(self) -> Dict[str, Any]:
+        return {"mode": self.mode, "slot_of_view": list(self.slot_of_view), "pivots": self.pivots.detach().cpu().clone(),
+                "deltas": self.deltas.detach().cpu().clone()}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "PoseRefinement":
+        m = cls(list(state["slot_of_view"]), torch.as_tensor(state["pivots"]), str(state["mode"]))
+        m.load(state)
+        return m
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        deltas = torch.as_tensor(state["deltas"])
+        if tuple(deltas.shape) != tuple(self.deltas.shape) or list(state["slot_of_view"]) != self.slot_of_view:
+            raise ValueError(f"pose refinement of shape {tuple(deltas.shape)} for {len(state['slot_of_view'])} views, "
+                             f"expected {tuple(self.deltas.shape)} for {len(self.slot_of_view)} "
+                             f"(cameras.pose.per={self.mode!r} on the same scene)")
+        self.deltas.data.copy_(deltas.to(self.deltas.device))
+
+
+@torch.no_grad()
+def held_out_pose(refinement: Optional[PoseRefinement], train_views: Sequence[Any], view: Any) -> torch.Tensor:
+    """A held-out view's camera_to_world with the correction of the nearest training view's slot (per
+    frame: the nearest frame; per image: the same camera's nearest frame; the lower frame on a tie)."""
+    c2w = view.camera_to_world
+    if refinement is None or not train_views:
+        return c2w
+    candidates = [i for i, v in enumerate(train_views)
+                  if refinement.mode == "frame" or str(v.cam_name) == str(view.cam_name)]
+    if not candidates:
+        return c2w
+    best = min(candidates, key=lambda i: (abs(int(train_views[i].frame_idx) - int(view.frame_idx)),
+                                          int(train_views[i].frame_idx), i))
+    slot = refinement.slot_of_view[best]
+    c2w = c2w.to(refinement.deltas.device, refinement.deltas.dtype)
+    delta = refinement.delta(slot)
+    out = compose_rigid(c2w, delta) if refinement.mode == "image" else compose_rigid(delta, c2w)
+    return out.detach().float()
+
+
+def pose_errors(estimated: Sequence[torch.Tensor], truth: Sequence[torch.Tensor]) -> Dict[str, float]:
+    """Mean and max camera-centre error (m) and rotation error (degrees) of poses against the truth."""
+    est = torch.stack([e.double().cpu() for e in estimated])
+    gt = torch.stack([t.double().cpu() for t in truth])
+    dt = (est[:, :3, 3] - gt[:, :3, 3]).norm(dim=1)
+    dr = rotation_angle_deg(gt[:, :3, :3].transpose(1, 2) @ est[:, :3, :3])
+    return {"translation_mean_m": float(dt.mean()), "translation_max_m": float(dt.max()),
+            "rotation_mean_deg": float(dr.mean()), "rotation_max_deg": float(dr.max()), "views": len(est)}
+
+
+# ----- appearance ----------------------------------------------------------------------------------------
+class AffineAppearance(torch.nn.Module):
+    """rgb -> A rgb + b per camera (the first camera fixed at the identity), times an optional
+    per-training-image gain and plus its offset."""
+
+    def __init__(self, cameras: Sequence[str], num_images: int = 0, mode: str = "camera") -> None:
+        super().__init__()
+        if mode not in APPEARANCE_MODES:
+            raise ValueError(f"cameras.appearance.per={mode!r}: expected one of {', '.join(APPEARANCE_MODES)}")
+        self.mode = mode
+        self.cameras: List[str] = [str(c) for c in cameras]
+        self._index = {c: i for i, c in enumerate(self.cameras)}
+        # rows of [A | b] minus the identity, for every camera but the reference
+        self.affine = torch.nn.Parameter(torch.zeros(max(0, len(self.cameras) - 1), 3, 4))
+        n = int(num_images) if mode == "camera+image" else 0
+        self.image = torch.nn.Parameter(torch.zeros(n, 6))   # gain - 1 and offset per channel
+
+    def matrix(self, cam_name: str) -> Optional[torch.Tensor]:
+        """[3, 4] of a camera, None for the reference camera and for cameras it has not seen."""
+        i = self._index.get(str(cam_name))
+        if not i:
+            return None
+        m = self.affine[i - 1]
+        return m + torch.eye(3, 4, dtype=m.dtype, device=m.device)
+
+    def forward(self, rgb: torch.Tensor, cam_name: str, image_index: Optional[int] = None) -> torch.Tensor:
+        m = self.matrix(cam_name)
+        if m is not None:
+            rgb = ((rgb[..., 0:1] * m[:, 0] + rgb[..., 1:2] * m[:, 1]) + rgb[..., 2:3] * m[:, 2]) + m[:, 3]
+        if image_index is not None and self.image.shape[0] > 0:
+            g = self.image[image_index]
+            rgb = rgb * (1.0 + g[:3]) + g[3:]
+        return rgb
+
+    def state(self) -> Dict[str, Any]:
+        return {"mode": self.mode, "cameras": list(self.cameras), "affine": self.affine.detach().cpu().clone(),
+                "image": self.image.detach().cpu().clone()}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "AffineAppearance":
+        m = cls(list(state["cameras"]), int(torch.as_tensor(state["image"]).shape[0]), str(state["mode"]))
+        m.load(state)
+        return m
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        affine, image = torch.as_tensor(state["affine"]), torch.as_tensor(state["image"])
+        if (list(state["cameras"]) != self.cameras or affine.shape != self.affine.shape
+                or image.shape != self.image.shape):
+            raise ValueError(f"appearance of cameras {list(state['cameras'])} ({tuple(image.shape)[0]} images), "
+                             f"expected {self.cameras} ({self.image.shape[0]} images, cameras.appearance.per="
+                             f"{self.mode!r})")
+        self.affine.data.copy_(affine.to(self.affine.device))
+        self.image.data.copy_(image.to(self.image.device))
+
+
+# ----- sky -----------------------------------------------------------------------------------------------
+class EnvironmentMap(torch.nn.Module):
+    """A cube map [6, 3, R, R] of sky colours (sigmoid of the stored values) over world directions."""
+
+    def __init__(self, resolution: int = 16, init_rgb: Optional[torch.Tensor] = None) -> None:
+        super().__init__()
+        raw = torch.zeros(6, 3, int(resolution), int(resolution))
+        if init_rgb is not None:
+            rgb = torch.as_tensor(init_rgb, dtype=torch.float32).clamp(1e-3, 1 - 1e-3)
+            raw += torch.log(rgb / (1 - rgb))[None, :, None, None]
+        self.texture = torch.nn.Parameter(raw)
+
+    @property
+    def resolution(self) -> int:
+        return int(self.texture.shape[-1])
+
+    def forward(self, dirs: torch.Tensor) -> torch.Tensor:
+        """Colours [..., 3] of world directions [..., 3] (any length), bilinear within each face."""
+        shape = dirs.shape[:-1]
+        d = dirs.reshape(-1, 3).to(self.texture.dtype)
+        ax = d.abs()
+        major = torch.argmax(ax, dim=1)            # 0: x, 1: y, 2: z; ties go to the lower axis
+        sign = torch.gather(d, 1, major[:, None])[:, 0] >= 0
+        face = major * 2 + (~sign).long()           # +x, -x, +y, -y, +z, -z
+        m = torch.gather(ax, 1, major[:, None])[:, 0].clamp_min(1e-12)
+        # the two other axes, in a fixed order per major axis, over the major one: [-1, 1]
+        other = torch.tensor([[1, 2], [0, 2], [0, 1]], device=d.device)[major]
+        uv = torch.gather(d, 1, other) / m[:, None]
+        grid = uv.clamp(-1.0, 1.0)[None, :, None, :].expand(6, -1, -1, -1)
+        colours = F.grid_sample(torch.sigmoid(self.texture), grid, mode="bilinear", padding_mode="border",
+                                align_corners=False)          # [6, 3, M, 1]
+        picked = torch.gather(colours[..., 0], 0, face[None, None, :].expand(1, 3, -1))[0]   # [3, M]
+        return picked.transpose(0, 1).reshape(*shape, 3)
+
+    def render(self, camera: Camera) -> torch.Tensor:
+        """[H, W, 3] sky colours seen through every pixel of a camera."""
+        rays = camera.pixel_rays().to(self.texture.dtype)
+        r = camera.camera_to_world[:3, :3].to(self.texture.dtype)
+        dirs = (rays[..., 0:1] * r[:, 0] + rays[..., 1:2] * r[:, 1]) + rays[..., 2:3] * r[:, 2]
+        return self(dirs)
+
+    def mean_rgb(self) -> torch.Tensor:
+        return torch.sigmoid(self.texture).mean(dim=(0, 2, 3))
+
+    def state(self) -> Dict[str, Any]:
+        return {"texture": self.texture.detach().cpu().clone()}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "EnvironmentMap":
+        tex = torch.as_tensor(state["texture"])
+        m = cls(int(tex.shape[-1]) if tex.dim() == 4 else 1)
+        m.load(state)
+        return m
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        tex = torch.as_tensor(state["texture"])
+        if tuple(tex.shape) != tuple(self.texture.shape):
+            raise ValueError(f"sky texture of shape {tuple(tex.shape)}, expected {tuple(self.texture.shape)} "
+                             "(a cube map [6, 3, R, R] of cameras.sky.resolution R)")
+        self.texture.data.copy_(tex.to(self.texture.device))
+
+
+__all__ = ["PoseRefinement", "held_out_pose", "AffineAppearance", "EnvironmentMap", "so3_exp", "pose_errors", "compose_rigid",
+           "rotation_angle_deg", "POSE_MODES", "APPEARANCE_MODES", "SKY_MODELS"]
