@@ -4,7 +4,8 @@ and a sky over view direction (config section ``cameras``, docs/design.md).
 ``PoseRefinement``   an SE(3) correction per frame (the rig moves as one: every camera of a frame
                      shares it, a rotation about the frame's rig centre in world axes) or per image
                      (a correction in the camera's own axes, drivestudio's CameraOptModule form).
-                     Zero at the start; ``refine(c2w, slot)`` is differentiable with respect to it.
+                     Zero at the start, the first slot held there (the gauge); ``refine(c2w, slot)``
+                     is differentiable with respect to the others.
 ``AffineAppearance`` a 3x4 colour transform per camera (drivestudio's AffineTransform form), the
                      first camera held at the identity (the reference that fixes the canonical
                      appearance: without it, every camera's transform and the Gaussians' colours
@@ -66,7 +67,8 @@ def compose_rigid(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class PoseRefinement(torch.nn.Module):
     """SE(3) corrections of the training cameras, one per slot (a frame or an image)."""
 
-    def __init__(self, slot_of_view: Sequence[int], pivots: torch.Tensor, mode: str = "frame") -> None:
+    def __init__(self, slot_of_view: Sequence[int], pivots: torch.Tensor, mode: str = "frame",
+                 anchor_first: bool = True) -> None:
         super().__init__()
         if mode not in POSE_MODES:
             raise ValueError(f"cameras.pose.per={mode!r}: expected one of {', '.join(POSE_MODES)}")
@@ -74,6 +76,14 @@ class PoseRefinement(torch.nn.Module):
         self.slot_of_view: List[int] = [int(s) for s in slot_of_view]
         self.register_buffer("pivots", torch.as_tensor(pivots, dtype=torch.float32).reshape(-1, 3).clone())
         self.deltas = torch.nn.Parameter(torch.zeros(self.pivots.shape[0], 6))
+        # the first slot (the first frame, which the loader's world is aligned to) is held at zero: the
+        # gauge. Without it the scene and every pose could drift together, away from the world the
+        # LiDAR, the tracks and the ground truth are in
+        self.anchor_first = bool(anchor_first)
+        free = torch.ones(self.pivots.shape[0], 1)
+        if self.anchor_first:
+            free[:1] = 0.0
+        self.register_buffer("free", free)
 
     @classmethod
     def for_views(cls, views: Sequence[Any], mode: str = "frame") -> "PoseRefinement":
@@ -97,7 +107,7 @@ class PoseRefinement(torch.nn.Module):
 
     def delta(self, slot: int) -> torch.Tensor:
         """The slot's correction as a rigid 4x4 (world axes about its pivot, or camera axes)."""
-        d = self.deltas[slot]
+        d = self.deltas[slot] * self.free[slot]
         r = so3_exp(d[:3])
         if self.mode == "image":
             return _rigid(r, d[3:])
@@ -121,11 +131,12 @@ class PoseRefinement(torch.nn.Module):
 
     def state(self) -> Dict[str, Any]:
         return {"mode": self.mode, "slot_of_view": list(self.slot_of_view), "pivots": self.pivots.detach().cpu().clone(),
-                "deltas": self.deltas.detach().cpu().clone()}
+                "deltas": self.deltas.detach().cpu().clone(), "anchor_first": self.anchor_first}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "PoseRefinement":
-        m = cls(list(state["slot_of_view"]), torch.as_tensor(state["pivots"]), str(state["mode"]))
+        m = cls(list(state["slot_of_view"]), torch.as_tensor(state["pivots"]), str(state["mode"]),
+                bool(state.get("anchor_first", True)))
         m.load(state)
         return m
 
@@ -251,11 +262,16 @@ class EnvironmentMap(torch.nn.Module):
         # the two other axes, in a fixed order per major axis, over the major one: [-1, 1]
         other = torch.tensor([[1, 2], [0, 2], [0, 1]], device=d.device)[major]
         uv = torch.gather(d, 1, other) / m[:, None]
-        grid = uv.clamp(-1.0, 1.0)[None, :, None, :].expand(6, -1, -1, -1)
-        colours = F.grid_sample(torch.sigmoid(self.texture), grid, mode="bilinear", padding_mode="border",
-                                align_corners=False)          # [6, 3, M, 1]
-        picked = torch.gather(colours[..., 0], 0, face[None, None, :].expand(1, 3, -1))[0]   # [3, M]
-        return picked.transpose(0, 1).reshape(*shape, 3)
+        # one lookup in an atlas of the six faces side by side, [3, R, 6R]; coordinates clamped to the
+        # face's outer texel centres, so the bilinear weights never reach into the next face
+        R = self.resolution
+        px = ((uv + 1.0) * (0.5 * R)).clamp(0.5, R - 0.5)
+        gx = 2.0 * (face.to(px.dtype) * R + px[:, 0]) / (6 * R) - 1.0
+        gy = 2.0 * px[:, 1] / R - 1.0
+        atlas = torch.sigmoid(self.texture).permute(1, 2, 0, 3).reshape(1, 3, R, 6 * R)
+        grid = torch.stack([gx, gy], -1)[None, :, None, :]
+        colours = F.grid_sample(atlas, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return colours[0, :, :, 0].transpose(0, 1).reshape(*shape, 3)
 
     def render(self, camera: Camera) -> torch.Tensor:
         """[H, W, 3] sky colours seen through every pixel of a camera."""

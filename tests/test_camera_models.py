@@ -44,6 +44,7 @@ def test_frame_slots_rotate_about_the_rig_centre():
     ref = PoseRefinement.for_views(views, "frame")
     assert ref.num_slots == 3 and ref.slot_of_view == [0, 0, 1, 1, 2, 2]
     assert torch.allclose(ref.pivots[2], torch.tensor([0.0, 0.0, 4.0]))
+    assert torch.equal(ref.refine_view(0, views[0].camera_to_world), views[0].camera_to_world)  # the gauge
     with torch.no_grad():
         ref.deltas[2, :3] = torch.tensor([0.0, 0.1, 0.0])
     a, b = ref.refine_view(4, views[4].camera_to_world), ref.refine_view(5, views[5].camera_to_world)
@@ -72,11 +73,11 @@ def test_pose_refinement_recovers_a_known_perturbation():
     wrong = torch.zeros(6)
     wrong[:3] = torch.tensor([0.012, -0.02, 0.008])       # ~1.4 degrees
     wrong[3:] = torch.tensor([0.05, -0.04, 0.05])         # ~8 cm
-    noisy = PoseRefinement([0], torch.zeros(1, 3), "image")
+    noisy = PoseRefinement([0], torch.zeros(1, 3), "image", anchor_first=False)
     with torch.no_grad():
         noisy.deltas[0] = wrong
         start = noisy.refine(true_c2w, 0).detach()
-    ref = PoseRefinement([0], start[None, :3, 3], "image")
+    ref = PoseRefinement([0], start[None, :3, 3], "image", anchor_first=False)
     opt = torch.optim.Adam([ref.deltas], lr=2e-3)
     for _ in range(300):
         loss = (_render(gs, Camera(ref.refine(start, 0), Ks[0], W, H)) - target).abs().mean()

@@ -199,8 +199,8 @@ class PoseRefinementConfig:
     the stages whose refine_poses feature is on."""
     enabled: bool = key(False, BOOL)
     per: str = key("frame", one_of("frame", "image"))   # frame: the rig moves as one; image: each view alone
-    lr: float = key(1.0e-3, POSITIVE)                   # Adam, radians and metres
-    lr_final: float = key(1.0e-5, POSITIVE)             # decayed exponentially to this at the last step
+    lr: float = key(3.0e-3, POSITIVE)                   # Adam, radians and metres (docs/results.md, "Real cameras")
+    lr_final: float = key(1.0e-4, POSITIVE)             # decayed exponentially to this at the last step
     # evaluation: Adam steps on each test view's pose against its image (Gaussians frozen), from the
     # nearest training frame's correction; 0: the test views' poses as the dataset gives them
     test_alignment_steps: int = key(0, int_at_least(0))
@@ -219,7 +219,7 @@ class AppearanceConfig:
 class SkyConfig:
     """What is behind the Gaussians: the learned flat colour, or a cube map over view direction."""
     model: str = key("background", one_of("background", "envmap"))
-    resolution: int = key(16, int_at_least(1))          # cube-map texels per face side
+    resolution: int = key(64, int_at_least(1))          # cube-map texels per face side
     lr: float = key(1.0e-2, POSITIVE)
 
 
