@@ -274,9 +274,10 @@ class EnvironmentMap(torch.nn.Module):
         return colours[0, :, :, 0].transpose(0, 1).reshape(*shape, 3)
 
     def render(self, camera: Camera) -> torch.Tensor:
-        """[H, W, 3] sky colours seen through every pixel of a camera."""
-        rays = camera.pixel_rays().to(self.texture.dtype)
-        r = camera.camera_to_world[:3, :3].to(self.texture.dtype)
+        """[H, W, 3] sky colours seen through every pixel of a camera. The directions carry no gradient
+        to the camera: a refined pose learns from the Gaussians, not from the sky."""
+        rays = camera.pixel_rays().detach().to(self.texture.dtype)
+        r = camera.camera_to_world[:3, :3].detach().to(self.texture.dtype)
         dirs = (rays[..., 0:1] * r[:, 0] + rays[..., 1:2] * r[:, 1]) + rays[..., 2:3] * r[:, 2]
         return self(dirs)
 

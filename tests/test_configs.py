@@ -100,3 +100,17 @@ def test_hydra_refuses_an_unknown_key_while_composing():
     from hydra.errors import ConfigCompositionException
     with pytest.raises(ConfigCompositionException, match="sugar.knn_evry"):
         load("omnire_sugar", ["sugar.knn_evry=3"])
+
+
+def test_real_data_turns_the_camera_models_on_and_the_synthetic_street_leaves_them_off():
+    """scene=processed sets the cameras section (configs/scene/processed.yaml, package _global_): pose
+    refinement and appearance on (the sky model stays off); the synthetic street keeps the schema's
+    (all off); either can be overridden from the command line."""
+    for name in ("omnire_sugar", "omnire_sugar_quick", "omnire_sugar_multi"):
+        synthetic = load(name).cameras
+        assert (synthetic.pose.enabled, synthetic.appearance.enabled, synthetic.sky.model) == (False, False, "background")
+        real = load(name, ["scene=processed", "scene.path=/data/x"])
+        assert (real.cameras.pose.enabled, real.cameras.appearance.enabled, real.cameras.sky.model) == (True, True, "background")
+        assert real.scene.path == "/data/x" and real.scene.type == "processed"
+    off = load("omnire_sugar", ["scene=processed", "scene.path=/data/x", "cameras.pose.enabled=false"]).cameras
+    assert not off.pose.enabled and off.appearance.enabled

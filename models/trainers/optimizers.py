@@ -31,6 +31,8 @@ class TrainingOptimizers:
         self.camera_schedulers: Dict[str, Any] = {}
         for name, (params, lr0, lr1) in (cameras or {}).items():
             params: List[torch.nn.Parameter] = [p for p in params if p.numel() > 0]
+            if not params:   # e.g. the appearance of a one-camera rig: the reference camera alone
+                continue
             self.cameras[name] = torch.optim.Adam(params, lr=float(lr0), eps=1e-15)
             g = (float(lr1) / float(lr0)) ** (1.0 / max(1, total_steps))
             self.camera_schedulers[name] = torch.optim.lr_scheduler.ExponentialLR(self.cameras[name], gamma=g)
