@@ -32,7 +32,7 @@ import torch
 from .errors import SceneFormatError
 from .processed_layout import LayoutIndex, read_matrix
 from .sources import get_format
-from .synthetic import IMPERFECTION_KEYS, IMPERFECTIONS_FILE, vignette_falloff
+from .camera_imperfections import IMPERFECTION_KEYS, IMPERFECTIONS_FILE, vignette_falloff
 
 
 @dataclass

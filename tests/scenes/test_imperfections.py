@@ -14,7 +14,8 @@ from scenes import (DrivingScene, LoadOptions, SceneFormatError, SyntheticParams
                     true_camera_to_world, true_camera_to_world_np, true_exposure, true_vignetting)
 from scenes.config import synthetic_params
 from scenes.geometry import OPENCV_TO_DATASET, rigid_inverse
-from scenes.synthetic import IMPERFECTION_KEYS, IMPERFECTIONS_FILE, draw_imperfections
+from scenes.camera_imperfections import IMPERFECTION_KEYS, IMPERFECTIONS_FILE, draw_imperfections
+from scenes.synthetic import CAMERA_MOUNTS
 
 # Small enough to generate four times in about two seconds.
 SMALL = dict(seed=5, num_frames=4, cameras=[0, 1], width=32, height=24, supersample=1, lidar_beams=4,
@@ -77,13 +78,13 @@ def test_imperfections_leave_the_street_alone(generated):
 
 
 def test_draws_are_independent_of_each_other_and_of_the_cameras():
-    pose = draw_imperfections(SyntheticParams(**SMALL, **POSE))
-    both = draw_imperfections(SyntheticParams(**SMALL, **POSE, **EXPOSURE))
+    pose = draw_imperfections(SyntheticParams(**SMALL, **POSE), CAMERA_MOUNTS)
+    both = draw_imperfections(SyntheticParams(**SMALL, **POSE, **EXPOSURE), CAMERA_MOUNTS)
     assert np.array_equal(pose.pose_delta, both.pose_delta)
-    three = draw_imperfections(SyntheticParams(**{**SMALL, "cameras": [0, 1, 2]}, **EXPOSURE))
+    three = draw_imperfections(SyntheticParams(**{**SMALL, "cameras": [0, 1, 2]}, **EXPOSURE), CAMERA_MOUNTS)
     assert three.camera_gain[1] == both.camera_gain[1]
     assert np.array_equal(three.white_balance[1], both.white_balance[1])
-    assert draw_imperfections(SyntheticParams(**SMALL)) is None
+    assert draw_imperfections(SyntheticParams(**SMALL), CAMERA_MOUNTS) is None
 
 
 def test_pose_noise_is_in_the_written_poses_only(generated, loaded):
