@@ -10,7 +10,7 @@ at +0.5. Everything is read and checked in `DrivingScene.load`, before any train
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,21 +28,83 @@ from .undistort import has_distortion, undistort_image, undistort_mask
 logger = logging.getLogger("scenes")
 
 
+@dataclass(eq=False)
+class SparseDepth:
+    """A mostly empty depth map held as its filled pixels: flat indices (row * width + col) and z."""
+
+    index: torch.Tensor            # int64 [M]
+    z: torch.Tensor                # float32 [M]
+    width: int
+    height: int
+
+    @classmethod
+    def from_dense(cls, depth: np.ndarray) -> "SparseDepth":
+        flat = depth.reshape(-1)
+        idx = np.flatnonzero(flat)
+        return cls(torch.from_numpy(idx.astype(np.int64)), torch.from_numpy(flat[idx].astype(np.float32)),
+                   depth.shape[1], depth.shape[0])
+
+    def to(self, device) -> "SparseDepth":
+        return SparseDepth(self.index.to(device), self.z.to(device), self.width, self.height)
+
+    def dense(self) -> torch.Tensor:
+        out = torch.zeros(self.height * self.width, dtype=torch.float32, device=self.z.device)
+        out[self.index] = self.z
+        return out.view(self.height, self.width)
+
+
+@dataclass(eq=False)
+class DepthFile:
+    """A ground-truth depth map read from its file when asked for (not held in memory)."""
+
+    path: Path
+    stored_size: tuple           # (W, H) of the file
+    size: tuple                  # (w, h) loaded
+
+    def load(self) -> torch.Tensor:
+        return torch.from_numpy(_downscale_depth(read_depth(self.path, self.stored_size), self.size).copy())
+
+
 @dataclass(eq=False)  # tensors: compare by identity
 class View:
-    image: torch.Tensor            # float32 [H, W, 3] in [0, 1]
+    """One image of the scene. Held compactly (a 960x640 view is ~3 MB, not ~13 MB): the pixels as
+    uint8, the LiDAR depth as its filled pixels, the ground-truth depth as its file; `image`,
+    `lidar_depth` and `gt_depth` give the float maps on demand (the same values as before)."""
+
+    pixels: torch.Tensor           # uint8 [H, W, 3], as stored
     K: torch.Tensor                # float32 [3, 3]
     camera_to_world: torch.Tensor  # float32 [4, 4], OpenCV axes
     width: int
     height: int
     sky_mask: torch.Tensor         # bool [H, W]
     dynamic_mask: torch.Tensor     # bool [H, W]
-    lidar_depth: torch.Tensor      # float32 [H, W], camera z of the nearest LiDAR return, 0 where none
-    gt_depth: torch.Tensor | None  # float32 [H, W] camera z, inf for sky (synthetic scenes only)
+    lidar: SparseDepth             # camera z of the nearest LiDAR return per pixel
+    gt_depth_file: DepthFile | None  # camera z, inf for sky (synthetic scenes only)
     frame_idx: int                 # frame number of the files (ego_pose/{frame_idx:03d}.txt)
     cam_name: str
     time: float                    # frame time normalised to [0, 1] over the loaded frames
     image_path: Path | None = None
+
+    @property
+    def image(self) -> torch.Tensor:
+        """float32 [H, W, 3] in [0, 1], on the pixels' device."""
+        return self.pixels.float() / 255.0
+
+    @property
+    def lidar_depth(self) -> torch.Tensor:
+        """float32 [H, W], camera z of the nearest LiDAR return, 0 where none."""
+        return self.lidar.dense()
+
+    @property
+    def gt_depth(self) -> torch.Tensor | None:
+        """float32 [H, W] camera z, inf for sky; read from its file (None where the scene has none)."""
+        return None if self.gt_depth_file is None else self.gt_depth_file.load()
+
+    def on(self, device) -> "View":
+        """A copy with its tensors on `device` (the dataset's own stay on the CPU)."""
+        return replace(self, pixels=self.pixels.to(device), K=self.K.to(device),
+                       camera_to_world=self.camera_to_world.to(device), sky_mask=self.sky_mask.to(device),
+                       dynamic_mask=self.dynamic_mask.to(device), lidar=self.lidar.to(device))
 
     @property
     def camera(self) -> Camera:
@@ -313,31 +375,34 @@ class DrivingScene:
             test_frames = {t for t in frames if (t - start) % options.test_every == options.test_every // 2}
         world_from_log = index.world_from_log(start)
 
-        # LiDAR first: its depth maps go into the views.
-        origins, points, fidx, extra, flows = [], [], [], [], []
+        # LiDAR first: its depth maps go into the views. Each frame's points stay float64 until the
+        # views are built (the depth maps are projected from them); what is kept is float32, converted
+        # frame by frame (200 frames of Waymo-sized sweeps are ~10M points).
+        origins, points, counts, extra, flows = [], [], [], [], []
         for t in frames:
             cols = _lidar_columns(read_lidar(index.lidar_path(t), fmt.lidar, fmt.name), fmt.lidar,
                                   index.lidar_path(t), fmt.name)
             to_world = world_from_log @ index.lidar_to_log(t)
-            origins.append(cols["origin"] @ to_world[:3, :3].T + to_world[:3, 3])
+            origins.append((cols["origin"] @ to_world[:3, :3].T + to_world[:3, 3]).astype(np.float32))
             points.append(cols["point"] @ to_world[:3, :3].T + to_world[:3, 3])
-            fidx.append(np.full(len(cols["point"]), t, np.int64))
-            flows.append(cols["flow"] @ to_world[:3, :3].T)
+            counts.append(len(cols["point"]))
+            flows.append((cols["flow"] @ to_world[:3, :3].T).astype(np.float32))
             extra.append(cols["extra"])
-        points_np = np.concatenate(points)
-        fidx_np = np.concatenate(fidx)
+        fidx_np = np.repeat(np.asarray(frames, np.int64), counts)
         extra_np = np.concatenate(extra)
+        del extra
         lidar = LidarPoints(
-            origins=torch.from_numpy(np.concatenate(origins).astype(np.float32)),
-            points=torch.from_numpy(points_np.astype(np.float32)),
+            origins=torch.from_numpy(np.concatenate(origins)),
+            points=torch.from_numpy(np.concatenate([p.astype(np.float32) for p in points])),
             frame_idx=torch.from_numpy(fidx_np),
-            time=torch.tensor([times[t] for t in fidx_np], dtype=torch.float32),
-            flow=torch.from_numpy(np.concatenate(flows).astype(np.float32)),
+            time=torch.from_numpy(((fidx_np - start) / span).astype(np.float32)),
+            flow=torch.from_numpy(np.concatenate(flows)),
             flow_class=torch.from_numpy(extra_np[:, 0].copy()),
             ground=torch.from_numpy(extra_np[:, 1].copy()),
             intensity=torch.from_numpy(extra_np[:, 2].copy()),
         )
-        per_frame_points = {t: points_np[fidx_np == t] for t in frames}
+        del extra_np, origins, flows
+        per_frame_points = dict(zip(frames, points))
 
         views = []
         sizes = {}
@@ -379,17 +444,18 @@ class DrivingScene:
                 dyn = mask(index.dynamic_masks)
                 gt = None
                 if options.load_gt and index.gt_depth is not None:
-                    gt = torch.from_numpy(_downscale_depth(read_depth(index.gt_depth[(t, cam)], (W0, H0)), (w, h)).copy())
+                    gt = DepthFile(index.gt_depth[(t, cam)], (W0, H0), (w, h))
+                    read_depth(gt.path, gt.stored_size, check_only=True)   # checked now, read when asked for
                 lidar_depth = project_depth(per_frame_points[t], K, rigid_inverse(c2w), w, h)
                 views.append(View(
-                    image=torch.from_numpy(img.astype(np.float32) / 255.0),
+                    pixels=torch.from_numpy(np.require(img, np.uint8, ["C", "W"])),
                     K=torch.tensor(K, dtype=torch.float32),
                     camera_to_world=torch.tensor(c2w, dtype=torch.float32),
                     width=w, height=h,
                     sky_mask=torch.from_numpy(sky.copy()),
                     dynamic_mask=torch.from_numpy(dyn.copy()),
-                    lidar_depth=torch.from_numpy(lidar_depth),
-                    gt_depth=gt, frame_idx=t, cam_name=cam, time=times[t], image_path=path,
+                    lidar=SparseDepth.from_dense(lidar_depth),
+                    gt_depth_file=gt, frame_idx=t, cam_name=cam, time=times[t], image_path=path,
                 ))
 
         instances = []

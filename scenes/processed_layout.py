@@ -131,14 +131,16 @@ def read_lidar(path: Path, layout=None, dataset: str = "waymo") -> np.ndarray:
     return pts
 
 
-def read_depth(path: Path, size: tuple[int, int]) -> np.ndarray:
+def read_depth(path: Path, size: tuple[int, int], check_only: bool = False) -> np.ndarray | None:
+    """float32 [H, W] of a .npy depth map checked against the image size (W, H); `check_only`: read
+    the file's header (memory-mapped), check it and return None."""
     try:
-        d = np.load(path)
+        d = np.load(path, mmap_mode="r" if check_only else None)
     except Exception as e:
         _fail(path, "a .npy float depth map", f"{type(e).__name__}: {e}")
     if d.ndim != 2 or (d.shape[1], d.shape[0]) != tuple(size):
         _fail(path, f"a depth map of the image's size {size[0]}x{size[1]}", f"shape {d.shape}")
-    return d.astype(np.float32)
+    return None if check_only else d.astype(np.float32)
 
 
 @dataclass

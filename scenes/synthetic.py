@@ -37,13 +37,17 @@ from .raycast import Caster, Group, Hits
 GENERATOR_VERSION = 2   # 2: drivestudio's instance ids (integers) and dynamic_masks/human
 COMPLETE_MARKER = ".complete.json"
 
-# Waymo camera ids as drivestudio names them in file names: 0 FRONT, 1 FRONT_LEFT, 2 FRONT_RIGHT
+# Waymo camera ids as drivestudio names them in file names: 0 FRONT, 1 FRONT_LEFT, 2 FRONT_RIGHT,
+# 3 SIDE_LEFT, 4 SIDE_RIGHT
 CAMERA_MOUNTS = {
     0: dict(translation=(1.6, 0.0, 1.55), yaw_deg=0.0),
     1: dict(translation=(1.5, 0.35, 1.55), yaw_deg=55.0),
     2: dict(translation=(1.5, -0.35, 1.55), yaw_deg=-55.0),
+    3: dict(translation=(1.2, 0.9, 1.55), yaw_deg=100.0),
+    4: dict(translation=(1.2, -0.9, 1.55), yaw_deg=-100.0),
 }
-CAMERA_ALIASES = {"front": 0, "front_left": 1, "front_right": 2}
+CAMERA_NAMES = {0: "FRONT", 1: "FRONT_LEFT", 2: "FRONT_RIGHT", 3: "SIDE_LEFT", 4: "SIDE_RIGHT"}
+CAMERA_ALIASES = {name.lower(): c for c, name in CAMERA_NAMES.items()}
 
 ROAD_HALF = 6.0        # asphalt, including the parking strips
 LANE_HALF = 3.5        # two driving lanes
@@ -90,7 +94,7 @@ class SyntheticParams:
             try:
                 c = int(c)
             except (TypeError, ValueError):
-                raise ValueError(f"scene.cameras: unknown camera {c!r}; expected ids 0, 1, 2 or names "
+                raise ValueError(f"scene.cameras: unknown camera {c!r}; expected ids {sorted(CAMERA_MOUNTS)} or names "
                                  f"{sorted(CAMERA_ALIASES)}") from None
             if c not in CAMERA_MOUNTS:
                 raise ValueError(f"scene.cameras: unknown camera {c!r}; expected ids {sorted(CAMERA_MOUNTS)}")
@@ -575,7 +579,7 @@ def write_scene(scene: StreetScene, out: Path, timings: dict | None = None) -> N
     meta = {
         "generator": "scenes.synthetic", "version": GENERATOR_VERSION, "digest": p.digest(),
         "params": p.identity(),
-        "cameras": {str(c): ["FRONT", "FRONT_LEFT", "FRONT_RIGHT"][c] for c in p.cameras},
+        "cameras": {str(c): CAMERA_NAMES[c] for c in p.cameras},
         "static_mesh": "gt/static_mesh.ply, metres, in the ego frame of ego_pose/000.txt (Waymo axes: x forward, y left, z up)",
         "vehicle_meshes": "gt/vehicles/<instance id>.ply, in the object frame of instances_info obj_to_world",
         "depth": "gt/depth/<frame>_<cam>.npy float32 camera z-depth (m) at pixel centres (+0.5), inf for sky",

@@ -114,3 +114,15 @@ def test_real_data_turns_the_camera_models_on_and_the_synthetic_street_leaves_th
         assert real.scene.path == "/data/x" and real.scene.type == "processed"
     off = load("omnire_sugar", ["scene=processed", "scene.path=/data/x", "cameras.pose.enabled=false"]).cameras
     assert not off.pose.enabled and off.appearance.enabled
+
+
+def test_each_scene_option_keeps_its_own_loader_settings():
+    """A scene option's own values reach the composed run: the primary configs set no scene keys
+    over them (the default street's 15,000 initial Gaussians, real data's 50,000, the large preset's
+    200,000 and its 960x640 x 200 frames)."""
+    for name in ("omnire_sugar", "omnire_sugar_quick", "omnire_sugar_multi"):
+        assert load(name).scene.max_init_points == 15000
+        assert load(name, ["scene=processed", "scene.path=/data/x"]).scene.max_init_points == 50000
+        large = load(name, ["scene=synthetic_large"]).scene
+        assert (large.max_init_points, large.width, large.height, large.num_frames) == (200000, 960, 640, 200)
+        assert large.type == "synthetic" and list(large.cameras) == [0, 1, 2]

@@ -2,7 +2,6 @@
 and the training views' copies on the training device."""
 from __future__ import annotations
 
-import copy
 from typing import Any, Dict
 
 import torch
@@ -43,10 +42,5 @@ class ImageSampler:
 
 
 def view_on(view: Any, device: torch.device) -> Any:
-    """A copy of a view with its tensors on `device` (the dataset's own stay on the CPU)."""
-    moved = copy.copy(view)
-    for name in ("image", "K", "camera_to_world", "sky_mask", "dynamic_mask", "lidar_depth"):
-        value = getattr(view, name, None)
-        if isinstance(value, torch.Tensor):
-            setattr(moved, name, value.to(device))
-    return moved
+    """A copy of a dataset view with its tensors on `device` (the dataset's own stay on the CPU)."""
+    return view.on(device)

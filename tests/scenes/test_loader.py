@@ -38,6 +38,28 @@ def test_downscale_scales_images_intrinsics_and_masks(tiny_cfg, tiny_scene):
         assert torch.allclose(small.image.mean((0, 1)), full.image.mean((0, 1)), atol=0.01)
 
 
+def test_views_are_held_compactly_and_give_the_files_values(tiny_scene):
+    """uint8 pixels, the LiDAR depth as its filled pixels, the ground-truth depth as its file: the
+    float maps made on demand are the images' bytes / 255, the projected returns and the .npy."""
+    from PIL import Image
+
+    from scenes.driving_dataset import project_depth
+    from scenes.geometry import rigid_inverse
+    v = tiny_scene.views[4]
+    assert v.pixels.dtype == torch.uint8 and v.gt_depth_file is not None
+    stored = np.asarray(Image.open(v.image_path).convert("RGB"))
+    assert torch.equal(v.image, torch.from_numpy(stored.astype(np.float32) / 255.0))
+    assert torch.equal(v.gt_depth, torch.from_numpy(np.load(v.gt_depth_file.path).astype(np.float32)))
+    pts = tiny_scene.lidar.points[tiny_scene.lidar.frame_idx == v.frame_idx].double().numpy()
+    dense = v.lidar_depth
+    assert dense.shape == (v.height, v.width) and 0 < int((dense > 0).sum()) == len(v.lidar.index)
+    assert torch.allclose(dense, torch.from_numpy(project_depth(
+        pts, v.K.double().numpy(), rigid_inverse(v.camera_to_world.double().numpy()), v.width, v.height)),
+        atol=1e-4)   # the kept points are float32; the load projected the float64 ones
+    moved = v.on("cpu")
+    assert moved is not v and torch.equal(moved.image, v.image) and torch.equal(moved.lidar_depth, dense)
+
+
 def test_frame_range_reindexes_world_and_time(tiny_cfg, tiny_scene):
     part = load_scene({**tiny_cfg, "start_frame": 2, "end_frame": 5, "test_every": 0})
     assert sorted({v.frame_idx for v in part.views}) == [2, 3, 4]
