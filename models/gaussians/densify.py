@@ -68,6 +68,34 @@ class StagedDefaultStrategy(DefaultStrategy):
         finally:
             self.grow_grad2d = saved
 
+    def _update_state(self, params, state, info, packed=False):
+        """gsplat's running statistics (the screen-space gradient norms, the visible count, optionally
+        the radii) of every step of a densifying stage, without making the host wait for the device where
+        one camera was rendered unpacked (every training step): gsplat finds the visible Gaussians with
+        torch.where and boolean indexing, which must count them on the host first. Here every Gaussian
+        adds its norm where visible and exactly 0 where not (the sums are of norms, >= 0, so x + 0 is x),
+        and each visible one adds once, as gsplat's index_add_ over distinct indices does: the same bits
+        (tests/gaussians/test_densify.py holds the two to each other). Otherwise gsplat's own."""
+        radii = info.get("radii")
+        if packed or radii is None or radii.dim() != 3 or radii.shape[0] != 1:
+            return super()._update_state(params, state, info, packed=packed)
+        for key in ("width", "height", "n_cameras", "radii", "gaussian_ids", self.key_for_gradient):
+            assert key in info, f"{key} is required but missing."
+        means2d = info[self.key_for_gradient]
+        grads = (means2d.absgrad if self.absgrad else means2d.grad).clone()
+        grads[..., 0] *= info["width"] / 2.0 * info["n_cameras"]
+        grads[..., 1] *= info["height"] / 2.0 * info["n_cameras"]
+        n_gaussian = len(list(params.values())[0])
+        for key in ("grad2d", "count") + (("radii",) if self.refine_scale2d_stop_iter > 0 else ()):
+            if state[key] is None:
+                state[key] = torch.zeros(n_gaussian, device=grads.device)
+        visible = (radii[0] > 0.0).all(dim=-1)                                    # [N]
+        state["grad2d"].add_(torch.where(visible, grads[0].norm(dim=-1), 0.0))
+        state["count"].add_(visible.to(torch.float32))
+        if self.refine_scale2d_stop_iter > 0:
+            scaled = radii[0].max(dim=-1).values / float(max(info["width"], info["height"]))
+            state["radii"].copy_(torch.where(visible, torch.maximum(state["radii"], scaled), state["radii"]))
+
     def step_post_backward(self, params, optimizers, state, step, info, packed=False,
                            reset_opacity: Optional[bool] = None):
         reset = self.reset_opacity if reset_opacity is None else bool(reset_opacity)

@@ -170,3 +170,36 @@ def test_staged_strategy_resets_only_when_the_stage_allows(fix):
     assert (on <= RESET_CAP).all()
     off = _opacities_after(StagedDefaultStrategy(**RESET, reset_opacity=False, fix_opacity_reset=fix))
     assert (off > RESET_CAP).any()
+
+
+def _update_inputs(n, cameras, seed):
+    g = torch.Generator().manual_seed(seed)
+    means2d = torch.randn(cameras, n, 2, generator=g)
+    means2d.grad = torch.randn(cameras, n, 2, generator=g) * (torch.rand(cameras, n, 1, generator=g) < 0.8)
+    radii = (torch.rand(cameras, n, 2, generator=g) * 6).to(torch.int32) * (torch.rand(cameras, n, 1, generator=g) < 0.7)
+    return {"width": W, "height": H, "n_cameras": cameras, "radii": radii, "gaussian_ids": None, "means2d": means2d}
+
+
+@pytest.mark.parametrize("scale2d", [0, 1000])
+def test_running_statistics_without_host_reads_are_gsplats_bits(scale2d):
+    """The staged strategy's _update_state (no nonzero / boolean indexing, for one unpacked camera) gives
+    gsplat's grad2d, count and radii to the bit, over steps; several cameras take gsplat's own path."""
+    from gsplat.strategy import DefaultStrategy
+
+    from models.trainers.host_syncs import HostSyncAudit
+    n = 300
+    params = {"means": torch.zeros(n, 3)}
+    ours, theirs = build_strategy({"refine_scale2d_stop_iter": scale2d}), DefaultStrategy(refine_scale2d_stop_iter=scale2d)
+    for cameras in (1, 2):
+        s_ours, s_theirs = ours.initialize_state(scene_scale=1.0), theirs.initialize_state(scene_scale=1.0)
+        for step in range(4):
+            info = _update_inputs(n, cameras, seed=10 * cameras + step)
+            with HostSyncAudit() as audit:
+                ours._update_state(params, s_ours, info)
+            theirs._update_state(params, s_theirs, info)
+            if cameras == 1:
+                assert audit.total() == 0, audit.per_call_site()
+        for key in ("grad2d", "count") + (("radii",) if scale2d else ()):
+            assert s_ours[key].dtype == s_theirs[key].dtype
+            assert torch.equal(s_ours[key], s_theirs[key]), (cameras, key)
+        assert (s_ours["count"] > 0).any() and (s_ours["count"] < 4).any()   # visible and culled ones both
