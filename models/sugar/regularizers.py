@@ -2,7 +2,8 @@
 
 Each returns ``(loss, stats)``: ``loss`` a scalar tensor already multiplied by ``weight`` and
 always part of the graph (a zero that still back-propagates when no sample survives),
-``stats`` a dict of Python numbers for logging.
+``stats`` a dict of Python numbers for logging. Its mean residual is a float read from the device
+(the host waits for it): ``residual_stats=False`` leaves it out (the trainer's step does).
 
 Choices made where docs/sugar.md leaves room (shared by all three terms):
 
@@ -115,7 +116,7 @@ def sugar_sdf_loss(
     scene_extent: float, weight: float = 0.2, *,
     surface_threshold: float = 2.0, density_factor: Optional[float] = None,
     max_residual: float = 1.0, min_alpha: float = 0.5, near: float = 0.01,
-    density_eps: float = 1e-16, estimate: str = "depth",
+    density_eps: float = 1e-16, estimate: str = "depth", residual_stats: bool = True,
 ) -> Tuple[torch.Tensor, Dict[str, float]]:
     """SuGaR's SDF-estimation loss from the rendered depth map (docs/sugar.md, steps 2–5).
 
@@ -147,7 +148,7 @@ def sugar_sdf_loss(
         5. loss = weight · mean_kept clamp(|f − |f̂|| / (scene_extent/10), max=max_residual).
 
     Returns (loss, {"sdf_samples": M, "sdf_kept": kept samples, "sdf_residual": mean
-    normalised residual over kept samples (0 if none)}).
+    normalised residual over kept samples (0 if none; absent with residual_stats=False)}).
     """
     means, rotmats, scales, opacities = _unpack(gaussians)
     h, w = depth_map.shape[-2:]
@@ -163,7 +164,9 @@ def sugar_sdf_loss(
         if alpha_map is not None and min_alpha > 0:
             keep &= sample_image_bilinear(alpha_map.detach(), uv_d) >= min_alpha
     kept = keep.nonzero().squeeze(1)
-    stats = {"sdf_samples": int(m), "sdf_kept": int(kept.numel()), "sdf_residual": 0.0}
+    stats = {"sdf_samples": int(m), "sdf_kept": int(kept.numel())}
+    if residual_stats:
+        stats["sdf_residual"] = 0.0
     if kept.numel() == 0:
         return weight * _zero_loss(points, depth_map, scales, opacities), stats
 
@@ -190,13 +193,14 @@ def sugar_sdf_loss(
 
     # Step 5: scale-free, clamped residual.
     residual = ((f - f_hat.abs()).abs() / (scene_extent / 10.0)).clamp(max=max_residual)
-    stats["sdf_residual"] = float(residual.detach().mean())
+    if residual_stats:
+        stats["sdf_residual"] = float(residual.detach().mean())
     return weight * residual.mean(), stats
 
 
 def sugar_density_loss(
     points: torch.Tensor, gauss_idx: torch.Tensor, neighbours: torch.Tensor,
-    gaussians: Sequence[torch.Tensor], weight: float = 0.2,
+    gaussians: Sequence[torch.Tensor], weight: float = 0.2, *, residual_stats: bool = True,
 ) -> Tuple[torch.Tensor, Dict[str, float]]:
     """SuGaR's released default ("density" mode): no depth map.
 
@@ -209,7 +213,9 @@ def sugar_density_loss(
     """
     means, rotmats, scales, opacities = _unpack(gaussians)
     m = points.shape[0]
-    stats = {"density_samples": int(m), "density_residual": 0.0}
+    stats = {"density_samples": int(m)}
+    if residual_stats:
+        stats["density_residual"] = 0.0
     if m == 0:
         return weight * _zero_loss(points, scales, opacities), stats
     d, beta, _ = _density_and_beta(points, gauss_idx, neighbours, (means, rotmats, scales, opacities))
@@ -217,13 +223,14 @@ def sugar_density_loss(
     f_hat = ((points - take(means, gauss_idx)) * n_g).sum(dim=-1)
     target = torch.exp(-0.5 * f_hat.pow(2) / beta.pow(2))
     residual = (d - target).abs()
-    stats["density_residual"] = float(residual.detach().mean())
+    if residual_stats:
+        stats["density_residual"] = float(residual.detach().mean())
     return weight * residual.mean(), stats
 
 
 def sugar_normal_loss(
     points: torch.Tensor, gauss_idx: torch.Tensor, neighbours: torch.Tensor,
-    gaussians: Sequence[torch.Tensor], weight: float = 0.2,
+    gaussians: Sequence[torch.Tensor], weight: float = 0.2, *, residual_stats: bool = True,
 ) -> Tuple[torch.Tensor, Dict[str, float]]:
     """SuGaR's normal regularizer (docs/sugar.md "Normal regularizer").
 
@@ -238,7 +245,9 @@ def sugar_normal_loss(
     """
     means, rotmats, scales, opacities = _unpack(gaussians)
     m = points.shape[0]
-    stats = {"normal_samples": int(m), "normal_residual": 0.0}
+    stats = {"normal_samples": int(m)}
+    if residual_stats:
+        stats["normal_residual"] = 0.0
     if m == 0:
         return weight * _zero_loss(rotmats), stats
     nbr = _neighbour_sets(gauss_idx, neighbours)                             # [M, K]
@@ -276,5 +285,6 @@ def _normal_loss_from_residual(residual: torch.Tensor, valid: torch.Tensor, rotm
         residual = residual[valid]
     if residual.numel() == 0:
         return weight * _zero_loss(rotmats), stats
-    stats["normal_residual"] = float(residual.detach().mean())
+    if "normal_residual" in stats:   # (residual_stats)
+        stats["normal_residual"] = float(residual.detach().mean())
     return weight * residual.mean(), stats

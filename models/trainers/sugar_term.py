@@ -66,22 +66,25 @@ class SugarRegularizer:
             candidates &= visible_surface_mask(gs["means"].detach(), rotmats.detach(), gs["scales"].detach(),
                                                depth.detach(), viewmat, view.K, alpha.detach())
         out: Dict[str, torch.Tensor] = {}
-        if not bool(candidates.any()):
+        # their indices: the one count the host needs (the sampler draws on the CPU, among that many)
+        candidates = candidates.nonzero().squeeze(1)
+        if candidates.numel() == 0:
             return out
         m = int(scfg.num_samples_cuda if self.device.type == "cuda" else scfg.num_samples)
         points, gidx = sample_points_around_gaussians(gs["means"], rotmats, gs["scales"], candidates, m,
                                                       generator=self.generator)
+        # (the terms' logging stats are not asked for: each would make the host wait for the device)
         if str(scfg.mode) == "density":
             out["sugar_density"], _ = sugar_density_loss(points, gidx, self.neighbours, gaussians,
-                                                         weight=float(scfg.sdf_weight))
+                                                         weight=float(scfg.sdf_weight), residual_stats=False)
         else:
             factor = scfg.sdf_density_factor
             out["sugar_sdf"], _ = sugar_sdf_loss(points, gidx, self.neighbours, gaussians, depth, alpha, viewmat,
                                                  view.K, self.scene_scale, weight=float(scfg.sdf_weight),
                                                  density_factor=None if factor is None else float(factor),
-                                                 estimate=scfg.sdf_estimate)
+                                                 estimate=scfg.sdf_estimate, residual_stats=False)
         out["sugar_normal"], _ = sugar_normal_loss(points, gidx, self.neighbours, gaussians,
-                                                   weight=float(scfg.normal_weight))
+                                                   weight=float(scfg.normal_weight), residual_stats=False)
         return out
 
     # ----- state (top-level checkpoint keys, as before this class existed) ------------------------
