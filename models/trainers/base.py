@@ -285,7 +285,7 @@ class StepInfo:
     stage: str                  # its stage and the step within it
     stage_step: int
     values: Dict[str, float]    # what train_step returned (losses, psnr, num_gaussians, ...)
-    seconds: float              # wall time of train_step
+    seconds: float              # wall time of train_step (on a GPU: of its host side; the device may still run)
     outputs: Any = None         # the trainer's own outputs of the step (SingleTrainer: StepOutputs)
 
 
@@ -444,6 +444,11 @@ class BasicTrainer:
     def on_train_end(self) -> None:
         """Called once when the schedule's last step has run."""
 
+    def check_deferred(self) -> None:
+        """Run the checks that steps deferred so as not to wait for the device (SingleTrainer: the non-finite
+        loss on a GPU) and raise what they find. `train()` calls it before every checkpoint, at its end and when
+        a step fails (a NaN some steps before is then the error to report)."""
+
     # ----- stages and callbacks ----------------------------------------------------------------
     def add_stage_callback(self, callback: StageCallback) -> None:
         """`callback(event, trainer, stage)` with event "stage_start" or "stage_end"."""
@@ -532,13 +537,18 @@ class BasicTrainer:
                 with ExitStack() as held:
                     for lock in self._step_locks:
                         held.enter_context(lock)
-                    values = self.train_step()
+                    try:
+                        values = self.train_step()
+                    except Exception:
+                        self.check_deferred()   # raises (chained) if a deferred check finds a bad step first
+                        raise
                 info = StepInfo(self.step, self.current_stage, self.stage_step, values or {},
                                 time.perf_counter() - t0, self.last_outputs)
                 self.step += 1
                 for callback in self._step_callbacks:
                     callback(self, info)
                 if self._stop_requested:
+                    self.check_deferred()
                     path = self.save_checkpoint() if self.output_dir is not None else None
                     self.stop_checkpoint = path
                     logger.warning("stop requested: checkpoint %s written at step %d; continue with resume=true",
@@ -546,6 +556,7 @@ class BasicTrainer:
                     return
                 if every and self.output_dir is not None and self.step % every == 0 and not self.finished:
                     self.save_checkpoint()
+            self.check_deferred()
             if self.finished:
                 if self.output_dir is not None:
                     self.save_checkpoint()
@@ -568,6 +579,7 @@ class BasicTrainer:
         return self.output_dir / "checkpoints"
 
     def save_checkpoint(self) -> Path:
+        self.check_deferred()   # no checkpoint after a bad step
         path = ckpt.atomic_save(self.state_dict(), self.checkpoint_dir / ckpt.checkpoint_name(self.step))
         keep = self.cfg.checkpoint.keep
         ckpt.prune_checkpoints(self.checkpoint_dir, keep)
@@ -575,6 +587,7 @@ class BasicTrainer:
 
     def save_state_dict(self, path: os.PathLike) -> Path:
         """Write `state_dict()` atomically to a file."""
+        self.check_deferred()
         return ckpt.atomic_save(self.state_dict(), path)
 
     # ----- state -------------------------------------------------------------------------------

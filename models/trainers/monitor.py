@@ -3,6 +3,11 @@
 Progress is a tqdm bar when stderr is a terminal; otherwise (a log file, a pipe, SLURM) it is one
 plain line every `log.progress_every` steps or `log.progress_seconds` seconds, whichever comes
 first, and at the last step: a log holds lines, not thousands of carriage-return updates.
+
+A step's values (models.trainers.step_values.StepValues) stay on the device until read; reading them
+makes the host wait for the device. The monitor reads them only on the steps it shows: a plain line,
+TensorBoard's scalars (every `log.scalars_every` steps and at a stage's first step) and the bar's
+loss / PSNR (refreshed on those same steps; its step count moves every step).
 """
 from __future__ import annotations
 
@@ -83,9 +88,15 @@ class TrainingMonitor:
             self._bar = tqdm(total=tr.total_steps, initial=tr.step - 1, dynamic_ncols=True, unit="step", file=self.stream)
         spec = tr.current_stage_spec
         self._bar.set_description(f"{tr.current_stage} {tr.stage_step + 1}/{spec.steps}", refresh=False)
-        self._bar.set_postfix(loss=f"{values['loss']:.4f}", psnr=f"{values['psnr']:.2f}",
-                              gs=values["num_gaussians"], refresh=False)
+        if self._shows_values(tr.step, tr.stage_step) or getattr(values, "ready", True):
+            self._bar.set_postfix(loss=f"{values['loss']:.4f}", psnr=f"{values['psnr']:.2f}",
+                                  gs=values["num_gaussians"], refresh=False)
         self._bar.update(1)
+
+    def _shows_values(self, step: int, stage_step: int) -> bool:
+        """The steps whose loss and PSNR the bar shows: TensorBoard's (every log.scalars_every-th, a stage's
+        first) and the last (`step`: steps run so far); and any step whose values were read already."""
+        return step % self.scalars_every == 0 or stage_step == 0 or step == self.trainer.total_steps
 
     def _progress_line(self, values: Dict[str, float]) -> None:
         tr = self.trainer

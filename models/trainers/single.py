@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 from omegaconf import OmegaConf
@@ -29,7 +29,7 @@ from models.losses import psnr
 from models.rendering.render import RenderOutput
 from models.run import RunCameras
 from models.scene import MODEL_KEY, GaussianScene
-from models.trainers.base import BasicTrainer, NonFiniteLossError, StageSpec
+from models.trainers.base import BasicTrainer, StageSpec
 from models.trainers.device import device_and_backend
 from models.trainers.monitor import TrainingMonitor
 from models.trainers.optimizers import TrainingOptimizers
@@ -37,6 +37,7 @@ from models.trainers.results import write_results
 from models.trainers.rng import TrainerRNG
 from models.trainers.sampler import ImageSampler, view_on
 from models.trainers.stage_losses import StepTensors, needs_surface, stage_losses
+from models.trainers.step_values import FiniteLossWatch, StepValues
 from models.trainers.strategy import ModelStrategy, PruneFloor, model_info, warn_short_densification
 from models.trainers.sugar_term import SugarRegularizer
 from models.trainers.training_state import load_training_state, training_state
@@ -105,7 +106,11 @@ class SingleTrainer(BasicTrainer):
         self.sampler = ImageSampler(len(self._views), seed=seed)
         self.sugar = SugarRegularizer(cfg, self.gaussian_scene, self.device, self.scene_scale, seed)
         self.rng = TrainerRNG(seed, self.device)  # the stream of global-RNG draws inside a step (gsplat's split)
-        self.last_losses: Dict[str, float] = {}
+        self.last_losses: Mapping[str, float] = {}
+        # the NaN / inf loss check: every step on a CPU (nothing to wait for), every log.scalars_every
+        # steps on a GPU, where each check makes the host wait for the device (models.trainers.step_values)
+        self.finite_check = FiniteLossWatch(1 if self.device.type == "cpu" else int(cfg.log.scalars_every),
+                                            f" on {self.device}")
         self.monitor = TrainingMonitor(self) if self.output_dir is not None else None
         if self.monitor is not None:
             self.add_step_callback(self.monitor.on_step)
@@ -209,14 +214,14 @@ class SingleTrainer(BasicTrainer):
             self.sugar.on_stage_start(self.stage_context)
 
     # ----- one step ------------------------------------------------------------------------------
-    def train_step(self) -> Dict[str, float]:
+    def train_step(self) -> Mapping[str, float]:
         """One step, drawing from the trainer's own random streams only: code that uses torch's global
         generator (gsplat's split) runs on the trainer's state (`TrainerRNG.scope`), which leaves the
         process's generator as it was."""
         with self.rng.scope():
             return self._train_step(self.stage_context)
 
-    def _train_step(self, stage) -> Dict[str, float]:
+    def _train_step(self, stage) -> Mapping[str, float]:
         cfg, step = self.cfg, self.step
         index = self.sampler.next()
         view = self._views[index]
@@ -233,25 +238,26 @@ class SingleTrainer(BasicTrainer):
         losses = stage_losses(StepTensors(rgb, alpha, depth, info, gs, slices, view, mask, out.surface), cfg, stage,
                               self.sugar)
         total = sum(losses.values())
-        if not torch.isfinite(total):
-            values = {k: float(v.detach()) for k, v in losses.items()}
-            raise NonFiniteLossError(
-                f"step {step} (stage {stage.name}, step {stage.stage_step}): the loss is {float(total.detach())} "
-                f"({values}); stopping without saving. The last good checkpoint is untouched: "
-                "lower the learning rates or the regularizer weights and resume from it")
+        self.finite_check.before_backward(step, stage, losses, total)
         total.backward()
         self.optim.step()
         for name, strategy in self.strategies.items():  # each model on its own slice of the info
             strategy.step_post_backward(self.models[name].params, self.optimizers[name], step,
                                         model_info(info, slices[name]), stage)
-        values = {k: float(v.detach()) for k, v in losses.items()}
-        values["loss"] = float(total.detach())
-        values["psnr"] = float(psnr(rgb.detach(), view.image, mask))
-        values["num_gaussians"] = self.num_gaussians
+        rgb = rgb.detach()
+        # floats only when read (a log line, a TensorBoard scalar): the host does not wait for the device here
+        values = StepValues(losses, total, lambda: psnr(rgb, view.image, mask), self.num_gaussians)
+        self.finite_check.after_step(step, stage, losses, total)
         self.last_losses = values
-        self.last_outputs = StepOutputs(view=view, render=RenderOutput(rgb.detach(), alpha.detach(),
+        self.last_outputs = StepOutputs(view=view, render=RenderOutput(rgb, alpha.detach(),
                                         None if depth is None else depth.detach(), info), mask=mask, slices=slices)
         return values
+
+    def check_deferred(self) -> None:
+        """The loss checks a GPU's steps deferred (FiniteLossWatch): raise NonFiniteLossError naming the first
+        bad step, if any."""
+        if not self.inference:
+            self.finite_check.check()
 
     def render(self, view, *, render_mode: str = "RGB", sh_degree: Optional[int] = None, surface: bool = False,
                camera: Optional[Camera] = None) -> Tuple[RenderOutput, Dict[str, torch.Tensor], Dict[str, slice]]:
