@@ -141,7 +141,7 @@ class DensifyConfig:
     revised_opacity: bool = key(False, BOOL)
     verbose: bool = key(False, BOOL)
     key_for_gradient: str = key("means2d", one_of("means2d", "gradient_2dgs"))
-    max_gaussians: int = key(0, int_at_least(0))
+    max_gaussians: int = key(3_000_000, int_at_least(0))
 
 
 @dataclass
