@@ -32,6 +32,7 @@ from .camera_imperfections import (IMPERFECTION_KEYS, IMPERFECTIONS_FILE, Camera
                                    write_imperfections)
 from .geometry import OPENCV_TO_DATASET, intrinsics_matrix, make_pose, pixel_rays, rigid_inverse, rot_y, rot_z
 from .mesh import MeshBuilder
+from .people import FLOW_CLASS, PEOPLE_FILE, PEOPLE_KEYS, build_people, check_people_keys, people_truth, point_velocity
 from .raycast import Caster, Group, Hits
 
 GENERATOR_VERSION = 2   # 2: drivestudio's instance ids (integers) and dynamic_masks/human
@@ -56,6 +57,8 @@ CURB = 0.15
 STREET_END = 170.0
 CROSSWALK_X = 36.0
 LIDAR_ORIGIN_EGO = np.array([1.0, 0.0, 2.1])
+STREET_LAYOUT = dict(road_half=ROAD_HALF, lane_half=LANE_HALF, sidewalk_out=SIDEWALK_OUT, curb=CURB,
+                     street_end=STREET_END, crosswalk_x=CROSSWALK_X)
 
 @dataclass
 class SyntheticParams:
@@ -86,6 +89,9 @@ class SyntheticParams:
     exposure_frame_gain: float = 0.0
     white_balance: float = 0.0
     vignetting: float = 0.0
+    # People (PEOPLE_KEYS, scenes/people.py): 0 = none, the default.
+    pedestrians: int = 0
+    cyclists: int = 0
 
     def __post_init__(self):
         cams = []
@@ -121,14 +127,18 @@ class SyntheticParams:
                 bad.append(f"scene.{key}: expected {expected}, got {value!r}")
             else:
                 setattr(self, key, number)
+        bad += check_people_keys(self)
         if bad:
             raise ValueError("; ".join(bad))
 
     def identity(self) -> dict:
-        """The keys that make the scene: every field, less the imperfection keys at their defaults."""
+        """The keys that make the scene: every field, less the imperfection and people keys at their defaults."""
         d = asdict(self)
         for key, (default, _, _) in IMPERFECTION_KEYS.items():
             if d[key] == default:
+                del d[key]
+        for key in PEOPLE_KEYS:
+            if d[key] == 0:
                 del d[key]
         return d
 
@@ -169,6 +179,7 @@ class StreetScene:
     K: dict                           # cam -> [3,3]
     static_parts: list = field(default_factory=list)  # (lo, hi, pose_or_None, skip) for the GT mesh
     imperfections: "CameraImperfections | None" = None  # None: exact poses and images
+    people: list = field(default_factory=list)        # scenes.people.Figure: pedestrians, then cyclists
 
     @property
     def first_ego_from_street(self) -> np.ndarray:
@@ -184,6 +195,11 @@ class StreetScene:
 
     def moving_vehicles(self) -> list:
         return [v for v in self.vehicles if v.moving]
+
+    def person_groups(self) -> np.ndarray:
+        """bool [groups]: which groups are pieces of people (pedestrians, cyclists and their bikes)."""
+        ids = {id(g) for f in self.people for g in f.groups}
+        return np.array([id(g) in ids for g in self.groups])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -322,6 +338,8 @@ def build_street(params: SyntheticParams) -> StreetScene:
         groups.append(g)
         vehicles.append(Vehicle(id=str(inst), size=size, poses=poses, moving=True, group=g))
         inst += 1
+    people = build_people(params, STREET_LAYOUT, inst)   # their own generators: the draws above are unchanged
+    groups += [g for f in people for g in f.groups]
 
     ego_street = np.stack([make_pose(np.eye(3), (ego_x0 + params.ego_speed * t, ego_y, 0.0)) for t in range(T)])
     log_from_street = make_pose(rot_z(rng.uniform(-np.pi, np.pi)),
@@ -335,7 +353,7 @@ def build_street(params: SyntheticParams) -> StreetScene:
                                   m["translation"])
     return StreetScene(params=params, groups=groups, vehicles=vehicles, ego_street=ego_street,
                        log_from_street=log_from_street, extrinsics=extrinsics, K=K, static_parts=mesh_parts,
-                       imperfections=draw_imperfections(params, CAMERA_MOUNTS))
+                       imperfections=draw_imperfections(params, CAMERA_MOUNTS), people=people)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,6 +369,12 @@ class Shader:
         self.material = np.concatenate([g.material for g in gs])
         self.albedo = np.concatenate([g.albedo for g in gs]); self.param = np.concatenate([g.param for g in gs])
         self.has_pose = np.array([g.poses is not None for g in gs])
+        self.person = scene.person_groups()
+        # LiDAR flow class of a person's group (Waymo's: 2 pedestrian, 4 cyclist), 0 elsewhere
+        self.person_class = np.zeros(len(gs), np.float32)
+        slot = {id(g): k for k, g in enumerate(gs)}
+        for f in scene.people:
+            self.person_class[[slot[id(g)] for g in f.groups]] = FLOW_CLASS[f.class_name]
 
     def surface(self, frame: int, origin: np.ndarray, dirs: np.ndarray, hits: Hits):
         """Flattened hit records: index, world point, local point, world normal, part, face."""
@@ -407,6 +431,10 @@ class Shader:
         col[m] = tx.leaves(pw[m], alb[m])
         m = mat == tx.POLE
         col[m] = alb[m]
+        m = mat == tx.CLOTH
+        col[m] = tx.cloth(pl[m], alb[m])
+        m = (mat == tx.SKIN) | (mat == tx.BIKE)
+        col[m] = alb[m]
         # Lambert + ambient, and a little darkening of walls near the ground (ambient occlusion).
         light = 0.5 + 0.5 * np.clip(nw @ tx.SUN, 0, 1)
         ao = 1.0 - 0.3 * np.exp(-np.maximum(pw[:, 2], 0) / 0.5) * (np.abs(nw[:, 2]) < 0.5)
@@ -423,7 +451,8 @@ class CameraFrame:
     image: np.ndarray        # [H, W, 3] float in [0, 1]
     depth: np.ndarray        # [H, W] camera z-depth, inf for sky
     sky: np.ndarray          # [H, W] bool
-    dynamic: np.ndarray      # [H, W] bool
+    dynamic: np.ndarray      # [H, W] bool: every moving instance (vehicles and people)
+    human: np.ndarray        # [H, W] bool: people (pedestrians, cyclists and their bikes)
 
 
 def render_camera(scene: StreetScene, caster: Caster, shader: Shader, t: int, cam: int) -> CameraFrame:
@@ -445,7 +474,8 @@ def render_camera(scene: StreetScene, caster: Caster, shader: Shader, t: int, ca
     gid = np.where(sky, 0, caster.part_group(np.maximum(hits_c.part, 0)))
     inst = np.array([g.instance for g in scene.groups])
     dynamic = ~sky & (inst[gid] >= 0)
-    return CameraFrame(image=colour, depth=hits_c.t.astype(np.float32), sky=sky, dynamic=dynamic)
+    human = ~sky & shader.person[gid]
+    return CameraFrame(image=colour, depth=hits_c.t.astype(np.float32), sky=sky, dynamic=dynamic, human=human)
 
 
 def lidar_directions(p: SyntheticParams):
@@ -480,12 +510,16 @@ def render_lidar(scene: StreetScene, caster: Caster, shader: Shader, t: int) -> 
         grp = scene.groups[g]
         if grp.instance < 0:
             continue
+        if shader.person[g]:   # a limb turns: each point's own velocity
+            sel = gid == g
+            out[sel, 6:9] = point_velocity(grp.poses, t, pl[sel], p.frame_rate) @ ego[:3, :3]
+            continue
         a, b = (t, t + 1) if t + 1 < T else (max(t - 1, 0), t)
         vel = (grp.poses[b][:3, 3] - grp.poses[a][:3, 3]) * p.frame_rate
         out[gid == g, 6:9] = ego[:3, :3].T @ vel
     mat = shader.material[part]
     is_car = np.isin(mat, (tx.CAR_BODY, tx.CAR_CABIN, tx.WHEEL))
-    out[:, 9] = is_car.astype(np.float32)       # flow class: 1 = vehicle
+    out[:, 9] = np.where(shader.person[gid], shader.person_class[gid], is_car)   # flow class: 1 vehicle, 2 pedestrian, 4 cyclist
     out[:, 10] = (np.isin(mat, (tx.GROUND, tx.SIDEWALK)) & (face == 5)).astype(np.float32)
     out[:, 11] = tx.REFLECTIVITY[mat]
     return out
@@ -530,8 +564,8 @@ def write_scene(scene: StreetScene, out: Path, timings: dict | None = None) -> N
                 img.save(out / "images" / f"{name}.png")
             _save_png_mask(out / "sky_masks" / f"{name}.png", fr.sky)
             _save_png_mask(out / "dynamic_masks" / "all" / f"{name}.png", fr.dynamic)
-            _save_png_mask(out / "dynamic_masks" / "vehicle" / f"{name}.png", fr.dynamic)
-            _save_png_mask(out / "dynamic_masks" / "human" / f"{name}.png", np.zeros_like(fr.dynamic))  # no people
+            _save_png_mask(out / "dynamic_masks" / "vehicle" / f"{name}.png", fr.dynamic & ~fr.human)
+            _save_png_mask(out / "dynamic_masks" / "human" / f"{name}.png", fr.human)
             np.save(out / "gt" / "depth" / f"{name}.npy", fr.depth)
     timings["cameras"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -563,6 +597,14 @@ def write_scene(scene: StreetScene, out: Path, timings: dict | None = None) -> N
         }
         for t in range(T):
             frame_instances[t].append(key)
+    first_person = len(info)
+    for key, fig in enumerate(scene.people, start=first_person):
+        boxes = fig.box_poses()
+        info[key] = {"id": fig.id, "class_name": fig.class_name, "frame_annotations": {
+            "frame_idx": list(range(T)), "obj_to_world": [(L @ boxes[t]).tolist() for t in range(T)],
+            "box_size": [fig.box_size.tolist() for _ in range(T)]}}
+        for t in range(T):
+            frame_instances[t].append(key)
     (out / "instances" / "instances_info.json").write_text(json.dumps(info, indent=4))
     (out / "instances" / "frame_instances.json").write_text(json.dumps(frame_instances, indent=4))
     # Ground truth: static mesh in the first ego frame, vehicles in their object frames.
@@ -586,6 +628,12 @@ def write_scene(scene: StreetScene, out: Path, timings: dict | None = None) -> N
         "lidar": "float32 N x 14 in the ego frame; flow = velocity (m/s) of the hit surface in ego axes; flow class 1 = vehicle",
         "parked_cars": "static background, included in the static mesh, not instances",
     }
+    if scene.people:
+        meta["lidar"] += ", 2 = pedestrian, 4 = cyclist (Waymo's label types)"
+        meta["people"] = (f"{PEOPLE_FILE}: pedestrians and cyclists (instances 'Pedestrian' / 'Cyclist'), their "
+                          "pieces' boxes and poses and joint angles per frame; dynamic_masks/human/ is their exact "
+                          "per-pixel mask (bikes included), dynamic_masks/all/ vehicles and people")
+        (out / PEOPLE_FILE).write_text(json.dumps(people_truth(scene.people, L, first_person)))
     if imp is not None:
         meta["imperfections"] = (f"{IMPERFECTIONS_FILE}: the true ego poses (ego_pose/ holds noisy ones), the pose "
                                  "noise and drift, the per-camera and per-image gains, white balance and vignetting "

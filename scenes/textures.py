@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-# Material ids
-GROUND, SIDEWALK, FACADE, ROOF, CAR_BODY, CAR_CABIN, WHEEL, TRUNK, LEAVES, POLE = range(10)
+# Material ids (people's, SKIN..BIKE, only in streets with pedestrians or cyclists: scenes/people.py)
+GROUND, SIDEWALK, FACADE, ROOF, CAR_BODY, CAR_CABIN, WHEEL, TRUNK, LEAVES, POLE, SKIN, CLOTH, BIKE = range(13)
 
 # LiDAR reflectivity per material (intensity channel)
-REFLECTIVITY = np.array([0.12, 0.25, 0.30, 0.20, 0.45, 0.08, 0.05, 0.20, 0.15, 0.55])
+REFLECTIVITY = np.array([0.12, 0.25, 0.30, 0.20, 0.45, 0.08, 0.05, 0.20, 0.15, 0.55, 0.18, 0.22, 0.40])
 
 SUN = np.array([0.35, 0.55, 0.76])
 SUN = SUN / np.linalg.norm(SUN)
@@ -142,6 +142,12 @@ def car_cabin(p: np.ndarray, face_axis, albedo, lo, hi) -> np.ndarray:
 def leaves(p: np.ndarray, albedo) -> np.ndarray:
     n = fbm(p[:, 0] * 3 + p[:, 2] * 2, p[:, 1] * 3 - p[:, 2] * 2, 31)
     return albedo * (0.6 + 0.7 * n)[:, None]
+
+
+def cloth(p_local: np.ndarray, albedo) -> np.ndarray:
+    """Woven fabric on a figure's part, from its point in the part's own frame (moves with the limb)."""
+    n = fbm(p_local[:, 0] * 14 + p_local[:, 1] * 9, p_local[:, 2] * 14, 53, octaves=2)
+    return albedo * (0.82 + 0.36 * n)[:, None]
 
 
 def sky(dirs: np.ndarray) -> np.ndarray:
