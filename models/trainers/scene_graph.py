@@ -24,13 +24,16 @@ stage does to the nodes:
     neighbourhoods are the background's), since they flatten Gaussians onto the static surface
     whose mesh is extracted.
 Moving instances that are not vehicles (pedestrians, cyclists) have no node here; with
-`loss.mask_dynamic: false` their pixels are fitted by the background.
+`loss.mask_dynamic: false` their pixels (the bounding rectangle of their box's projection), and those of
+any moving instance left without a node, are left out of the loss, so the background does not fit them.
 """
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Dict
 
+import numpy as np
 import torch
 
 from models.gaussians.rigid import RIGID_KEY, RigidNodes, instance_points
@@ -78,6 +81,8 @@ class MultiTrainer(SingleTrainer):
         skipped = [t.id for t in self.dataset.moving_instances if not is_rigid(t)]
         if skipped:
             logger.info("moving instances of other classes (not rigid nodes): %s", ", ".join(skipped))
+        nodeless = [t for t in self.dataset.moving_instances if not any(t is r for r in self.rigid_tracks)]
+        self._nodeless_masks = [box_rectangles(v, nodeless) for v in self._views]
         self._build_pose_table()
         if not self.rigid_tracks:
             logger.warning("no moving vehicle with LiDAR points: the scene graph is the background only")
@@ -88,6 +93,13 @@ class MultiTrainer(SingleTrainer):
                                                 sh_degree=int(self.cfg.model.sh_degree),
                                                 init_opacity=float(self.cfg.model.init_opacity))
         return {RIGID_KEY: nodes.to(self.device)}
+
+    def loss_mask(self, view, index: int):
+        """With loss.mask_dynamic off, every pixel but those of moving instances without a node."""
+        if bool(self.cfg.loss.mask_dynamic):
+            return super().loss_mask(view, index)
+        nodeless = self._nodeless_masks[index]
+        return None if nodeless is None else ~nodeless
 
     def _build_pose_table(self) -> None:
         """Each rigid instance's object -> world pose per scene frame, and whether it exists there,
@@ -117,3 +129,31 @@ class MultiTrainer(SingleTrainer):
         return {name: {"stage": self.current_stage, "stage_step": self.stage_step, "features": dict(features),
                        "sugar_losses": bool(features["sugar_losses"]) and name == MODEL_KEY}
                 for name in self.models}
+
+
+def box_rectangles(view, tracks) -> torch.Tensor | None:
+    """bool [H, W] on the view's device: the bounding rectangles of the tracks' boxes projected into
+    `view` at its frame (the whole image for a box across the camera plane); None when none is seen."""
+    w2c = torch.linalg.inv(view.camera_to_world.double().cpu())
+    K = view.K.double().cpu()
+    mask = torch.zeros(view.height, view.width, dtype=torch.bool)
+    signs = torch.tensor([[i, j, k] for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)], dtype=torch.float64)
+    for track in tracks:
+        pose = track.pose_at(view.frame_idx)
+        if pose is None:
+            continue
+        k = int(np.nonzero(track.frame_idx == view.frame_idx)[0][0])
+        corners = signs * track.box_size[k].double() / 2 @ pose[:3, :3].double().T + pose[:3, 3].double()
+        cam = corners @ w2c[:3, :3].T + w2c[:3, 3]
+        front = cam[:, 2] > 1e-3
+        if not front.any():
+            continue
+        if not front.all():
+            mask[:] = True
+            continue
+        uv = cam[:, :2] / cam[:, 2:] @ K[:2, :2].T + K[:2, 2]
+        c0, r0 = (int(max(math.floor(float(x)), 0)) for x in uv.min(0).values)
+        c1, r1 = int(min(math.ceil(float(uv[:, 0].max())), view.width)), int(min(math.ceil(float(uv[:, 1].max())), view.height))
+        if c0 < c1 and r0 < r1:
+            mask[r0:r1, c0:c1] = True
+    return mask.to(view.dynamic_mask.device) if mask.any() else None

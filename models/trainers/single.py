@@ -234,7 +234,7 @@ class SingleTrainer(BasicTrainer):
         rgb = self.gaussian_scene.camera_colours(rgb, view, index)   # the image's own appearance
         for name, strategy in self.strategies.items():  # the render's info: its means2d keeps its gradient
             strategy.step_pre_backward(self.models[name].params, self.optimizers[name], step, info, stage)
-        mask = ~view.dynamic_mask if bool(cfg.loss.mask_dynamic) else None
+        mask = self.loss_mask(view, index)
         losses = stage_losses(StepTensors(rgb, alpha, depth, info, gs, slices, view, mask, out.surface), cfg, stage,
                               self.sugar)
         total = sum(losses.values())
@@ -252,6 +252,10 @@ class SingleTrainer(BasicTrainer):
         self.last_outputs = StepOutputs(view=view, render=RenderOutput(rgb, alpha.detach(),
                                         None if depth is None else depth.detach(), info), mask=mask, slices=slices)
         return values
+
+    def loss_mask(self, view, index: int) -> Optional[torch.Tensor]:
+        """bool [H, W]: the pixels of training view `index` that the loss and PSNR use; None: all."""
+        return ~view.dynamic_mask if bool(self.cfg.loss.mask_dynamic) else None
 
     def check_deferred(self) -> None:
         """The loss checks a GPU's steps deferred (FiniteLossWatch): raise NonFiniteLossError naming the first

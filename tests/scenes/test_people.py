@@ -199,3 +199,39 @@ def test_bad_people_counts_make_one_error_with_the_other_keys():
     message = str(err.value)
     assert "scene.pedestrians: expected" in message and "scene.cyclists: expected" in message
     assert "scene.vignetting: expected" in message
+
+
+def _train_config(root, out, *extra):
+    from hydra import compose, initialize_config_dir
+    from tests.trainers.tiny_run import REPO, TINY_TRAINING
+    scene = ["scene=processed", f"scene.path={root}", "scene.dataset=waymo", "scene.test_every=0",
+             "scene.max_init_points=400", "scene.moving_threshold=0.1"]
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose("omnire_sugar_quick", overrides=[*scene, f"output_dir={out}", *TINY_TRAINING, *extra])
+
+
+def test_a_street_with_people_trains_with_both_trainers(tmp_path):
+    from models.trainers.scene_graph import RIGID_KEY, MultiTrainer
+    from models.trainers.single import SingleTrainer
+    people_root = tmp_path / "scene"
+    generate(SyntheticParams(**{**SMALL, "num_frames": 3, "pedestrians": 2, "cyclists": 1}), people_root)
+    single = SingleTrainer(_train_config(people_root, tmp_path / "single"), output_dir=tmp_path / "single")
+    single.train(num_steps=2)
+    assert single.step == 2
+    multi = MultiTrainer(_train_config(people_root, tmp_path / "multi", "trainer=MultiTrainer", "loss.mask_dynamic=false"),
+                         output_dir=tmp_path / "multi")
+    assert [t.class_name for t in multi.rigid_tracks] == ["Vehicle"] and RIGID_KEY in multi.models
+    # people have no node the MultiTrainer builds: their pixels are out of its loss, the car's are in
+    people_pixels = car_pixels = 0
+    for i, view in enumerate(multi._views):
+        name = f"{view.frame_idx:03d}_{view.cam_name}.png"
+        human = _mask(people_root / "dynamic_masks" / "human" / name)
+        car = _mask(people_root / "dynamic_masks" / "vehicle" / name)
+        keep = multi.loss_mask(view, i)
+        keep = np.ones_like(human) if keep is None else keep.cpu().numpy()
+        assert not (keep & human).any()
+        people_pixels += int(human.sum()); car_pixels += int((keep & car).sum())
+        assert single.loss_mask(view, i) is not None       # SingleTrainer masks every moving pixel
+    assert people_pixels > 0 and car_pixels > 0
+    multi.train(num_steps=2)
+    assert multi.step == 2
