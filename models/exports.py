@@ -13,7 +13,8 @@ end of training; ``export_run`` of a run opened with models.run.open_run: ``tool
                        a float32 ``instance_id`` (splat readers expect float properties only)
   rigid_nodes.json     (scene graph) per instance: its id, track name, class and its
                        object -> export-axes pose at every frame it exists
-  scene_frame_K.ply    (``--frame K``) background and rigid nodes posed at frame K, one standard PLY
+  scene_frame_K.ply    (``--frame K``) background and rigid nodes posed at frame K, and the deformable
+                       nodes (pedestrians, cyclists) deformed at K's time and posed, one standard PLY
                        (and .spz / .glb with those formats)
   supersplat_settings.json   (viewer axes) the SuperSplat viewer's settings: opens at the first
                        training camera on the learned background (its ?settings= parameter)
@@ -49,6 +50,7 @@ from torch import Tensor
 
 from models.atomic_write import atomic_write
 from models.cameras import field_of_view
+from models.gaussians.deformable import DEFORMABLE_KEY
 from models.gaussians.rigid import RIGID_KEY, quat_multiply, rotmat_to_quat, sh_rotation
 from models.run import RunCameras, view_image_name
 from models.scene import GaussianScene
@@ -116,10 +118,11 @@ def model_params(model) -> Dict[str, Tensor]:
     return {k: model.params[k].detach().cpu().float() for k in PARAM_KEYS}
 
 
-def posed_node_params(nodes, poses: Tensor, present: Tensor) -> Dict[str, Tensor]:
-    """The rigid nodes' raw parameters moved to the world by their instances' poses ``[I, 4, 4]``;
-    Gaussians of instances absent from the frame (``present [I]`` false) are left out."""
-    params = model_params(nodes)
+def posed_node_params(nodes, poses: Tensor, present: Tensor, params: Optional[Dict[str, Tensor]] = None) -> Dict[str, Tensor]:
+    """The rigid nodes' raw parameters (or ``params``: the deformable nodes' deformed at a frame) moved
+    to the world by their instances' poses ``[I, 4, 4]``; Gaussians of instances absent from the frame
+    (``present [I]`` false) are left out."""
+    params = model_params(nodes) if params is None else params
     ids = nodes.instance_ids.cpu()
     poses, present = poses.detach().cpu().float(), present.detach().cpu()
     keep = present[ids]
@@ -269,6 +272,13 @@ def export_scene(scene: GaussianScene, cameras: RunCameras, folder: Union[str, P
         if nodes is not None:
             poses, present = scene.instance_poses(int(frame))
             posed = posed_node_params(nodes, poses, present)
+            posed.pop("instance_ids")
+            parts.append(posed)
+        deformable = scene.models.get(DEFORMABLE_KEY)
+        if deformable is not None:   # deformed at the frame's time, then posed
+            with torch.no_grad():
+                bent = {k: v.detach().cpu().float() for k, v in deformable.deformed(scene.frame_time(int(frame))).items()}
+            posed = posed_node_params(deformable, *scene.deformable_instance_poses(int(frame)), params=bent)
             posed.pop("instance_ids")
             parts.append(posed)
         world = {k: torch.cat([p[k] for p in parts]) for k in PARAM_KEYS}

@@ -13,6 +13,10 @@ It holds what rendering needs and nothing that training alone needs:
                the RigidNodes' Gaussians
   frames       the scene's frame numbers; poses [I, F, 4, 4] / present [I, F]: each instance's
                object -> world pose at each frame and whether it exists there
+  deformable_tracks / deformable_poses / deformable_present   the same for the deformable instances
+               (pedestrians, cyclists: the DeformableNodes' instance indices, models.gaussians.deformable);
+               their deformation field is the model's (saved here as "deformation"); a frame's time
+               is its position among `frames`, normalised to [0, 1] (`frame_time`)
 
 `compose(frame)` gives the world-space Gaussians of one frame as the trainers render them and
 `render(camera, frame=...)` renders them through the one render entry point
@@ -30,6 +34,7 @@ import torch
 
 from models.camera_models import AffineAppearance, EnvironmentMap
 from models.cameras import Camera
+from models.gaussians.deformable import DEFORMABLE_KEY, DeformableNodes, DeformationField
 from models.gaussians.rigid import INSTANCE_KEY, RIGID_KEY, RigidNodes
 from models.gaussians.vanilla import VanillaGaussians
 from models.rendering.render import RenderOutput, render_gaussians
@@ -107,6 +112,34 @@ class GaussianScene:
                              f"[{n}, {F}, 4, 4] / [{n}, {F}] for {n} instances and {F} frames")
         self.poses = poses.to(self.device)
         self.present = present.to(self.device, torch.bool)
+        self.set_deformable_tracks([])
+
+    def set_deformable_tracks(self, tracks: Sequence[RigidTrack], poses: Optional[torch.Tensor] = None,
+                              present: Optional[torch.Tensor] = None) -> None:
+        """The deformable instances and their pose table [I, F, 4, 4] / [I, F] over the scene's frames."""
+        self.deformable_tracks: List[RigidTrack] = list(tracks)
+        n, F = len(self.deformable_tracks), len(self.frames)
+        poses = torch.eye(4).repeat(n, F, 1, 1) if poses is None else poses
+        present = torch.zeros(n, F, dtype=torch.bool) if present is None else present
+        if tuple(poses.shape) != (n, F, 4, 4) or tuple(present.shape) != (n, F):
+            raise ValueError(f"deformable pose table of shape {tuple(poses.shape)} / {tuple(present.shape)}, "
+                             f"expected [{n}, {F}, 4, 4] / [{n}, {F}] for {n} instances and {F} frames")
+        self.deformable_poses = poses.to(self.device)
+        self.deformable_present = present.to(self.device, torch.bool)
+
+    def frame_time(self, frame: int) -> float:
+        """A frame's time for the deformation field: its position among the scene's frames in [0, 1]
+        (0 for a frame the scene does not have: no instance is present there)."""
+        col = self._frame_column.get(int(frame))
+        return 0.0 if col is None or len(self.frames) < 2 else col / (len(self.frames) - 1)
+
+    def deformable_instance_poses(self, frame: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(obj_to_world [I, 4, 4], present [I] bool) of the deformable instances at a frame."""
+        col = self._frame_column.get(int(frame))
+        if col is None:
+            n = len(self.deformable_tracks)
+            return torch.eye(4, device=self.device).repeat(n, 1, 1), torch.zeros(n, dtype=torch.bool, device=self.device)
+        return self.deformable_poses[:, col], self.deformable_present[:, col]
 
     def instance_poses(self, frame: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """(obj_to_world [I, 4, 4], present [I] bool) of the rigid instances at a frame."""
@@ -158,19 +191,25 @@ class GaussianScene:
 
     def compose(self, frame: int = 0) -> Tuple[Dict[str, torch.Tensor], Dict[str, slice]]:
         """The world-space Gaussians rendered at a frame and each model's slice of them: the background
-        as it is, then (scene graph) the rigid nodes posed at the frame, absent instances transparent."""
+        as it is, then (scene graph) the rigid nodes posed at the frame and the deformable nodes deformed
+        at the frame's time and posed, absent instances transparent."""
         bg = self.model
         nb = bg.num_gaussians
         if not self.scene_graph:
             return bg.get_gaussians(split_sh=True), {MODEL_KEY: slice(0, nb)}
-        gs = bg.get_gaussians()
-        if RIGID_KEY not in self.models:
-            return gs, {MODEL_KEY: slice(0, nb)}
-        nodes: RigidNodes = self.models[RIGID_KEY]
-        poses, present = self.instance_poses(frame)
-        rigid = nodes.world_gaussians(poses, present)
-        gs = {k: torch.cat([gs[k], rigid[k]]) for k in gs}
-        return gs, {MODEL_KEY: slice(0, nb), RIGID_KEY: slice(nb, nb + nodes.num_gaussians)}
+        parts, slices = [bg.get_gaussians()], {MODEL_KEY: slice(0, nb)}
+        if RIGID_KEY in self.models:
+            nodes: RigidNodes = self.models[RIGID_KEY]
+            parts.append(nodes.world_gaussians(*self.instance_poses(frame)))
+            slices[RIGID_KEY] = slice(nb, nb + nodes.num_gaussians)
+            nb += nodes.num_gaussians
+        if DEFORMABLE_KEY in self.models:
+            deformable: DeformableNodes = self.models[DEFORMABLE_KEY]
+            parts.append(deformable.world_gaussians(*self.deformable_instance_poses(frame), time=self.frame_time(frame)))
+            slices[DEFORMABLE_KEY] = slice(nb, nb + deformable.num_gaussians)
+        if len(parts) == 1:
+            return parts[0], slices
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}, slices
 
     def render(self, camera: Camera, frame: int = 0, *, render_mode: str = "RGB", sh_degree: Optional[int] = None,
                gaussians: Optional[Mapping[str, torch.Tensor]] = None, surface: bool = False) -> RenderOutput:
@@ -200,12 +239,18 @@ class GaussianScene:
             "graph": self.graph_state_dict(),
             "sky": None if self.sky is None else self.sky.state(),
             "appearance": None if self.appearance is None else self.appearance.state(),
+            "deformation": {name: m.field.state() for name, m in self.models.items() if isinstance(m, DeformableNodes)},
         }
 
     def graph_state_dict(self) -> Dict[str, Any]:
-        return {"scene_graph": self.scene_graph, "frames": list(self.frames),
-                "tracks": [t.state_dict() for t in self.tracks],
-                "poses": self.poses.detach().cpu().clone(), "present": self.present.detach().cpu().clone()}
+        graph = {"scene_graph": self.scene_graph, "frames": list(self.frames),
+                 "tracks": [t.state_dict() for t in self.tracks],
+                 "poses": self.poses.detach().cpu().clone(), "present": self.present.detach().cpu().clone()}
+        if self.deformable_tracks:   # only where there are some: a graph without people is as before
+            graph["deformable"] = {"tracks": [t.state_dict() for t in self.deformable_tracks],
+                                   "poses": self.deformable_poses.detach().cpu().clone(),
+                                   "present": self.deformable_present.detach().cpu().clone()}
+        return graph
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """The parameters of every model (same models, same parameter names and per-Gaussian shapes;
@@ -237,11 +282,22 @@ class GaussianScene:
                                  "same as the run's)")
             if module is not None:
                 module.load(saved)
+        fields = state.get("deformation") or {}
+        for name, m in self.models.items():
+            if isinstance(m, DeformableNodes):
+                if name not in fields:
+                    raise KeyError(f"the state has no deformation field of {name}")
+                m.field.load(fields[name])
 
     def load_graph(self, graph: Mapping[str, Any]) -> None:
         self.scene_graph = bool(graph["scene_graph"])
         self.set_tracks([RigidTrack.from_state(t) for t in graph["tracks"]], graph["frames"],
                         torch.as_tensor(graph["poses"]).float(), torch.as_tensor(graph["present"]).bool())
+        deformable = graph.get("deformable")
+        if deformable is not None:
+            self.set_deformable_tracks([RigidTrack.from_state(t) for t in deformable["tracks"]],
+                                       torch.as_tensor(deformable["poses"]).float(),
+                                       torch.as_tensor(deformable["present"]).bool())
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any], *, device: Any = "cpu", near_plane: float = 0.01,
@@ -250,7 +306,10 @@ class GaussianScene:
         models: Dict[str, VanillaGaussians] = {}
         for name, params in state["models"].items():
             degree = sh_degree_of(params)
-            if INSTANCE_KEY in params:
+            if name == DEFORMABLE_KEY:
+                field = DeformationField.from_state(state["deformation"][name])
+                models[name] = DeformableNodes(params, sh_degree=degree, field=field)
+            elif INSTANCE_KEY in params:
                 models[name] = RigidNodes(params, sh_degree=degree)
             else:
                 models[name] = VanillaGaussians(params, sh_degree=degree)

@@ -129,17 +129,24 @@ class RigidNodes(VanillaGaussians):
         whether the instance exists there; absent instances get opacity 0 (gsplat then culls them:
         radius 0, so they neither draw nor count as visible for densification).
         """
-        g = self.get_gaussians()
-        ids = self.instance_ids
-        R, t = obj_to_world[:, :3, :3], obj_to_world[:, :3, 3]
-        Rg = R[ids]
-        means = torch.einsum("nij,nj->ni", Rg, g["means"]) + t[ids]
-        quats = quat_multiply(rotmat_to_quat(R)[ids], g["quats"])
-        colors = g["colors"]
-        if colors.shape[1] > 1:
-            colors = torch.einsum("nkj,njc->nkc", sh_rotation(R, self.sh_degree)[ids], colors)
-        opacities = g["opacities"] * present.to(g["opacities"].dtype)[ids]
-        return {"means": means, "quats": quats, "scales": g["scales"], "opacities": opacities, "colors": colors}
+        return pose_gaussians(self.get_gaussians(), self.instance_ids, obj_to_world, present, self.sh_degree)
+
+
+def pose_gaussians(g: Mapping[str, Tensor], ids: Tensor, obj_to_world: Tensor, present: Tensor,
+                   sh_degree: int) -> Dict[str, Tensor]:
+    """Activated object-frame Gaussians ``g`` (means, quats, scales, opacities, colors) of instances
+    ``ids [N]`` moved to the world by ``obj_to_world [I, 4, 4]``: means R·μ + t, quaternions q(R)⊗q,
+    SH rotated band by band; Gaussians of instances not ``present [I]`` get opacity 0. The one copy of
+    this posing: RigidNodes and DeformableNodes (models.gaussians.deformable) both call it."""
+    R, t = obj_to_world[:, :3, :3], obj_to_world[:, :3, 3]
+    Rg = R[ids]
+    means = torch.einsum("nij,nj->ni", Rg, g["means"]) + t[ids]
+    quats = quat_multiply(rotmat_to_quat(R)[ids], g["quats"])
+    colors = g["colors"]
+    if colors.shape[1] > 1:
+        colors = torch.einsum("nkj,njc->nkc", sh_rotation(R, sh_degree)[ids], colors)
+    opacities = g["opacities"] * present.to(g["opacities"].dtype)[ids]
+    return {"means": means, "quats": quats, "scales": g["scales"], "opacities": opacities, "colors": colors}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -112,12 +112,31 @@ class RigidConfig:
 
 
 @dataclass
+class DeformableConfig:
+    """MultiTrainer's deformable nodes (models.gaussians.deformable): pedestrians and cyclists (tracks
+    whose node type is DeformableNodes or SMPLNodes); a SingleTrainer reads none of these."""
+    enabled: bool = key(True, BOOL)                      # false: no node; their pixels are left out of the loss
+    width: int = key(64, int_at_least(1))                # the deformation MLP's hidden width ...
+    depth: int = key(2, int_at_least(1))                 # ... and its number of hidden layers
+    embed_dim: int = key(8, int_at_least(1))             # learned numbers per instance fed to the MLP
+    frequencies: int = key(4, int_at_least(0))           # positional encoding of the canonical mean
+    time_frequencies: int = key(4, int_at_least(0))      # ... and of the frame's normalised time
+    lr: float = key(1.0e-3, POSITIVE)                    # the MLP's own Adam, decayed exponentially ...
+    lr_final: float = key(1.0e-4, POSITIVE)              # ... to this at the last step
+    max_points_per_instance: int = key(2000, int_at_least(1))   # LiDAR points over all frames (seeded subsample)
+    min_points_per_instance: int = key(50, int_at_least(1))     # fewer: topped up with random points in the box
+    box_margin: float = key(0.1, NON_NEGATIVE)
+    drop_ground: bool = key(True, BOOL)
+
+
+@dataclass
 class ModelConfig:
     sh_degree: int = key(3, ((lambda v: _int(v) and 0 <= v <= 3), "an integer in [0, 3]"))
     sh_degree_interval: int = key(1000, int_at_least(1))
     init_opacity: float = key(0.1, real_between(0.0, 1.0, lo_open=True, hi_open=True))
     learn_background: bool = key(True, BOOL)
     rigid: RigidConfig = key(None, factory=RigidConfig)
+    deformable: DeformableConfig = key(None, factory=DeformableConfig)
 
 
 @dataclass

@@ -4,7 +4,12 @@ RigidNodes), trained through the same pretrain → entropy → sugar stages as S
 Models, keyed by class name as in drivestudio:
   "Background"  the static VanillaGaussians, initialised from the static LiDAR points (as SingleTrainer);
   "RigidNodes"  one RigidNodes model with the Gaussians of every moving vehicle instance, each in its
-                instance's object frame, initialised from the LiDAR points inside its box over all frames.
+                instance's object frame, initialised from the LiDAR points inside its box over all frames;
+  "DeformableNodes"  (model.deformable.enabled) one DeformableNodes model with the Gaussians of every
+                pedestrian and cyclist (tracks of node type DeformableNodes, or SMPLNodes: the fallback is
+                models.gaussians.deformable.NODE_MODELS), in its box frame, bent per frame by a shared
+                deformation MLP with its own Adam; initialised as the rigid nodes, topped up with random
+                points in the box where the LiDAR has fewer than model.deformable.min_points_per_instance.
 The trainer's GaussianScene (models.scene) is a scene graph: its `compose(frame)` moves the rigid
 nodes to the world with each instance's pose at the frame; instances absent from that frame are made
 transparent (opacity 0, culled), so every model keeps one contiguous slice of the rendered Gaussians
@@ -19,13 +24,14 @@ stage that could drift. `node_stages()` reports each node's stage (always the tr
 stage does to the nodes:
   - densification (pretrain, entropy): every model, each on its slice of the screen-space gradient;
   - opacity entropy: every rendered Gaussian;
-  - the sugar stage's low-opacity prune: every model, with its floor per rigid instance;
+  - the sugar stage's low-opacity prune: every model, with its floor per rigid or deformable instance;
   - the SuGaR regularizers: the background only (SingleTrainer passes only its slice, and its
     neighbourhoods are the background's), since they flatten Gaussians onto the static surface
     whose mesh is extracted.
-Moving instances that are not vehicles (pedestrians, cyclists) have no node here; with
-`loss.mask_dynamic: false` their pixels (the bounding rectangle of their box's projection), and those of
-any moving instance left without a node, are left out of the loss, so the background does not fit them.
+Moving instances left without a node (pedestrians and cyclists with model.deformable.enabled false,
+cars without LiDAR points, classes the class map gives no node): with `loss.mask_dynamic: false` their
+pixels (the bounding rectangle of their box's projection) are left out of the loss, so the background
+does not fit them.
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
+from models.gaussians.deformable import DEFORMABLE_KEY, DeformableNodes, DeformationField, box_points, node_model
 from models.gaussians.rigid import RIGID_KEY, RigidNodes, instance_points
 from models.gaussians.vanilla import VanillaGaussians
 from models.scene import RigidTrack
@@ -78,21 +85,74 @@ class MultiTrainer(SingleTrainer):
             self.rigid_tracks.append(track)
             xyz.append(pts)
             rgb.append(col)
-        skipped = [t.id for t in self.dataset.moving_instances if not is_rigid(t)]
+        models: Dict[str, VanillaGaussians] = {}
+        deformable = self._build_deformable_nodes([t for t in self.dataset.moving_instances if not is_rigid(t)])
+        if deformable is not None:
+            models[DEFORMABLE_KEY] = deformable
+        noded = self.rigid_tracks + self.deformable_tracks
+        skipped = [t.id for t in self.dataset.moving_instances if not any(t is r for r in noded) and not is_rigid(t)]
         if skipped:
-            logger.info("moving instances of other classes (not rigid nodes): %s", ", ".join(skipped))
-        nodeless = [t for t in self.dataset.moving_instances if not any(t is r for r in self.rigid_tracks)]
+            logger.info("moving instances without a node (their pixels are left out of the loss): %s", ", ".join(skipped))
+        nodeless = [t for t in self.dataset.moving_instances if not any(t is r for r in noded)]
         self._nodeless_masks = [box_rectangles(v, nodeless) for v in self._views]
         self._build_pose_table()
         if not self.rigid_tracks:
-            logger.warning("no moving vehicle with LiDAR points: the scene graph is the background only")
-            return {}
+            logger.warning("no moving vehicle with LiDAR points: the scene graph has no rigid nodes")
+            return models
         logger.info("rigid nodes: %d instances, %d Gaussians (%s)", len(self.rigid_tracks),
                     sum(len(x) for x in xyz), ", ".join(f"{t.id}: {len(x)}" for t, x in zip(self.rigid_tracks, xyz)))
         nodes = RigidNodes.from_instance_points(torch.cat(xyz), torch.cat(rgb), torch.cat(ids),
                                                 sh_degree=int(self.cfg.model.sh_degree),
                                                 init_opacity=float(self.cfg.model.init_opacity))
-        return {RIGID_KEY: nodes.to(self.device)}
+        return {RIGID_KEY: nodes.to(self.device), **models}
+
+    def _build_deformable_nodes(self, candidates) -> DeformableNodes | None:
+        """One DeformableNodes model over the moving instances whose node type maps to it (pedestrians,
+        cyclists), each from the LiDAR points in its box; an instance with fewer than
+        min_points_per_instance points is topped up with seeded random points in its box (a warning)."""
+        dcfg = self.cfg.model.deformable
+        self.deformable_tracks = []
+        if not dcfg.enabled:
+            return None
+        tracks = [t for t in candidates if node_model(getattr(t, "node_type", None)) == DEFORMABLE_KEY]
+        if not tracks:
+            return None
+        per_track, counts = instance_points(self.dataset, tracks, self.dataset.train_views,
+                                            int(dcfg.max_points_per_instance), float(dcfg.box_margin),
+                                            seed=self.cfg.seed, drop_ground=bool(dcfg.drop_ground))
+        xyz, rgb, ids = [], [], []
+        minimum = int(dcfg.min_points_per_instance)
+        for i, (track, (pts, col), count) in enumerate(zip(tracks, per_track, counts)):
+            if len(pts) < minimum:
+                logger.warning("%s %s (%s): %d LiDAR points in its box, fewer than model.deformable."
+                               "min_points_per_instance=%d; topped up with random points in the box",
+                               track.node_type, track.id, track.class_name, count, minimum)
+                extra = box_points(track.box_size[0], minimum - len(pts), seed=int(self.cfg.seed) + i)
+                grey = col.mean(0, keepdim=True) if len(col) else torch.full((1, 3), 0.5)
+                pts, col = torch.cat([pts, extra]), torch.cat([col, grey.expand(len(extra), 3)])
+            xyz.append(pts)
+            rgb.append(col)
+            ids.append(torch.full((len(pts),), i))
+        self.deformable_tracks = tracks
+        field = DeformationField(len(tracks), embed_dim=int(dcfg.embed_dim), width=int(dcfg.width),
+                                 depth=int(dcfg.depth), frequencies=int(dcfg.frequencies),
+                                 time_frequencies=int(dcfg.time_frequencies), seed=int(self.cfg.seed))
+        nodes = DeformableNodes.from_instance_points(torch.cat(xyz), torch.cat(rgb), torch.cat(ids),
+                                                     sh_degree=int(self.cfg.model.sh_degree),
+                                                     init_opacity=float(self.cfg.model.init_opacity), field=field)
+        logger.info("deformable nodes: %d instances, %d Gaussians (%s)", len(tracks), nodes.num_gaussians,
+                    ", ".join(f"{t.id} {t.class_name}: {len(x)}" for t, x in zip(tracks, xyz)))
+        return nodes.to(self.device)
+
+    def camera_model_params(self):
+        """The camera models' and the deformation field's (parameters, lr, final lr): each its own Adam
+        with its decay, saved with the camera models' (a checkpoint's "camera_optimizers")."""
+        out = super().camera_model_params()
+        nodes = self.models.get(DEFORMABLE_KEY)
+        if nodes is not None:
+            dcfg = self.cfg.model.deformable
+            out["deformation"] = (list(nodes.field.parameters()), float(dcfg.lr), float(dcfg.lr_final))
+        return out
 
     def loss_mask(self, view, index: int):
         """With loss.mask_dynamic off, every pixel but those of moving instances without a node."""
@@ -114,13 +174,27 @@ class MultiTrainer(SingleTrainer):
                 if pose is not None:
                     poses[i, col], present[i, col] = pose, True
         self.gaussian_scene.set_tracks([RigidTrack.of(t) for t in self.rigid_tracks], frames, poses, present)
+        n = len(self.deformable_tracks)
+        poses = torch.eye(4).repeat(n, len(frames), 1, 1)
+        present = torch.zeros(n, len(frames), dtype=torch.bool)
+        for i, track in enumerate(self.deformable_tracks):
+            for col, f in enumerate(frames):
+                pose = track.pose_at(f)
+                if pose is not None:
+                    poses[i, col], present[i, col] = pose, True
+        self.gaussian_scene.set_deformable_tracks([RigidTrack.of(t) for t in self.deformable_tracks], poses, present)
 
     def prune_groups(self, name: str, model: VanillaGaussians):
-        """The sugar stage's prune keeps its floor per rigid instance, so no car loses all its Gaussians."""
-        return model.instance_ids if name == RIGID_KEY else None
+        """The sugar stage's prune keeps its floor per rigid and deformable instance, so no car and no
+        person loses all its Gaussians."""
+        return model.instance_ids if name in (RIGID_KEY, DEFORMABLE_KEY) else None
 
     def group_name(self, name: str, group: int) -> str:
-        return f"{name} instance {self.rigid_tracks[group].id}" if name == RIGID_KEY else name
+        if name == RIGID_KEY:
+            return f"{name} instance {self.rigid_tracks[group].id}"
+        if name == DEFORMABLE_KEY:
+            return f"{name} instance {self.deformable_tracks[group].id}"
+        return name
 
     def node_stages(self) -> Dict[str, Dict[str, Any]]:
         """Each node's stage: the trainer's own, since the nodes are models it trains in one step

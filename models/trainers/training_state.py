@@ -1,5 +1,5 @@
 """What a SingleTrainer's checkpoint holds beyond the stage position (BasicTrainer.state_dict):
-the scene (models, background, graph), the optimizers and lr schedules, each model's strategy
+the scene (models, background, graph, the deformable nodes' deformation field), the optimizers and lr schedules, each model's strategy
 state, the sampler, the RNG streams, the SuGaR neighbourhoods, the saved cameras and, where the run
 has them, the camera models (sky, appearance, pose refinement) and their optimizers. The keys are
 checkpoint format 3's; everything that decides the future of the run is here, so resume is exact."""
@@ -26,6 +26,8 @@ def training_state(trainer: Any) -> Dict[str, Any]:
     state["sugar_generator"] = sugar["sugar_generator"]
     state["neighbours"], state["neighbours_step"] = sugar["neighbours"], sugar["neighbours_step"]
     state["graph"] = scene["graph"]
+    if scene["deformation"]:   # the deformable nodes' field (its Adam is among camera_optimizers)
+        state["deformation"] = scene["deformation"]
     state["cameras"] = trainer.cameras.state_dict()
     # the camera models (config section cameras), only where the run has them
     for name in ("sky", "appearance"):

@@ -154,7 +154,7 @@ class ViewerServer:
             h.visible = visible
 
     def _add_nodes(self) -> list:
-        return scene_layers.add_node_boxes(self.server, self.gaussians.tracks)
+        return scene_layers.add_node_boxes(self.server, list(self.gaussians.tracks) + list(self.gaussians.deformable_tracks))
 
     def _pose_nodes(self) -> None:
         scene_layers.pose_node_boxes(self._node_boxes, self.gaussians, int(self.frame.value))

@@ -1,0 +1,165 @@
+"""DeformableNodes: the Gaussians of every non-rigid instance (pedestrians, cyclists), each in its
+own box frame, bent per frame by one small deformation network shared over the instances
+(OmniRe's DeformableNodes, keyed "DeformableNodes" as drivestudio keys models by class name).
+
+The Gaussians. As RigidNodes (a subclass: the same ``params["instance_ids"]``, float,
+requires_grad=False, no optimizer, so gsplat's strategy ops carry the ids through densification):
+canonical Gaussians of all instances in one ParameterDict, each in its instance's box frame
+(x forward, y left, z up, box centre).
+
+The deformation. ``DeformationField``: an MLP (``depth`` hidden layers of ``width``, ReLU) over
+  - the canonical mean, positional-encoded (x, sin / cos of 2^k·π·x for k < ``frequencies``),
+  - the frame's time normalised to [0, 1] over the scene's frames, encoded the same way,
+  - a learned embedding of the Gaussian's instance (``embed_dim`` numbers per instance),
+giving per Gaussian a mean offset (box frame, metres), a rotation (a quaternion 1 + δq, normalised,
+composed before the canonical one: q' = δq ⊗ q) and a log-scale offset. Its last layer starts at zero,
+so a new field leaves every Gaussian at its canonical shape and training starts from the LiDAR's
+rigid initialisation. Its weights are drawn from its own seeded generator (no global RNG), they train
+with their own Adam and lr decay (model.deformable.lr / lr_final; saved in a checkpoint's
+"camera_optimizers" with the camera models' Adams, under "deformation"), and the field is saved
+with the scene (GaussianScene.state_dict()["deformation"]) so an opened run renders without the dataset.
+
+Posing. The deformed Gaussians are moved to the world by their instance's track pose at the frame
+with RigidNodes' posing (models.gaussians.rigid.pose_gaussians: means, quaternions, SH); instances
+absent from the frame are transparent (opacity 0, culled), as rigid ones.
+
+What the stages do to them (MultiTrainer): densification grows and splits them on their own slice
+of the screen-space gradient, as every model (a split child carries its parent's id and canonical
+position; the field deforms it by where it is); the entropy stage's prune removes those the opacity
+entropy drove below 1/255, as for every model; the sugar stage's low-opacity prune keeps its floor per
+instance (sugar.prune_keep_fraction / prune_keep_min of each pedestrian's and cyclist's Gaussians, the
+most opaque), so no person is emptied; the SuGaR regularizers and the mesh are the background's only.
+
+SMPL nodes: drivestudio models pedestrians with SMPL body models ("SMPLNodes"). Until those exist here,
+``node_model`` maps them to DeformableNodes: the one place of that fallback.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+from torch import Tensor, nn
+
+from models.gaussians.rigid import INSTANCE_KEY, RIGID_KEY, RigidNodes, pose_gaussians, quat_multiply
+from models.gaussians.vanilla import VanillaGaussians
+
+DEFORMABLE_KEY = "DeformableNodes"   # the deformable nodes' key among a scene's models
+SMPL_NODE_TYPE = "SMPLNodes"
+# node type of a dataset track (scenes.dataset_format) -> the model that gets its instance here.
+# SMPLNodes fall back to deformable nodes until SMPL body-model nodes exist (the one place to change).
+NODE_MODELS = {RIGID_KEY: RIGID_KEY, DEFORMABLE_KEY: DEFORMABLE_KEY, SMPL_NODE_TYPE: DEFORMABLE_KEY}
+
+
+def node_model(node_type: Optional[str]) -> Optional[str]:
+    """The model key that a track of ``node_type`` gets (None: no node)."""
+    return NODE_MODELS.get(node_type) if node_type is not None else None
+
+
+def positional_encoding(x: Tensor, frequencies: int) -> Tensor:
+    """[..., D] -> [..., D·(1 + 2·frequencies)]: x, then sin and cos of 2^k·π·x for k < frequencies."""
+    parts = [x]
+    for k in range(int(frequencies)):
+        w = (2.0 ** k) * math.pi
+        parts += [torch.sin(w * x), torch.cos(w * x)]
+    return torch.cat(parts, dim=-1)
+
+
+class DeformationField(nn.Module):
+    """(canonical mean, time, instance) -> (mean offset [N, 3], rotation quaternion [N, 4], log-scale
+    offset [N, 3]); zero offsets and the identity rotation until trained (last layer zero)."""
+
+    def __init__(self, num_instances: int, *, embed_dim: int = 8, width: int = 64, depth: int = 2,
+                 frequencies: int = 4, time_frequencies: int = 4, seed: int = 0) -> None:
+        super().__init__()
+        self.settings = {"num_instances": int(num_instances), "embed_dim": int(embed_dim), "width": int(width),
+                         "depth": int(depth), "frequencies": int(frequencies),
+                         "time_frequencies": int(time_frequencies)}
+        gen = torch.Generator().manual_seed(int(seed))
+        self.embedding = nn.Parameter(0.1 * torch.randn(max(1, int(num_instances)), int(embed_dim), generator=gen))
+        in_dim = 3 * (1 + 2 * int(frequencies)) + (1 + 2 * int(time_frequencies)) + int(embed_dim)
+        layers = []
+        for _ in range(int(depth)):
+            lin = nn.Linear(in_dim, int(width))
+            bound = math.sqrt(6.0 / in_dim)   # He-uniform for ReLU, from the field's own generator
+            with torch.no_grad():
+                lin.weight.copy_((torch.rand(lin.weight.shape, generator=gen) * 2 - 1) * bound)
+                lin.bias.zero_()
+            layers += [lin, nn.ReLU()]
+            in_dim = int(width)
+        last = nn.Linear(in_dim, 10)
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+        self.net = nn.Sequential(*layers, last)
+
+    def forward(self, means: Tensor, time: float, ids: Tensor):
+        s = self.settings
+        t = torch.full((means.shape[0], 1), float(time), dtype=means.dtype, device=means.device)
+        x = torch.cat([positional_encoding(means, s["frequencies"]), positional_encoding(t, s["time_frequencies"]),
+                       self.embedding[ids]], dim=-1)
+        out = self.net(x)
+        dq = out[:, 3:7] + torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=out.dtype, device=out.device)
+        return out[:, :3], dq / dq.norm(dim=-1, keepdim=True).clamp(min=1e-12), out[:, 7:10]
+
+    def state(self) -> Dict[str, Any]:
+        return {"settings": dict(self.settings), "weights": {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        if dict(state["settings"]) != self.settings:
+            raise ValueError(f"deformation field {dict(state['settings'])}, expected {self.settings} "
+                             "(model.deformable settings must be the run's)")
+        device = self.embedding.device
+        self.load_state_dict({k: torch.as_tensor(v).to(device) for k, v in state["weights"].items()})
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "DeformationField":
+        field = cls(**state["settings"])
+        field.load(state)
+        return field
+
+
+class DeformableNodes(RigidNodes):
+    """RigidNodes' canonical Gaussians and instance ids plus a ``DeformationField`` (``self.field``)."""
+
+    def __init__(self, params: Mapping[str, Tensor], sh_degree: int = 3, instance_ids: Tensor | None = None,
+                 field: Optional[DeformationField] = None):
+        super().__init__(params, sh_degree, instance_ids)
+        if field is None:
+            field = DeformationField(int(self.instance_ids.max()) + 1 if self.num_gaussians else 1)
+        self.field = field
+
+    @classmethod
+    def from_instance_points(cls, xyz: Tensor, rgb: Tensor, instance_ids: Tensor, sh_degree: int = 3,
+                             init_opacity: float = 0.1, field: Optional[DeformationField] = None) -> "DeformableNodes":
+        rigid = RigidNodes.from_instance_points(xyz, rgb, instance_ids, sh_degree, init_opacity)
+        params = {k: v.detach() for k, v in rigid.params.items()}
+        return cls(params, sh_degree, field=field)
+
+    def deformed(self, time: float) -> Dict[str, Tensor]:
+        """Raw box-frame parameters at ``time``: means, quats (unit), scales (log) deformed; the rest as they are."""
+        p = self.params
+        ids = self.instance_ids
+        quats = p["quats"] / p["quats"].norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        dm, dq, ds = self.field(p["means"], time, ids)
+        return {"means": p["means"] + dm, "quats": quat_multiply(dq, quats), "scales": p["scales"] + ds,
+                "opacities": p["opacities"], "sh0": p["sh0"], "shN": p["shN"]}
+
+    def world_gaussians(self, obj_to_world: Tensor, present: Tensor, time: float = 0.0) -> Dict[str, Tensor]:
+        """Activated world-space Gaussians at a frame: deformed at its ``time``, then posed by
+        ``obj_to_world [I, 4, 4]`` (absent instances, ``present [I]`` false, transparent)."""
+        d = self.deformed(time)
+        g = {"means": d["means"], "quats": d["quats"], "scales": torch.exp(d["scales"]),
+             "opacities": torch.sigmoid(d["opacities"]), "colors": torch.cat([d["sh0"], d["shN"]], dim=1)}
+        return pose_gaussians(g, self.instance_ids, obj_to_world, present, self.sh_degree)
+
+
+def box_points(box_size: Tensor, n: int, seed: int = 0, fill: float = 0.8) -> Tensor:
+    """``n`` seeded uniform points [n, 3] inside the central ``fill`` of a box of size (l, w, h), box frame:
+    the initialisation of an instance with too few LiDAR points."""
+    gen = torch.Generator().manual_seed(int(seed))
+    return (torch.rand(int(n), 3, generator=gen, dtype=torch.float64) - 0.5).float() * fill * box_size.float().reshape(1, 3)
+
+
+__all__ = ["DEFORMABLE_KEY", "DeformableNodes", "DeformationField", "INSTANCE_KEY", "box_points", "node_model",
+           "positional_encoding", "VanillaGaussians"]
