@@ -46,14 +46,16 @@ def evaluate_images(scene: GaussianScene, dataset, *, mask_dynamic: bool,
                     test_pose: Optional[Callable[[Any], torch.Tensor]] = None,
                     alignment_steps: int = 0, alignment_lr: float = 2e-3) -> Dict[str, Any]:
     """Mean PSNR and SSIM over the dataset's test views (its training views when it has none), each
-    rendered at its frame; PSNR leaves out the moving objects' pixels when ``mask_dynamic``.
+    rendered at its frame; PSNR leaves out the moving objects' pixels when ``mask_dynamic``. Where views
+    have people in their human masks (dynamic_masks/human), also ``psnr_human`` (mean over those views
+    of the PSNR on their human pixels), ``human_views`` and ``psnr_whole_image`` (every pixel, every view).
     ``on_view(i, view, gt, rgb, alpha, depth)`` after each view (e.g. to write a snapshot).
 
     A scene with an appearance model is compared in each view's camera's appearance. ``test_pose(view)``:
     the camera_to_world to render a view from (a pose-refined run's estimate; default the dataset's);
     ``alignment_steps`` > 0: aligned to the image first (``align_test_pose``). The result says which."""
     views = dataset.test_views or dataset.train_views
-    psnrs, ssims = [], []
+    psnrs, ssims, whole, human = [], [], [], []
     for i, view in enumerate(views):
         mask = ~view.dynamic_mask.to(scene.device) if mask_dynamic else None
         c2w = view.camera_to_world if test_pose is None else test_pose(view)
@@ -67,11 +69,18 @@ def evaluate_images(scene: GaussianScene, dataset, *, mask_dynamic: bool,
             alpha, depth = out.alpha, out.depth
             gt = view.image.to(scene.device)
             psnrs.append(float(psnr(rgb, gt, mask)))
+            people = getattr(view, "human_mask", None)
+            if people is not None and bool(people.any()):
+                human.append(float(psnr(rgb, gt, people.to(scene.device))))
+            whole.append(float(psnr(rgb, gt)))
             ssims.append(float(ssim(rgb.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None], data_range=1.0)))
         if on_view is not None:
             on_view(i, view, gt, rgb, alpha, depth)
-    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "views": len(views),
+    result = {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "views": len(views),
             "split": "test" if dataset.test_views else "train (no test views)",
             "appearance": "canonical" if scene.appearance is None else "each view's camera's (cameras.appearance)",
             "test_poses": ("the dataset's" if test_pose is None else "the nearest training frame's refined correction")
                           + (f", aligned to the image ({alignment_steps} Adam steps)" if alignment_steps > 0 else "")}
+    if human:   # only where the views show people: a street without them keeps its metrics.json bytes
+        result.update(psnr_human=float(np.mean(human)), human_views=len(human), psnr_whole_image=float(np.mean(whole)))
+    return result

@@ -84,6 +84,7 @@ class View:
     cam_name: str
     time: float                    # frame time normalised to [0, 1] over the loaded frames
     image_path: Path | None = None
+    human_mask: torch.Tensor | None = None   # bool [H, W]: pedestrians and cyclists; None where none is seen
 
     @property
     def image(self) -> torch.Tensor:
@@ -104,7 +105,8 @@ class View:
         """A copy with its tensors on `device` (the dataset's own stay on the CPU)."""
         return replace(self, pixels=self.pixels.to(device), K=self.K.to(device),
                        camera_to_world=self.camera_to_world.to(device), sky_mask=self.sky_mask.to(device),
-                       dynamic_mask=self.dynamic_mask.to(device), lidar=self.lidar.to(device))
+                       dynamic_mask=self.dynamic_mask.to(device), lidar=self.lidar.to(device),
+                       human_mask=None if self.human_mask is None else self.human_mask.to(device))
 
     @property
     def camera(self) -> Camera:
@@ -442,6 +444,8 @@ class DrivingScene:
 
                 sky = mask(index.sky_masks)
                 dyn = mask(index.dynamic_masks)
+                human = mask(index.human_masks) if index.human_masks is not None else None
+                human = torch.from_numpy(human.copy()) if human is not None and human.any() else None
                 gt = None
                 if options.load_gt and index.gt_depth is not None:
                     gt = DepthFile(index.gt_depth[(t, cam)], (W0, H0), (w, h))
@@ -456,6 +460,7 @@ class DrivingScene:
                     dynamic_mask=torch.from_numpy(dyn.copy()),
                     lidar=SparseDepth.from_dense(lidar_depth),
                     gt_depth_file=gt, frame_idx=t, cam_name=cam, time=times[t], image_path=path,
+                    human_mask=human,
                 ))
 
         instances = []

@@ -7,7 +7,8 @@ per-dataset modules scenes/waymo.py, nuscenes.py, ...):
   extrinsics/{cam}.txt (4x4 camera -> ego)  or  extrinsics/{t:03d}_{cam}.txt (4x4 camera -> world per frame)
   intrinsics/{cam}.txt (fx fy cx cy k1 k2 p1 p2 k3)
   lidar/{t:03d}.bin (float32, the dataset's columns and frame)
-  sky_masks/{t:03d}_{cam}.png, fine_dynamic_masks/all/ or dynamic_masks/all/{t:03d}_{cam}.png  (optional;
+  sky_masks/{t:03d}_{cam}.png, fine_dynamic_masks/all/ or dynamic_masks/all/{t:03d}_{cam}.png, and its
+  human/ beside all/ (pedestrians and cyclists: evaluation's human-pixel PSNR)  (optional;
       an empty folder, as drivestudio creates before masks are extracted, counts as absent)
   instances/instances_info.json, instances/frame_instances.json              (optional)
   gt/static_mesh.ply, gt/vehicles/<id>.ply, gt/depth/{t:03d}_{cam}.npy        (synthetic scenes only)
@@ -218,6 +219,7 @@ class LayoutIndex:
     sky_masks: dict | None = None
     dynamic_masks: dict | None = None
     dynamic_mask_dir: Path | None = None       # fine_dynamic_masks/all or dynamic_masks/all
+    human_masks: dict | None = None            # <the dynamic masks' folder>/human: pedestrians and cyclists
     gt_depth: dict | None = None
     tracks: list = field(default_factory=list)
     frame_instances: dict = field(default_factory=dict)
@@ -392,6 +394,7 @@ def index_layout(root: Path, cameras=None, dataset="auto") -> LayoutIndex:
         found = optional_views(root / sub / "all", (".png",), "dynamic masks")
         if found is not None:
             index.dynamic_masks, index.dynamic_mask_dir = found, root / sub / "all"
+            index.human_masks = optional_views(root / sub / "human", (".png",), "human masks")
             break
     index.gt_depth = optional_views(root / "gt" / "depth", (".npy",), "depth maps")
     if empty:

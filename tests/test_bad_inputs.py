@@ -61,6 +61,10 @@ CONFIG_CASES = [
     ("sugar.num_samples=0", "sugar.num_samples=0 (expected an integer >= 1)"),
     ("checkpoint.every=-100", "checkpoint.every=-100 (expected an integer >= 0)"),
     ("log.progress_every=-1", "log.progress_every=-1 (expected an integer >= 0)"),
+    ("model.deformable.width=0", "model.deformable.width=0 (expected an integer >= 1)"),
+    ("model.deformable.lr=0", "model.deformable.lr=0.0 (expected a finite number > 0)"),
+    ("model.deformable.frequencies=-1", "model.deformable.frequencies=-1 (expected an integer >= 0)"),
+    ("model.deformable.min_points_per_instance=0", "model.deformable.min_points_per_instance=0 (expected an integer >= 1)"),
     ("trainer=Trainer", "trainer='Trainer' is not a trainer; expected one of SingleTrainer, MultiTrainer"),
     ("resume_state.stage.offset=99999", "resume_state.stage: stage state: offset 99999 is out of range"),
 ]
