@@ -200,3 +200,42 @@ def write_humanpose(scene_dir: Union[str, Path], records: Mapping[int, dict]) ->
         pickle.dump({int(k): v for k, v in records.items()}, fh, protocol=4)
     tmp.replace(path)
     return path
+
+
+@dataclass
+class HumanPoses:
+    """The pedestrians of a scene stacked for SMPLNodes (torch, float32), in a given instance order."""
+
+    instances: list            # instance ids, the order of the I axis
+    rotmats: torch.Tensor      # [T, I, J, 3, 3] joint 0 the world orientation (identity where not valid)
+    valid: torch.Tensor        # [T, I] bool
+    betas: torch.Tensor        # [I, B] the mean shape over valid frames
+    root: Optional[torch.Tensor]   # [T, I, 3] the root joint in the world, where every track has transl
+
+
+def stack_humanposes(tracks: Mapping[int, HumanTrack], instances, cam_to_world=None,
+                     world_from_log: Optional[np.ndarray] = None, start: int = 0,
+                     end: Optional[int] = None) -> HumanPoses:
+    """Frames [start, end) of ``tracks`` for ``instances`` (ids; one missing from the file is an error).
+    ``cam_to_world`` {camera id: [T, 4, 4]} resolves per-camera orientations (indexed by file frame);
+    ``world_from_log`` [4, 4] (e.g. inv(ego_pose[start])) turns the file's world (that of
+    instances_info.json) into the scene's, as the reader does for the boxes."""
+    missing = [i for i in instances if int(i) not in tracks]
+    if missing:
+        raise SMPLFileError(f"{SMPL_FILE}: no parameters for instances {missing} (it has {sorted(tracks)})")
+    W = np.eye(4) if world_from_log is None else np.asarray(world_from_log, float)
+    rot, valid, betas, roots = [], [], [], []
+    for i in instances:
+        tr = tracks[int(i)]
+        sl = slice(start, tr.num_frames if end is None else end)
+        R = tr.rotmats(cam_to_world)[sl]
+        R[:, 0] = np.einsum("ij,tjk->tik", W[:3, :3], R[:, 0])
+        rot.append(R)
+        valid.append(tr.valid[sl])
+        betas.append(tr.mean_betas())
+        if tr.transl is not None:
+            roots.append(tr.transl[sl] @ W[:3, :3].T + W[:3, 3])
+    as_t = lambda a: torch.as_tensor(np.stack(a, 1), dtype=torch.float32)
+    return HumanPoses([int(i) for i in instances], as_t(rot), torch.as_tensor(np.stack(valid, 1)),
+                      torch.as_tensor(np.stack(betas), dtype=torch.float32),
+                      as_t(roots) if len(roots) == len(rot) and roots else None)

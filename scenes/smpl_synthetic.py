@@ -189,3 +189,37 @@ def pedestrian_smpl(figure: Union[dict, "object"]) -> PedestrianSMPL:
     pelvis = root[:, :3, 3] + root[:, :3, :3] @ j0
     return PedestrianSMPL(betas=betas_for_height(h), axis_angle=aa, rotmats=R, transl=pelvis - j0,
                           pelvis=pelvis, valid=np.ones(T, bool))
+
+
+def write_walker_model(path) -> "Path":
+    """The walker body model as a file in SMPL's layout (.pkl or .npz)."""
+    from models.gaussians.smpl_body import write_body_model
+    return write_body_model(path, synthetic_body_model().arrays, sparse_regressor=str(path).endswith(".pkl"))
+
+
+def write_people_humanpose(scene_dir, camera: int = 0) -> "Path":
+    """humanpose/smpl.pkl of a generated street with pedestrians, in drivestudio's layout: each walker's
+    orientation in camera ``camera``'s OpenCV frame (selected_cam_idx), its body pose and betas of the
+    walker model, and (beyond drivestudio's keys) ``transl``: the root joint in the world of
+    instances_info.json. Opt-in, after generation: the generator's own files stay as they are."""
+    import json
+    from pathlib import Path
+    from scenes.geometry import OPENCV_TO_DATASET
+    from scenes.people import PEOPLE_FILE
+    from scenes.smpl_format import humanpose_record, write_humanpose
+    scene_dir = Path(scene_dir)
+    people = json.loads((scene_dir / PEOPLE_FILE).read_text())["figures"]
+    walkers = [f for f in people if f["class_name"] == "Pedestrian"]
+    if not walkers:
+        raise ValueError(f"{scene_dir / PEOPLE_FILE}: no pedestrians to write SMPL parameters for")
+    T = len(walkers[0]["root_to_world"])
+    cam_to_ego = np.loadtxt(scene_dir / "extrinsics" / f"{camera}.txt").reshape(4, 4) @ OPENCV_TO_DATASET
+    cam_R = np.stack([np.loadtxt(scene_dir / "ego_pose" / f"{t:03d}.txt").reshape(4, 4) @ cam_to_ego
+                      for t in range(T)])[:, :3, :3]
+    records = {}
+    for f in walkers:
+        p = pedestrian_smpl(f)
+        orient = np.einsum("tji,tjk->tik", cam_R, p.rotmats[:, 0])        # camera <- world
+        records[int(f["instance"])] = humanpose_record(orient, p.rotmats[:, 1:], np.tile(p.betas, (T, 1)), p.valid,
+                                                       selected_cam=np.full(T, camera), transl=p.pelvis)
+    return write_humanpose(scene_dir, records)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.gaussians.rigid import INSTANCE_KEY, quat_multiply, rotmat_to_quat
+from models.gaussians.rigid import INSTANCE_KEY
 from models.gaussians.smpl_body import (BodyModelArrays, BodyModelError, SMPLBody, blend_transforms,
                                         forward_kinematics, pose_blend, read_body_model, regress_joints,
                                         rodrigues, shape_blend, write_body_model)
@@ -406,3 +406,45 @@ def test_malformed_humanpose_file_is_one_clear_error(tmp_path, change, message):
     assert str(path) in str(err.value) and message in str(err.value)
     with pytest.raises(SMPLFileError, match="not found"):
         read_humanpose(tmp_path / "elsewhere")
+
+
+def test_people_humanpose_file_poses_the_walker_model_as_people_json(tmp_path):
+    """write_people_humanpose (camera-frame orientations, as drivestudio writes them) -> read_humanpose ->
+    stack_humanposes -> LBS of the walker model at the stacked root: people.json's pieces."""
+    from scenes.geometry import OPENCV_TO_DATASET, make_pose, rot_z
+    from scenes.smpl_format import stack_humanposes
+    from scenes.smpl_synthetic import write_people_humanpose, write_walker_model
+    T = 5
+    figs = [pedestrian(11, i, T, 10.0, STREET_LAYOUT) for i in range(3)]
+    log_from_street = make_pose(rot_z(0.7), (120.0, -40.0, 3.0))
+    truth = people_truth(figs, log_from_street, first_key=4)
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "gt/people.json").write_text(__import__("json").dumps(truth))
+    (tmp_path / "extrinsics").mkdir()
+    (tmp_path / "ego_pose").mkdir()
+    extr = make_pose(rot_z(0.3), (1.5, 0.1, 2.0))
+    np.savetxt(tmp_path / "extrinsics/0.txt", extr)
+    ego = [log_from_street @ make_pose(rot_z(0.05 * t), (10.0 + t, 0.5, 0.0)) for t in range(T)]
+    for t in range(T):
+        np.savetxt(tmp_path / f"ego_pose/{t:03d}.txt", ego[t])
+    write_people_humanpose(tmp_path)
+    tracks = read_humanpose(tmp_path)
+    assert sorted(tracks) == [4, 5, 6] and all(tr.orient_frame == "camera" for tr in tracks.values())
+    c2w = {0: np.stack([e @ extr @ OPENCV_TO_DATASET for e in ego])}
+    poses = stack_humanposes(tracks, [6, 4], cam_to_world=c2w)
+    assert poses.rotmats.shape == (T, 2, len(JOINTS), 3, 3) and poses.valid.all() and poses.root.shape == (T, 2, 3)
+    body = SMPLBody(read_body_model(write_walker_model(tmp_path / "walker.npz")), torch.float64)
+    sb = synthetic_body_model()
+    for k, inst in enumerate([6, 4]):
+        rec = truth["figures"][inst - 4]
+        J0 = body.rest(poses.betas[k:k + 1].double())[1][0, 0]
+        out = body(poses.betas[k:k + 1].double().expand(T, -1), poses.rotmats[:, k].double(),
+                   poses.root[:, k].double() - J0)
+        for piece, part, sl in sb.layout:
+            lo, hi = map(np.array, rec["pieces"][piece]["boxes"][part])
+            c = np.array([[hi[a] if b >> a & 1 else lo[a] for a in range(3)] for b in range(8)])
+            P = np.array(rec["pieces"][piece]["piece_to_world"])
+            want = np.einsum("tij,bj->tbi", P[:, :3, :3], c) + P[:, None, :3, 3]
+            np.testing.assert_allclose(out.vertices[:, sl].numpy(), want, atol=1e-4)   # float32 in the file
+    with pytest.raises(SMPLFileError, match=r"no parameters for instances \[9\]"):
+        stack_humanposes(tracks, [4, 9], cam_to_world=c2w)
