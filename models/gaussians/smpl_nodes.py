@@ -22,7 +22,7 @@ start) that a trainer optimises with its own Adam; ``state()`` / ``load()`` go i
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -77,12 +77,13 @@ class SMPLNodes(VanillaGaussians):
         """``per_instance`` Gaussians on each instance's rest surface, triangles drawn by area; each
         lies flat in its triangle (normal scale ``flatness`` times the in-plane one), its in-plane scale
         sqrt(triangle area / Gaussians drawn in it), so that the surface is covered whatever the
-        triangles' sizes. ``rgb`` [I, 3] colours per instance (grey by default)."""
-        betas = torch.as_tensor(betas, dtype=torch.float32)
+        triangles' sizes. ``rgb`` [I, 3] colours per instance (grey by default). The parameters are
+        made on the CPU; ``.to(device)`` the model (its body model goes with it)."""
+        betas = torch.as_tensor(betas, dtype=torch.float32).cpu()
         I = betas.shape[0]
-        g = torch.Generator().manual_seed(int(seed))
-        verts, _ = body.rest(betas.to(body.v_template.dtype))
-        faces = body.faces
+        g = torch.Generator().manual_seed(int(seed))       # drawn on the CPU: the same Gaussians on any device
+        verts = body.rest(betas.to(body.v_template))[0].detach().cpu()
+        faces = body.faces.cpu()
         parts = []
         for i in range(I):
             tri = verts[i].float()[faces]                                   # [F, 3, 3]
@@ -110,7 +111,7 @@ class SMPLNodes(VanillaGaussians):
                 INSTANCE_KEY: torch.full((per_instance,), float(i)), FACE_KEY: face.float(), BARY_KEY: bary,
             })
         params = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-        return cls(params, body, betas, sh_degree)
+        return cls(params, body, betas, sh_degree).to(body.v_template.device)
 
     # ---------------------------------------------------------------- bindings
     @property
@@ -178,6 +179,27 @@ class SMPLNodes(VanillaGaussians):
             colors = torch.einsum("nkj,njc->nkc", Mg, colors)
         opacities = g["opacities"] * present.to(g["opacities"].dtype)[ids]
         return {"means": means, "quats": quats, "scales": g["scales"], "opacities": opacities, "colors": colors}
+
+
+def frame_pose(poses, frame: int, refinement: Optional["SMPLPoseRefinement"] = None,
+               box_to_world: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+    """`world_gaussians`' (rotmats [I, J, 3, 3], inst_to_world [I, 4, 4], present [I]) at ``frame`` from
+    a scene's stacked parameters (scenes.smpl_format.HumanPoses): rotations refined where
+    ``refinement`` is given; the instance frame unturned (the orientation is the world's) at the root
+    joint, or, where the file has no root positions, at the boxes' centres ``box_to_world [I, 4, 4]``
+    (drivestudio's convention)."""
+    rot = poses.rotmats[frame]
+    if refinement is not None:
+        rot = refinement(frame, rot.to(refinement.residual.device))
+    if poses.root is not None:
+        centre = poses.root[frame]
+    elif box_to_world is not None:
+        centre = box_to_world[:, :3, 3]
+    else:
+        raise ValueError("frame_pose: the SMPL parameters hold no root positions; pass box_to_world")
+    inst = torch.eye(4, dtype=rot.dtype, device=rot.device).repeat(rot.shape[0], 1, 1)
+    inst[:, :3, 3] = centre.to(inst)
+    return rot, inst, poses.valid[frame].to(rot.device)
 
 
 class SMPLPoseRefinement(nn.Module):

@@ -448,3 +448,30 @@ def test_people_humanpose_file_poses_the_walker_model_as_people_json(tmp_path):
             np.testing.assert_allclose(out.vertices[:, sl].numpy(), want, atol=1e-4)   # float32 in the file
     with pytest.raises(SMPLFileError, match=r"no parameters for instances \[9\]"):
         stack_humanposes(tracks, [4, 9], cam_to_world=c2w)
+
+
+def test_frame_pose_places_the_stacked_parameters_as_world_gaussians_expects():
+    from scenes.smpl_format import HumanPoses
+    from models.gaussians.smpl_nodes import frame_pose
+    nodes, params, _ = _nodes()
+    T = len(params[0].valid)
+    poses = HumanPoses([0, 1], torch.tensor(np.stack([p.rotmats for p in params], 1), dtype=torch.float32),
+                       torch.ones(T, 2, dtype=torch.bool), nodes.betas,
+                       torch.tensor(np.stack([p.pelvis for p in params], 1), dtype=torch.float32))
+    poses.valid[2, 1] = False
+    rot, inst, present = frame_pose(poses, 2)
+    want_rot, want_inst = _frame_inputs(params, 2, torch.float32)
+    torch.testing.assert_close(rot, want_rot)
+    torch.testing.assert_close(inst, want_inst)
+    assert present.tolist() == [True, False]
+    refine = SMPLPoseRefinement(2, T, len(JOINTS))
+    with torch.no_grad():
+        refine.residual[0, 2, 4] = torch.tensor([0.0, 0.3, 0.0])
+    rot_r, _, _ = frame_pose(poses, 2, refine)
+    torch.testing.assert_close(rot_r[0, 4], rodrigues(torch.tensor([0.0, 0.3, 0.0])) @ want_rot[0, 4])
+    no_root = HumanPoses(poses.instances, poses.rotmats, poses.valid, poses.betas, None)
+    with pytest.raises(ValueError, match="pass box_to_world"):
+        frame_pose(no_root, 0)
+    boxes = torch.eye(4).repeat(2, 1, 1)
+    boxes[:, :3, 3] = torch.tensor([[1.0, 2, 3], [4, 5, 6]])
+    torch.testing.assert_close(frame_pose(no_root, 0, box_to_world=boxes)[1], boxes)
