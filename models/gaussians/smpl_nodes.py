@@ -168,7 +168,9 @@ class SMPLNodes(VanillaGaussians):
             tri = self.body.faces[self.faces]
             canon = canon + torch.einsum("nk,nkc->nc", self.params[BARY_KEY].detach(), offsets[ids[:, None], tri])
         Rg = T[:, :3, :3]
-        means = torch.einsum("nij,nj->ni", Rg, canon) + T[:, :3, 3]
+        # products of small per-Gaussian matrices as broadcast multiply-sums: a batched matmul's backward
+        # on the CPU loops over the batch (20k Gaussians: 0.3 s of a 0.5 s step)
+        means = (Rg * canon[:, None, :]).sum(-1) + T[:, :3, 3]
         quats = quat_multiply(rotmat_to_quat(Rg), g["quats"])
         colors = g["colors"]
         if colors.shape[1] > 1:
@@ -176,7 +178,7 @@ class SMPLNodes(VanillaGaussians):
             Mg = torch.zeros(n, *M.shape[-2:], dtype=M.dtype, device=M.device)
             for j in range(nj):
                 Mg = Mg + w[:, j, None, None] * M[ids, j]
-            colors = torch.einsum("nkj,njc->nkc", Mg, colors)
+            colors = (Mg[..., None] * colors[:, None, :, :]).sum(2)
         opacities = g["opacities"] * present.to(g["opacities"].dtype)[ids]
         return {"means": means, "quats": quats, "scales": g["scales"], "opacities": opacities, "colors": colors}
 
