@@ -4,7 +4,8 @@ deformable nodes for them (b), and the rigid-only scene graph's step time on the
 Cases (configs/omnire_sugar_multi.yaml with the quick config's schedule and densification, 700 / 200 / 600):
   a_people_masked    scene=synthetic_people, model.deformable.enabled=false: people get no node, their
                      boxes' rectangles are out of the loss (the background alone is rendered there)
-  b_deformable       scene=synthetic_people, deformable nodes (models/gaussians/deformable.py)
+  b_deformable       scene=synthetic_people, deformable nodes (models/gaussians/deformable.py), the MLP field
+  b2_deformable_planes  the same with the plane-factorised field (model.deformable.field=planes)
   c_rigid_only       scene=synthetic (the same street without people): background + rigid nodes only,
                      for the step time at a similar Gaussian count
 For each: test PSNR on the human pixels (dynamic_masks/human) and on the whole image, the background's
@@ -39,6 +40,7 @@ QUICK = ["model.sh_degree=1", "model.sh_degree_interval=100", "densify.refine_st
 CASES = {
     "a_people_masked": ["scene=synthetic_people", "model.deformable.enabled=false"],
     "b_deformable": ["scene=synthetic_people"],
+    "b2_deformable_planes": ["scene=synthetic_people", "model.deformable.field=planes"],
     "c_rigid_only": ["scene=synthetic"],
 }
 

@@ -34,7 +34,7 @@ import torch
 
 from models.camera_models import AffineAppearance, EnvironmentMap
 from models.cameras import Camera
-from models.gaussians.deformable import DEFORMABLE_KEY, DeformableNodes, DeformationField
+from models.gaussians.deformable import DEFORMABLE_KEY, DeformableNodes, field_from_state
 from models.gaussians.rigid import INSTANCE_KEY, RIGID_KEY, RigidNodes
 from models.gaussians.vanilla import VanillaGaussians
 from models.rendering.render import RenderOutput, render_gaussians
@@ -307,7 +307,7 @@ class GaussianScene:
         for name, params in state["models"].items():
             degree = sh_degree_of(params)
             if name == DEFORMABLE_KEY:
-                field = DeformationField.from_state(state["deformation"][name])
+                field = field_from_state(state["deformation"][name])
                 models[name] = DeformableNodes(params, sh_degree=degree, field=field)
             elif INSTANCE_KEY in params:
                 models[name] = RigidNodes(params, sh_degree=degree)

@@ -63,6 +63,7 @@ CONFIG_CASES = [
     ("log.progress_every=-1", "log.progress_every=-1 (expected an integer >= 0)"),
     ("model.deformable.width=0", "model.deformable.width=0 (expected an integer >= 1)"),
     ("model.deformable.lr=0", "model.deformable.lr=0.0 (expected a finite number > 0)"),
+    ("model.deformable.field=kplanes", "model.deformable.field='kplanes' (expected mlp or planes)"),
     ("model.deformable.frequencies=-1", "model.deformable.frequencies=-1 (expected an integer >= 0)"),
     ("model.deformable.min_points_per_instance=0", "model.deformable.min_points_per_instance=0 (expected an integer >= 1)"),
     ("trainer=Trainer", "trainer='Trainer' is not a trainer; expected one of SingleTrainer, MultiTrainer"),

@@ -11,6 +11,7 @@ The deformation. ``DeformationField``: an MLP (``depth`` hidden layers of ``widt
   - the canonical mean, positional-encoded (x, sin / cos of 2^k·π·x for k < ``frequencies``),
   - the frame's time normalised to [0, 1] over the scene's frames, encoded the same way,
   - a learned embedding of the Gaussian's instance (``embed_dim`` numbers per instance),
+(or, with model.deformable.field=planes, ``PlaneField``: per-instance feature planes, K-Planes' factorisation)
 giving per Gaussian a mean offset (box frame, metres), a rotation (a quaternion 1 + δq, normalised,
 composed before the canonical one: q' = δq ⊗ q) and a log-scale offset. Its last layer starts at zero,
 so a new field leaves every Gaussian at its canonical shape and training starts from the LiDAR's
@@ -109,7 +110,7 @@ class DeformationField(nn.Module):
         if dict(state["settings"]) != self.settings:
             raise ValueError(f"deformation field {dict(state['settings'])}, expected {self.settings} "
                              "(model.deformable settings must be the run's)")
-        device = self.embedding.device
+        device = next(self.parameters()).device
         self.load_state_dict({k: torch.as_tensor(v).to(device) for k, v in state["weights"].items()})
 
     @classmethod
@@ -117,6 +118,88 @@ class DeformationField(nn.Module):
         field = cls(**state["settings"])
         field.load(state)
         return field
+
+
+class PlaneField(nn.Module):
+    """The plane-factorised alternative (model.deformable.field=planes; K-Planes' factorisation): per
+    instance six feature planes over (x, y), (x, z), (y, z), (x, t), (y, t), (z, t) of the canonical
+    mean (divided by ``bound`` metres, clamped to [-1, 1]) and the time (2t - 1); a Gaussian's features
+    are the product of its six bilinear samples, decoded by one hidden layer of ``width`` into the same
+    outputs as DeformationField (last layer zero: the canonical shape at the start). Space planes start
+    uniform in [0.1, 0.5] (seeded), time planes at 1, as K-Planes."""
+
+    PAIRS = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+
+    def __init__(self, num_instances: int, *, resolution: int = 16, channels: int = 8, width: int = 64,
+                 bound: float = 1.5, seed: int = 0) -> None:
+        super().__init__()
+        self.settings = {"kind": "planes", "num_instances": int(num_instances), "resolution": int(resolution),
+                         "channels": int(channels), "width": int(width), "bound": float(bound)}
+        gen = torch.Generator().manual_seed(int(seed))
+        n, R, C = max(1, int(num_instances)), int(resolution), int(channels)
+        planes = 0.1 + 0.4 * torch.rand(n, 6, R, R, C, generator=gen)
+        planes[:, 3:] = 1.0
+        self.planes = nn.Parameter(planes)
+        hidden = nn.Linear(C, int(width))
+        bound_w = math.sqrt(6.0 / C)
+        with torch.no_grad():
+            hidden.weight.copy_((torch.rand(hidden.weight.shape, generator=gen) * 2 - 1) * bound_w)
+            hidden.bias.zero_()
+        last = nn.Linear(int(width), 10)
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+        self.net = nn.Sequential(hidden, nn.ReLU(), last)
+
+    def _sample(self, p: int, ids: Tensor, u: Tensor, v: Tensor) -> Tensor:
+        """Bilinear samples [N, C] of plane ``p`` of each Gaussian's instance at (u, v) in [-1, 1]."""
+        R = self.settings["resolution"]
+        x, y = (u + 1) * 0.5 * (R - 1), (v + 1) * 0.5 * (R - 1)
+        x0 = x.detach().floor().clamp(0, R - 2).long()
+        y0 = y.detach().floor().clamp(0, R - 2).long()
+        fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+        flat = self.planes[:, p].reshape(-1, self.planes.shape[-1])       # [I·R·R, C]
+        i = (ids * R + y0) * R + x0
+        return (flat[i] * (1 - fx) * (1 - fy) + flat[i + 1] * fx * (1 - fy)
+                + flat[i + R] * (1 - fx) * fy + flat[i + R + 1] * fx * fy)
+
+    def forward(self, means: Tensor, time: float, ids: Tensor):
+        coords = torch.cat([(means / self.settings["bound"]).clamp(-1, 1),
+                            torch.full((means.shape[0], 1), 2.0 * float(time) - 1.0, dtype=means.dtype,
+                                       device=means.device)], dim=-1)
+        feat = None
+        for p, (a, b) in enumerate(self.PAIRS):
+            f = self._sample(p, ids, coords[:, a], coords[:, b])
+            feat = f if feat is None else feat * f
+        out = self.net(feat)
+        dq = out[:, 3:7] + torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=out.dtype, device=out.device)
+        return out[:, :3], dq / dq.norm(dim=-1, keepdim=True).clamp(min=1e-12), out[:, 7:10]
+
+    state = DeformationField.state
+    load = DeformationField.load
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "PlaneField":
+        settings = {k: v for k, v in state["settings"].items() if k != "kind"}
+        field = cls(**settings)
+        field.load(state)
+        return field
+
+
+def field_from_state(state: Mapping[str, Any]) -> nn.Module:
+    """A saved deformation field of either kind (MLP: no "kind" in its settings)."""
+    if state["settings"].get("kind") == "planes":
+        return PlaneField.from_state(state)
+    return DeformationField.from_state(state)
+
+
+def make_field(cfg: Any, num_instances: int, seed: int) -> nn.Module:
+    """The deformation field that model.deformable (``cfg``) asks for: field=mlp or planes."""
+    if str(cfg.field) == "planes":
+        return PlaneField(num_instances, resolution=int(cfg.plane_resolution), channels=int(cfg.plane_channels),
+                          width=int(cfg.width), bound=float(cfg.plane_bound), seed=seed)
+    return DeformationField(num_instances, embed_dim=int(cfg.embed_dim), width=int(cfg.width), depth=int(cfg.depth),
+                            frequencies=int(cfg.frequencies), time_frequencies=int(cfg.time_frequencies), seed=seed)
 
 
 class DeformableNodes(RigidNodes):
@@ -161,5 +244,6 @@ def box_points(box_size: Tensor, n: int, seed: int = 0, fill: float = 0.8) -> Te
     return (torch.rand(int(n), 3, generator=gen, dtype=torch.float64) - 0.5).float() * fill * box_size.float().reshape(1, 3)
 
 
-__all__ = ["DEFORMABLE_KEY", "DeformableNodes", "DeformationField", "INSTANCE_KEY", "box_points", "node_model",
+__all__ = ["DEFORMABLE_KEY", "DeformableNodes", "DeformationField", "INSTANCE_KEY", "PlaneField", "box_points",
+           "field_from_state", "make_field", "node_model",
            "positional_encoding", "VanillaGaussians"]

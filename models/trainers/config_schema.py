@@ -116,11 +116,15 @@ class DeformableConfig:
     """MultiTrainer's deformable nodes (models.gaussians.deformable): pedestrians and cyclists (tracks
     whose node type is DeformableNodes or SMPLNodes); a SingleTrainer reads none of these."""
     enabled: bool = key(True, BOOL)                      # false: no node; their pixels are left out of the loss
+    field: str = key("mlp", one_of("mlp", "planes"))     # the deformation network: an MLP, or feature planes
     width: int = key(64, int_at_least(1))                # the deformation MLP's hidden width ...
     depth: int = key(2, int_at_least(1))                 # ... and its number of hidden layers
     embed_dim: int = key(8, int_at_least(1))             # learned numbers per instance fed to the MLP
     frequencies: int = key(4, int_at_least(0))           # positional encoding of the canonical mean
     time_frequencies: int = key(4, int_at_least(0))      # ... and of the frame's normalised time
+    plane_resolution: int = key(16, int_at_least(2))     # field=planes: texels per plane side ...
+    plane_channels: int = key(8, int_at_least(1))        # ... features per texel ...
+    plane_bound: float = key(1.5, POSITIVE)              # ... and the metres from the box centre the planes span
     lr: float = key(1.0e-3, POSITIVE)                    # the MLP's own Adam, decayed exponentially ...
     lr_final: float = key(1.0e-4, POSITIVE)              # ... to this at the last step
     max_points_per_instance: int = key(2000, int_at_least(1))   # LiDAR points over all frames (seeded subsample)

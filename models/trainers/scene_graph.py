@@ -42,7 +42,7 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
-from models.gaussians.deformable import DEFORMABLE_KEY, DeformableNodes, DeformationField, box_points, node_model
+from models.gaussians.deformable import DEFORMABLE_KEY, DeformableNodes, box_points, make_field, node_model
 from models.gaussians.rigid import RIGID_KEY, RigidNodes, instance_points
 from models.gaussians.vanilla import VanillaGaussians
 from models.scene import RigidTrack
@@ -134,9 +134,7 @@ class MultiTrainer(SingleTrainer):
             rgb.append(col)
             ids.append(torch.full((len(pts),), i))
         self.deformable_tracks = tracks
-        field = DeformationField(len(tracks), embed_dim=int(dcfg.embed_dim), width=int(dcfg.width),
-                                 depth=int(dcfg.depth), frequencies=int(dcfg.frequencies),
-                                 time_frequencies=int(dcfg.time_frequencies), seed=int(self.cfg.seed))
+        field = make_field(dcfg, len(tracks), seed=int(self.cfg.seed))
         nodes = DeformableNodes.from_instance_points(torch.cat(xyz), torch.cat(rgb), torch.cat(ids),
                                                      sh_degree=int(self.cfg.model.sh_degree),
                                                      init_opacity=float(self.cfg.model.init_opacity), field=field)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.gaussians.deformable import (DEFORMABLE_KEY, DeformableNodes, DeformationField, node_model,
-                                         positional_encoding)
+from models.gaussians.deformable import (DEFORMABLE_KEY, DeformableNodes, DeformationField, PlaneField,
+                                         field_from_state, node_model, positional_encoding)
 from models.gaussians.rigid import INSTANCE_KEY, RIGID_KEY, pose_gaussians
 from models.losses import psnr
 from models.trainers.scene_graph import MultiTrainer
@@ -69,12 +69,13 @@ def human_psnr(trainer):
 
 
 # ----- the model ------------------------------------------------------------------------------
-def test_zero_initialised_field_gives_the_canonical_pose():
+@pytest.mark.parametrize("kind", ["mlp", "planes"])
+def test_zero_initialised_field_gives_the_canonical_pose(kind):
     gen = torch.Generator().manual_seed(0)
     xyz, rgb = torch.randn(40, 3, generator=gen), torch.rand(40, 3, generator=gen)
     ids = torch.arange(40) % 2
-    nodes = DeformableNodes.from_instance_points(xyz, rgb, ids, sh_degree=1,
-                                                 field=DeformationField(2, width=16, depth=2, seed=3))
+    field = DeformationField(2, width=16, depth=2, seed=3) if kind == "mlp" else PlaneField(2, resolution=4, width=16)
+    nodes = DeformableNodes.from_instance_points(xyz, rgb, ids, sh_degree=1, field=field)
     for time in (0.0, 0.4, 1.0):
         bent = nodes.deformed(time)
         assert torch.equal(bent["means"], nodes.params["means"])
@@ -107,6 +108,15 @@ def test_positional_encoding_and_field_state_round_trip():
         assert torch.equal(copy.state_dict()[k], v)
     with pytest.raises(ValueError, match="model.deformable settings"):
         DeformationField(3, width=16, depth=1).load(field.state())
+    planes = PlaneField(3, resolution=5, channels=4, width=8, seed=2)
+    copy = field_from_state(planes.state())
+    assert isinstance(copy, PlaneField) and torch.equal(copy.planes, planes.planes)
+    # bilinear sampling: at a texel centre the texel itself, between two texels their mean
+    ids = torch.tensor([1, 1])
+    u = torch.tensor([-1.0, -1.0 + 1.0 / 4])   # texel 0 and halfway to texel 1 (5 texels over [-1, 1])
+    got = planes._sample(0, ids, u, torch.tensor([-1.0, -1.0]))
+    assert torch.allclose(got[0], planes.planes[1, 0, 0, 0])
+    assert torch.allclose(got[1], (planes.planes[1, 0, 0, 0] + planes.planes[1, 0, 0, 1]) / 2)
 
 
 def test_every_dataset_gives_its_pedestrians_and_cyclists_deformable_nodes():
@@ -264,6 +274,20 @@ def test_evaluation_reports_the_human_pixels(trained):
     metrics = json.loads((out / "metrics.json").read_text())["test"]
     assert metrics["human_views"] >= 1 and math.isfinite(metrics["psnr_human"])
     assert metrics["psnr_whole_image"] == pytest.approx(metrics["psnr"])   # mask_dynamic off: the same pixels
+
+
+def test_the_plane_field_trains_and_opens_without_the_trainer(make):
+    from models.run import open_run
+    trainer = make("planes", "model.deformable.field=planes", "model.deformable.plane_resolution=4")
+    field = trainer.models[DEFORMABLE_KEY].field
+    assert isinstance(field, PlaneField)
+    before = field.net[-1].weight.detach().clone()
+    trainer.train()
+    assert not torch.equal(field.net[-1].weight, before)
+    run = open_run(trainer.output_dir)
+    view = trainer._views[1]
+    assert torch.equal(trainer.gaussian_scene.render(view.camera, view.frame_idx).rgb,
+                       run.scene.render(view.camera, view.frame_idx).rgb)
 
 
 def test_deformable_off_masks_the_people_and_keeps_no_node(make):
