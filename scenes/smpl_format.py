@@ -57,27 +57,34 @@ class HumanTrack:
     def num_frames(self) -> int:
         return int(self.valid.shape[0])
 
-    def world_orient(self, cam_to_world: Optional[Mapping[int, np.ndarray]] = None) -> np.ndarray:
-        """[T, 3, 3] the body's orientation in the world: camera_to_world[cam][t] (OpenCV camera ->
-        world, [T, 4, 4] per camera id) times the file's orientation where it is per camera; identity
-        at frames without parameters."""
-        out = np.tile(np.eye(3), (self.num_frames, 1, 1))
+    def world_orient(self, cam_to_world: Optional[Mapping[int, np.ndarray]] = None, start: int = 0,
+                     end: Optional[int] = None) -> np.ndarray:
+        """[end - start, 3, 3] the body's orientation in the world over frames [start, end):
+        camera_to_world[cam][t - start] (OpenCV camera -> world, [end - start, 4, 4] per camera id, as
+        drivestudio's loader holds them for its frame range) times the file's orientation where it is per
+        camera; identity at frames without parameters."""
+        end = self.num_frames if end is None else end
+        out = np.tile(np.eye(3), (end - start, 1, 1))
+        frames = [t for t in np.nonzero(self.valid)[0] if start <= t < end]
         if self.orient_frame == "world":
-            out[self.valid] = self.global_orient[self.valid]
+            for t in frames:
+                out[t - start] = self.global_orient[t]
             return out
         if cam_to_world is None:
             raise ValueError(f"instance {self.instance}: its orientation is per camera; pass cam_to_world")
-        for t in np.nonzero(self.valid)[0]:
+        for t in frames:
             cam = int(self.selected_cam[t])
             if cam not in cam_to_world:
                 raise SMPLFileError(f"instance {self.instance}, frame {t}: selected_cam_idx {cam} is not one of "
                                     f"the cameras {sorted(cam_to_world)}")
-            out[t] = np.asarray(cam_to_world[cam][t], float)[:3, :3] @ self.global_orient[t]
+            out[t - start] = np.asarray(cam_to_world[cam][t - start], float)[:3, :3] @ self.global_orient[t]
         return out
 
-    def rotmats(self, cam_to_world: Optional[Mapping[int, np.ndarray]] = None) -> np.ndarray:
-        """[T, J, 3, 3]: the world orientation then the body pose (SMPLNodes' rotmats, frame by frame)."""
-        return np.concatenate([self.world_orient(cam_to_world)[:, None], self.body_pose], 1)
+    def rotmats(self, cam_to_world: Optional[Mapping[int, np.ndarray]] = None, start: int = 0,
+                end: Optional[int] = None) -> np.ndarray:
+        """[end - start, J, 3, 3]: the world orientation then the body pose (SMPLNodes' rotmats per frame)."""
+        end = self.num_frames if end is None else end
+        return np.concatenate([self.world_orient(cam_to_world, start, end)[:, None], self.body_pose[start:end]], 1)
 
     def mean_betas(self) -> np.ndarray:
         """[B]: the shape over the valid frames (one canonical body per person)."""
@@ -217,7 +224,7 @@ def stack_humanposes(tracks: Mapping[int, HumanTrack], instances, cam_to_world=N
                      world_from_log: Optional[np.ndarray] = None, start: int = 0,
                      end: Optional[int] = None) -> HumanPoses:
     """Frames [start, end) of ``tracks`` for ``instances`` (ids; one missing from the file is an error).
-    ``cam_to_world`` {camera id: [T, 4, 4]} resolves per-camera orientations (indexed by file frame);
+    ``cam_to_world`` {camera id: [end - start, 4, 4]} resolves per-camera orientations;
     ``world_from_log`` [4, 4] (e.g. inv(ego_pose[start])) turns the file's world (that of
     instances_info.json) into the scene's, as the reader does for the boxes."""
     missing = [i for i in instances if int(i) not in tracks]
@@ -227,8 +234,12 @@ def stack_humanposes(tracks: Mapping[int, HumanTrack], instances, cam_to_world=N
     rot, valid, betas, roots = [], [], [], []
     for i in instances:
         tr = tracks[int(i)]
-        sl = slice(start, tr.num_frames if end is None else end)
-        R = tr.rotmats(cam_to_world)[sl]
+        stop = tr.num_frames if end is None else end
+        if not 0 <= start < stop <= tr.num_frames:
+            raise SMPLFileError(f"{SMPL_FILE}: instance {int(i)}: frames [{start}, {stop}) outside its "
+                                f"{tr.num_frames} frames")
+        sl = slice(start, stop)
+        R = tr.rotmats(cam_to_world, start, stop)
         R[:, 0] = np.einsum("ij,tjk->tik", W[:3, :3], R[:, 0])
         rot.append(R)
         valid.append(tr.valid[sl])

@@ -312,6 +312,17 @@ def test_strategy_ops_keep_bindings_with_their_gaussians():
     keep_old = torch.cat([before, before[dup]])[~gone]
     torch.testing.assert_close(nodes.world_gaussians(rot, inst, torch.ones(2))["means"].detach(), keep_old)
     assert nodes.params[INSTANCE_KEY].shape == (100,) and nodes.params[BARY_KEY].shape == (100, 3)
+    # split: two Gaussians near each chosen one, in its canonical neighbourhood, on the same triangle
+    binding = {k: nodes.params[k].detach().clone() for k in (INSTANCE_KEY, FACE_KEY, BARY_KEY)}
+    chosen = torch.zeros(100, dtype=torch.bool)
+    chosen[[5, 70]] = True
+    ops.split(nodes.params, opts, state, chosen)
+    assert nodes.num_gaussians == 102
+    for k, v in binding.items():
+        torch.testing.assert_close(nodes.params[k][:98], v[~chosen])
+        torch.testing.assert_close(nodes.params[k][98:], v[chosen].repeat(2, *[1] * (v.dim() - 1)))
+    for o in opts.values():
+        assert o.param_groups[0]["params"][0] is nodes.params[o.param_groups[0]["name"]]
 
 
 def test_smpl_nodes_init_covers_each_body_with_flat_gaussians():
@@ -446,6 +457,11 @@ def test_people_humanpose_file_poses_the_walker_model_as_people_json(tmp_path):
             P = np.array(rec["pieces"][piece]["piece_to_world"])
             want = np.einsum("tij,bj->tbi", P[:, :3, :3], c) + P[:, None, :3, 3]
             np.testing.assert_allclose(out.vertices[:, sl].numpy(), want, atol=1e-4)   # float32 in the file
+    later = stack_humanposes(tracks, [6, 4], cam_to_world={0: c2w[0][2:4]}, start=2, end=4)
+    torch.testing.assert_close(later.rotmats, poses.rotmats[2:4])
+    torch.testing.assert_close(later.root, poses.root[2:4])
+    with pytest.raises(SMPLFileError, match=r"frames \[3, 9\) outside its 5 frames"):
+        stack_humanposes(tracks, [6], cam_to_world=c2w, start=3, end=9)
     with pytest.raises(SMPLFileError, match=r"no parameters for instances \[9\]"):
         stack_humanposes(tracks, [4, 9], cam_to_world=c2w)
 
