@@ -22,6 +22,9 @@ Format history (`state["format"]`); `load_checkpoint` migrates every older one t
      training and test views: pose, K, size, frame, camera, image name, bit-packed dynamic mask), so
      that models.run.open_run needs no dataset. Both are additions: a format-3 checkpoint without
      them (and every format 1 / 2 one) still opens, through the trainer, which reads the dataset.
+     A scene graph with deformable nodes (pedestrians, cyclists) adds "graph"["deformable"] (their
+     tracks and pose table), "deformation" (their field's settings and weights) and its Adam under
+     "camera_optimizers"["deformation"]; a graph without them is written as before.
 A dict without a "format" key was never written by this project and is refused.
 
 Writes go to a temporary file in the same folder, fsync'd, then renamed over the final name, so
