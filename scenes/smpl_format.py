@@ -224,9 +224,10 @@ def stack_humanposes(tracks: Mapping[int, HumanTrack], instances, cam_to_world=N
                      world_from_log: Optional[np.ndarray] = None, start: int = 0,
                      end: Optional[int] = None) -> HumanPoses:
     """Frames [start, end) of ``tracks`` for ``instances`` (ids; one missing from the file is an error).
-    ``cam_to_world`` {camera id: [end - start, 4, 4]} resolves per-camera orientations;
-    ``world_from_log`` [4, 4] (e.g. inv(ego_pose[start])) turns the file's world (that of
-    instances_info.json) into the scene's, as the reader does for the boxes."""
+    ``cam_to_world`` {camera id: [end - start, 4, 4]} (in the scene's world, as a trainer holds its
+    cameras) resolves per-camera orientations; ``world_from_log`` [4, 4] (e.g. inv(ego_pose[start]))
+    turns what the file holds in its own world (that of instances_info.json: transl, world-frame
+    orientations) into the scene's, as the reader does for the boxes."""
     missing = [i for i in instances if int(i) not in tracks]
     if missing:
         raise SMPLFileError(f"{SMPL_FILE}: no parameters for instances {missing} (it has {sorted(tracks)})")
@@ -240,7 +241,8 @@ def stack_humanposes(tracks: Mapping[int, HumanTrack], instances, cam_to_world=N
                                 f"{tr.num_frames} frames")
         sl = slice(start, stop)
         R = tr.rotmats(cam_to_world, start, stop)
-        R[:, 0] = np.einsum("ij,tjk->tik", W[:3, :3], R[:, 0])
+        if tr.orient_frame == "world":          # the file's world; per-camera ones are in cam_to_world's
+            R[:, 0] = np.einsum("ij,tjk->tik", W[:3, :3], R[:, 0])
         rot.append(R)
         valid.append(tr.valid[sl])
         betas.append(tr.mean_betas())

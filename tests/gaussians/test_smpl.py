@@ -457,6 +457,13 @@ def test_people_humanpose_file_poses_the_walker_model_as_people_json(tmp_path):
             P = np.array(rec["pieces"][piece]["piece_to_world"])
             want = np.einsum("tij,bj->tbi", P[:, :3, :3], c) + P[:, None, :3, 3]
             np.testing.assert_allclose(out.vertices[:, sl].numpy(), want, atol=1e-4)   # float32 in the file
+    # the scene's world (first ego frame): cameras given in it, the file's root turned by world_from_log
+    W = np.linalg.inv(ego[0])
+    scene = stack_humanposes(tracks, [6, 4], cam_to_world={0: W @ c2w[0]}, world_from_log=W)
+    Wt = torch.tensor(W, dtype=torch.float32)
+    torch.testing.assert_close(scene.rotmats[:, :, 0], Wt[:3, :3] @ poses.rotmats[:, :, 0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(scene.rotmats[:, :, 1:], poses.rotmats[:, :, 1:])
+    torch.testing.assert_close(scene.root, poses.root @ Wt[:3, :3].T + Wt[:3, 3], atol=1e-4, rtol=0)
     later = stack_humanposes(tracks, [6, 4], cam_to_world={0: c2w[0][2:4]}, start=2, end=4)
     torch.testing.assert_close(later.rotmats, poses.rotmats[2:4])
     torch.testing.assert_close(later.root, poses.root[2:4])
