@@ -125,6 +125,7 @@ class InstanceTrack:
     box_size: torch.Tensor         # float32 [F, 3] l, w, h
     moving: bool
     node_type: str | None = None   # RigidNodes / SMPLNodes / DeformableNodes by the class map; None: no node
+    key: str | None = None         # its instances_info.json key (humanpose/smpl.pkl's instance id)
 
     def pose_at(self, frame: int) -> torch.Tensor | None:
         hit = np.nonzero(self.frame_idx == frame)[0]
@@ -475,7 +476,7 @@ class DrivingScene:
                 id=rec.id, class_name=rec.class_name, frame_idx=rec.frame_idx[sel],
                 obj_to_world=torch.tensor(o2w, dtype=torch.float32),
                 box_size=torch.tensor(rec.box_size[sel], dtype=torch.float32), moving=moving,
-                node_type=node_of(rec.class_name)))
+                node_type=node_of(rec.class_name), key=getattr(rec, "key", None)))
         unmapped = sorted({t.class_name for t in instances if t.node_type is None})
         if unmapped:
             logger.info("instance classes without a node type in the %s class map: %s", fmt.name, ", ".join(unmapped))

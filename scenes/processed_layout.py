@@ -151,6 +151,7 @@ class TrackRecord:
     frame_idx: np.ndarray       # [F] int
     obj_to_world: np.ndarray    # [F, 4, 4] in the log world (as stored)
     box_size: np.ndarray        # [F, 3] l, w, h
+    key: str | None = None      # its instances_info.json key (humanpose/smpl.pkl's instance id)
 
 
 def read_instances(folder: Path, num_frames: int | None = None) -> tuple[list[TrackRecord], dict]:
@@ -190,7 +191,7 @@ def read_instances(folder: Path, num_frames: int | None = None) -> tuple[list[Tr
             _fail(where, f"frame_idx within 0..{num_frames - 1} (the scene's frames)",
                   f"{int(fidx.min())}..{int(fidx.max())}")
         tracks.append(TrackRecord(id=str(rec.get("id", key)), class_name=str(rec.get("class_name", "Vehicle")),
-                                  frame_idx=fidx, obj_to_world=o2w, box_size=size))
+                                  frame_idx=fidx, obj_to_world=o2w, box_size=size, key=str(key)))
     keys = {str(k) for k in info}
     for frame, ids in frames.items():
         if not str(frame).lstrip("-").isdigit() or not isinstance(ids, list):
