@@ -381,3 +381,23 @@ class SMPLBody(nn.Module):
         v = v_shaped + offsets
         verts = torch.einsum("nvab,nvb->nva", T[..., :3, :3], v) + T[..., :3, 3]
         return LBSOutput(verts, G[..., :3, 3], G, A, T, v_shaped, J, offsets)
+
+
+def body_state(body: "SMPLBody") -> dict:
+    """The body model's arrays as CPU tensors (what a checkpoint keeps, so that an opened run poses
+    its SMPL nodes without the body-model file: the checkpoint then holds the licensed arrays)."""
+    out = {name: getattr(body, name).detach().cpu().clone()
+           for name in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "faces")}
+    out["parents"] = torch.tensor(body.parents, dtype=torch.long)
+    return out
+
+
+def body_from_state(state) -> "SMPLBody":
+    """The inverse of `body_state` (checked as a file's arrays are)."""
+    data = {k: torch.as_tensor(state[k]).numpy() for k in ("v_template", "shapedirs", "posedirs", "J_regressor",
+                                                           "weights")}
+    parents = torch.as_tensor(state["parents"]).numpy().astype(np.int64)
+    data["kintree_table"] = np.stack([np.where(parents < 0, 4294967295, parents), np.arange(len(parents))])
+    data["f"] = torch.as_tensor(state["faces"]).numpy()
+    return SMPLBody(body_model_from_dict(data, source="checkpoint"))
+
