@@ -13,7 +13,8 @@ end of training; ``export_run`` of a run opened with models.run.open_run: ``tool
                        a float32 ``instance_id`` (splat readers expect float properties only)
   rigid_nodes.json     (scene graph) per instance: its id, track name, class and its
                        object -> export-axes pose at every frame it exists
-  scene_frame_K.ply    (``--frame K``) background and rigid nodes posed at frame K, and the deformable
+  scene_frame_K.ply    (``--frame K``) background and rigid nodes posed at frame K, SMPL nodes posed by
+                       their bodies at K, and the deformable
                        nodes (pedestrians, cyclists) deformed at K's time and posed, one standard PLY
                        (and .spz / .glb with those formats)
   supersplat_settings.json   (viewer axes) the SuperSplat viewer's settings: opens at the first
@@ -51,6 +52,7 @@ from torch import Tensor
 from models.atomic_write import atomic_write
 from models.cameras import field_of_view
 from models.gaussians.deformable import DEFORMABLE_KEY
+from models.gaussians.smpl_nodes import SMPL_KEY
 from models.gaussians.rigid import RIGID_KEY, quat_multiply, rotmat_to_quat, sh_rotation
 from models.run import RunCameras, view_image_name
 from models.scene import GaussianScene
@@ -281,6 +283,18 @@ def export_scene(scene: GaussianScene, cameras: RunCameras, folder: Union[str, P
             posed = posed_node_params(deformable, *scene.deformable_instance_poses(int(frame)), params=bent)
             posed.pop("instance_ids")
             parts.append(posed)
+        people = scene.models.get(SMPL_KEY)
+        if people is not None and scene.smpl is not None:   # posed by their bodies' LBS at the frame
+            with torch.no_grad():
+                rot, inst, present = scene.smpl_pose(int(frame))
+                g = people.world_gaussians(rot, inst, present)
+            keep = present[people.instance_ids].cpu()
+            colors = g["colors"].detach().cpu().float()
+            raw = {"means": g["means"], "quats": g["quats"], "scales": people.params["scales"],
+                   "opacities": people.params["opacities"]}
+            posed = {k: v.detach().cpu().float() for k, v in raw.items()}
+            posed.update(sh0=colors[:, :1], shN=colors[:, 1:])
+            parts.append({k: posed[k][keep] for k in PARAM_KEYS})
         world = {k: torch.cat([p[k] for p in parts]) for k in PARAM_KEYS}
         written.update(write_gaussian_files(folder, f"scene_frame_{int(frame):03d}", "scene_frame", world,
                                             bg.sh_degree, R, formats))

@@ -17,6 +17,10 @@ It holds what rendering needs and nothing that training alone needs:
                (pedestrians, cyclists: the DeformableNodes' instance indices, models.gaussians.deformable);
                their deformation field is the model's (saved here as "deformation"); a frame's time
                is its position among `frames`, normalised to [0, 1] (`frame_time`)
+  smpl         None, or the SMPL nodes' pose table (SMPLPoseTable: pedestrians with SMPL parameters,
+               models.gaussians.smpl_nodes): per scene frame their joint rotations, validity and root
+               positions (or box poses), the learned pose residual; saved with the body model's arrays
+               ("smpl"), so an opened run poses them without the dataset or the body-model file
 
 `compose(frame)` gives the world-space Gaussians of one frame as the trainers render them and
 `render(camera, frame=...)` renders them through the one render entry point
@@ -36,6 +40,8 @@ from models.camera_models import AffineAppearance, EnvironmentMap
 from models.cameras import Camera
 from models.gaussians.deformable import DEFORMABLE_KEY, DeformableNodes, field_from_state
 from models.gaussians.rigid import INSTANCE_KEY, RIGID_KEY, RigidNodes
+from models.gaussians.smpl_body import body_from_state, body_state
+from models.gaussians.smpl_nodes import SMPL_KEY, SMPLNodes, SMPLPoseRefinement, frame_pose
 from models.gaussians.vanilla import VanillaGaussians
 from models.rendering.render import RenderOutput, render_gaussians
 
@@ -67,6 +73,71 @@ class RigidTrack:
                    state.get("node_type"))
 
 
+class SMPLPoseTable:
+    """The SMPL nodes' inputs over a scene's frames (column c = the scene's c-th frame): ``rotmats
+    [F, I, J, 3, 3]`` (joint 0 the world orientation), ``valid [F, I]``, ``root [F, I, 3]`` (the root joint
+    in the world) or None, then ``box_to_world [F, I, 4, 4]`` places the body at the box centre
+    (drivestudio's convention); ``refinement`` the learned residual (None: model.smpl.refine_pose off)."""
+
+    def __init__(self, tracks: Sequence[RigidTrack], rotmats: torch.Tensor, valid: torch.Tensor,
+                 root: Optional[torch.Tensor], box_to_world: torch.Tensor,
+                 refinement: Optional[SMPLPoseRefinement] = None) -> None:
+        F, I = valid.shape
+        if rotmats.shape[:2] != (F, I) or box_to_world.shape != (F, I, 4, 4) or len(tracks) != I or \
+                (root is not None and root.shape != (F, I, 3)):
+            raise ValueError(f"SMPL pose table: rotmats {tuple(rotmats.shape)}, valid {tuple(valid.shape)}, box poses "
+                             f"{tuple(box_to_world.shape)}, {len(tracks)} tracks do not agree")
+        self.tracks = list(tracks)
+        self.rotmats, self.valid, self.root, self.box_to_world = rotmats.float(), valid.bool(), root, box_to_world.float()
+        self.refinement = refinement
+
+    def to(self, device) -> "SMPLPoseTable":
+        for k in ("rotmats", "valid", "box_to_world", "root"):
+            if getattr(self, k) is not None:
+                setattr(self, k, getattr(self, k).to(device))
+        if self.refinement is not None:
+            self.refinement.to(device)
+        return self
+
+    def at(self, col: Optional[int]):
+        """(rotmats [I, J, 3, 3], inst_to_world [I, 4, 4], present [I]) at a column (None: absent)."""
+        if col is None:
+            I, J = self.rotmats.shape[1], self.rotmats.shape[2]
+            dev = self.rotmats.device
+            return (torch.eye(3, device=dev).repeat(I, J, 1, 1), torch.eye(4, device=dev).repeat(I, 1, 1),
+                    torch.zeros(I, dtype=torch.bool, device=dev))
+        return frame_pose(self, col, self.refinement, self.box_to_world[col])
+
+    def state(self) -> Dict[str, Any]:
+        return {"tracks": [t.state_dict() for t in self.tracks], "rotmats": self.rotmats.detach().cpu().clone(),
+                "valid": self.valid.detach().cpu().clone(),
+                "root": None if self.root is None else self.root.detach().cpu().clone(),
+                "box_to_world": self.box_to_world.detach().cpu().clone(),
+                "refinement": None if self.refinement is None else self.refinement.state()}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        """The learned residual (the rest is the scene's data, rebuilt identically from it)."""
+        saved = state.get("refinement")
+        if (saved is None) != (self.refinement is None):
+            raise ValueError(f"the state {'has' if saved is not None else 'has no'} SMPL pose refinement "
+                             "(model.smpl.refine_pose must be the same as the run's)")
+        if saved is not None:
+            self.refinement.load({"residual": torch.as_tensor(saved["residual"]).to(self.refinement.residual.device)})
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "SMPLPoseTable":
+        rot = torch.as_tensor(state["rotmats"]).float()
+        refinement = None
+        if state.get("refinement") is not None:
+            F, I, J = rot.shape[:3]
+            refinement = SMPLPoseRefinement(I, F, J)
+        table = cls([RigidTrack.from_state(t) for t in state["tracks"]], rot, torch.as_tensor(state["valid"]).bool(),
+                    None if state.get("root") is None else torch.as_tensor(state["root"]).float(),
+                    torch.as_tensor(state["box_to_world"]).float(), refinement)
+        table.load(state)
+        return table
+
+
 def sh_degree_of(params: Mapping[str, torch.Tensor]) -> int:
     """The SH degree of a model's parameters (shN holds (degree + 1)^2 - 1 coefficients)."""
     degree = int(round(math.sqrt(int(params["shN"].shape[1]) + 1))) - 1
@@ -93,6 +164,7 @@ class GaussianScene:
         self.near_plane, self.far_plane, self.backend = float(near_plane), float(far_plane), str(backend)
         self.sky: Optional[EnvironmentMap] = None
         self.appearance: Optional[AffineAppearance] = None
+        self.smpl: Optional[SMPLPoseTable] = None
         self.set_tracks([], sorted(int(f) for f in frames))
 
     # ----- the scene graph -----------------------------------------------------------------------
@@ -140,6 +212,10 @@ class GaussianScene:
             n = len(self.deformable_tracks)
             return torch.eye(4, device=self.device).repeat(n, 1, 1), torch.zeros(n, dtype=torch.bool, device=self.device)
         return self.deformable_poses[:, col], self.deformable_present[:, col]
+
+    def smpl_pose(self, frame: int):
+        """(rotmats [I, J, 3, 3], inst_to_world [I, 4, 4], present [I]) of the SMPL nodes at a frame."""
+        return self.smpl.at(self._frame_column.get(int(frame)))
 
     def instance_poses(self, frame: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """(obj_to_world [I, 4, 4], present [I] bool) of the rigid instances at a frame."""
@@ -207,6 +283,11 @@ class GaussianScene:
             deformable: DeformableNodes = self.models[DEFORMABLE_KEY]
             parts.append(deformable.world_gaussians(*self.deformable_instance_poses(frame), time=self.frame_time(frame)))
             slices[DEFORMABLE_KEY] = slice(nb, nb + deformable.num_gaussians)
+            nb += deformable.num_gaussians
+        if SMPL_KEY in self.models and self.smpl is not None:
+            people: SMPLNodes = self.models[SMPL_KEY]
+            parts.append(people.world_gaussians(*self.smpl_pose(frame)))
+            slices[SMPL_KEY] = slice(nb, nb + people.num_gaussians)
         if len(parts) == 1:
             return parts[0], slices
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}, slices
@@ -240,7 +321,15 @@ class GaussianScene:
             "sky": None if self.sky is None else self.sky.state(),
             "appearance": None if self.appearance is None else self.appearance.state(),
             "deformation": {name: m.field.state() for name, m in self.models.items() if isinstance(m, DeformableNodes)},
+            "smpl": self.smpl_state(),
         }
+
+    def smpl_state(self) -> Optional[Dict[str, Any]]:
+        """The SMPL nodes' pose table, shapes and body model's arrays (None without SMPL nodes)."""
+        people = self.models.get(SMPL_KEY)
+        if people is None or self.smpl is None:
+            return None
+        return {**self.smpl.state(), "betas": people.betas.detach().cpu().clone(), "body": body_state(people.body)}
 
     def graph_state_dict(self) -> Dict[str, Any]:
         graph = {"scene_graph": self.scene_graph, "frames": list(self.frames),
@@ -288,6 +377,11 @@ class GaussianScene:
                 if name not in fields:
                     raise KeyError(f"the state has no deformation field of {name}")
                 m.field.load(fields[name])
+        if SMPL_KEY in self.models:
+            if state.get("smpl") is None or self.smpl is None:
+                raise KeyError("the state has no SMPL pose table" if self.smpl is not None else
+                               "this scene has SMPL nodes but no SMPL pose table")
+            self.smpl.load(state["smpl"])
 
     def load_graph(self, graph: Mapping[str, Any]) -> None:
         self.scene_graph = bool(graph["scene_graph"])
@@ -306,7 +400,11 @@ class GaussianScene:
         models: Dict[str, VanillaGaussians] = {}
         for name, params in state["models"].items():
             degree = sh_degree_of(params)
-            if name == DEFORMABLE_KEY:
+            if name == SMPL_KEY:
+                smpl = state["smpl"]
+                models[name] = SMPLNodes(params, body_from_state(smpl["body"]), torch.as_tensor(smpl["betas"]),
+                                         sh_degree=degree)
+            elif name == DEFORMABLE_KEY:
                 field = field_from_state(state["deformation"][name])
                 models[name] = DeformableNodes(params, sh_degree=degree, field=field)
             elif INSTANCE_KEY in params:
@@ -322,5 +420,7 @@ class GaussianScene:
             scene.sky = EnvironmentMap.from_state(state["sky"]).to(device)
         if state.get("appearance") is not None:
             scene.appearance = AffineAppearance.from_state(state["appearance"]).to(device)
+        if SMPL_KEY in models:
+            scene.smpl = SMPLPoseTable.from_state(state["smpl"]).to(device)
         scene.load_state_dict(state)
         return scene

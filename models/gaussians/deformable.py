@@ -31,8 +31,10 @@ entropy drove below 1/255, as for every model; the sugar stage's low-opacity pru
 instance (sugar.prune_keep_fraction / prune_keep_min of each pedestrian's and cyclist's Gaussians, the
 most opaque), so no person is emptied; the SuGaR regularizers and the mesh are the background's only.
 
-SMPL nodes: drivestudio models pedestrians with SMPL body models ("SMPLNodes"). Until those exist here,
-``node_model`` maps them to DeformableNodes: the one place of that fallback.
+SMPL nodes: drivestudio models pedestrians with SMPL body models ("SMPLNodes", models.gaussians.smpl_nodes).
+``node_model`` is the one place that decides: a track of node type SMPLNodes gets an SMPL node only where
+it has SMPL parameters (model.smpl.body_model set and the scene's humanpose/smpl.pkl holds the instance);
+otherwise it falls back to DeformableNodes, as cyclists and every non-rigid track with body_model null.
 """
 from __future__ import annotations
 
@@ -47,14 +49,17 @@ from models.gaussians.vanilla import VanillaGaussians
 
 DEFORMABLE_KEY = "DeformableNodes"   # the deformable nodes' key among a scene's models
 SMPL_NODE_TYPE = "SMPLNodes"
-# node type of a dataset track (scenes.dataset_format) -> the model that gets its instance here.
-# SMPLNodes fall back to deformable nodes until SMPL body-model nodes exist (the one place to change).
-NODE_MODELS = {RIGID_KEY: RIGID_KEY, DEFORMABLE_KEY: DEFORMABLE_KEY, SMPL_NODE_TYPE: DEFORMABLE_KEY}
+# node type of a dataset track (scenes.dataset_format) -> the model that gets its instance here, and
+# the fallback of an SMPLNodes track without SMPL parameters (no body model, or none in humanpose/smpl.pkl).
+NODE_MODELS = {RIGID_KEY: RIGID_KEY, DEFORMABLE_KEY: DEFORMABLE_KEY, SMPL_NODE_TYPE: SMPL_NODE_TYPE}
+SMPL_FALLBACK = DEFORMABLE_KEY
 
 
-def node_model(node_type: Optional[str]) -> Optional[str]:
-    """The model key that a track of ``node_type`` gets (None: no node)."""
-    return NODE_MODELS.get(node_type) if node_type is not None else None
+def node_model(node_type: Optional[str], has_smpl: bool = False) -> Optional[str]:
+    """The model key that a track of ``node_type`` gets (None: no node); ``has_smpl``: a body model is
+    given and the scene has this instance's SMPL parameters (else an SMPLNodes track is deformable)."""
+    model = NODE_MODELS.get(node_type) if node_type is not None else None
+    return SMPL_FALLBACK if model == SMPL_NODE_TYPE and not has_smpl else model
 
 
 def positional_encoding(x: Tensor, frequencies: int) -> Tensor:

@@ -24,7 +24,12 @@ Format history (`state["format"]`); `load_checkpoint` migrates every older one t
      them (and every format 1 / 2 one) still opens, through the trainer, which reads the dataset.
      A scene graph with deformable nodes (pedestrians, cyclists) adds "graph"["deformable"] (their
      tracks and pose table), "deformation" (their field's settings and weights) and its Adam under
-     "camera_optimizers"["deformation"]; a graph without them is written as before.
+     "camera_optimizers"["deformation"]; a graph without them is written as before. SMPL nodes
+     (model.smpl.body_model) add "smpl": their tracks, per-frame joint rotations, validity, root
+     positions and box poses, the pose residual, betas and the body model's own arrays as tensors
+     (v_template, shapedirs, posedirs, J_regressor, weights, faces, parents), so that open_run poses
+     them without the body-model file: such a checkpoint holds the licensed model's arrays. The
+     residual's Adam is "camera_optimizers"["smpl_pose"].
 A dict without a "format" key was never written by this project and is refused.
 
 Writes go to a temporary file in the same folder, fsync'd, then renamed over the final name, so

@@ -133,6 +133,23 @@ class DeformableConfig:
     drop_ground: bool = key(True, BOOL)
 
 
+OPTIONAL_PATH: Check = ((lambda v: v is None or (isinstance(v, str) and v.strip() != "")),
+                        "null or a path to a body-model file (.pkl / .npz in SMPL's layout)")
+
+
+@dataclass
+class SMPLConfig:
+    """MultiTrainer's SMPL nodes (models.gaussians.smpl_nodes): pedestrians with per-frame SMPL
+    parameters in the scene's humanpose/smpl.pkl, posed by a body model the user supplies (licensed,
+    never shipped). null: every pedestrian is a deformable node. A body model given to a scene without
+    humanpose/smpl.pkl: a warning, and its pedestrians are deformable nodes."""
+    body_model: Optional[str] = key(None, OPTIONAL_PATH)
+    gaussians_per_instance: int = key(2000, int_at_least(1))   # on each body's rest surface, by area
+    refine_pose: bool = key(True, BOOL)                 # a learned per-frame joint-rotation residual ...
+    pose_lr: float = key(1.0e-3, POSITIVE)              # ... with its own Adam, decayed exponentially ...
+    pose_lr_final: float = key(1.0e-4, POSITIVE)        # ... to this at the last step
+
+
 @dataclass
 class ModelConfig:
     sh_degree: int = key(3, ((lambda v: _int(v) and 0 <= v <= 3), "an integer in [0, 3]"))
@@ -141,6 +158,7 @@ class ModelConfig:
     learn_background: bool = key(True, BOOL)
     rigid: RigidConfig = key(None, factory=RigidConfig)
     deformable: DeformableConfig = key(None, factory=DeformableConfig)
+    smpl: SMPLConfig = key(None, factory=SMPLConfig)
 
 
 @dataclass

@@ -9,7 +9,11 @@ Models, keyed by class name as in drivestudio:
                 pedestrian and cyclist (tracks of node type DeformableNodes, or SMPLNodes: the fallback is
                 models.gaussians.deformable.NODE_MODELS), in its box frame, bent per frame by a shared
                 deformation MLP with its own Adam; initialised as the rigid nodes, topped up with random
-                points in the box where the LiDAR has fewer than model.deformable.min_points_per_instance.
+                points in the box where the LiDAR has fewer than model.deformable.min_points_per_instance;
+  "SMPLNodes"   (model.smpl.body_model set, the scene's humanpose/smpl.pkl) one SMPLNodes model with the
+                Gaussians of the pedestrians that have SMPL parameters, bound to their bodies' surfaces and
+                posed per frame by LBS (models.trainers.smpl_graph); a per-frame joint residual with its
+                own Adam (model.smpl.refine_pose). Pedestrians without parameters stay deformable nodes.
 The trainer's GaussianScene (models.scene) is a scene graph: its `compose(frame)` moves the rigid
 nodes to the world with each instance's pose at the frame; instances absent from that frame are made
 transparent (opacity 0, culled), so every model keeps one contiguous slice of the rendered Gaussians
@@ -45,7 +49,9 @@ import torch
 from models.gaussians.deformable import DEFORMABLE_KEY, DeformableNodes, box_points, make_field, node_model
 from models.gaussians.rigid import RIGID_KEY, RigidNodes, instance_points
 from models.gaussians.vanilla import VanillaGaussians
+from models.gaussians.smpl_nodes import SMPL_KEY
 from models.scene import RigidTrack
+from models.trainers.smpl_graph import build_smpl_nodes, read_smpl_inputs, smpl_candidates
 from models.trainers.single import MODEL_KEY, SingleTrainer
 
 logger = logging.getLogger("models.trainers")
@@ -86,16 +92,23 @@ class MultiTrainer(SingleTrainer):
             xyz.append(pts)
             rgb.append(col)
         models: Dict[str, VanillaGaussians] = {}
-        deformable = self._build_deformable_nodes([t for t in self.dataset.moving_instances if not is_rigid(t)])
+        others = [t for t in self.dataset.moving_instances if not is_rigid(t)]
+        body, humanposes = read_smpl_inputs(self.cfg, self.dataset)   # bad files: one error, before any step
+        self.smpl_tracks = smpl_candidates(others, humanposes) if body is not None else []
+        smpl_table = None
+        if self.smpl_tracks:
+            models[SMPL_KEY], smpl_table = build_smpl_nodes(self, self.smpl_tracks, body, humanposes)
+        deformable = self._build_deformable_nodes([t for t in others if not any(t is s for s in self.smpl_tracks)])
         if deformable is not None:
-            models[DEFORMABLE_KEY] = deformable
-        noded = self.rigid_tracks + self.deformable_tracks
+            models = {DEFORMABLE_KEY: deformable, **models}
+        noded = self.rigid_tracks + self.deformable_tracks + self.smpl_tracks
         skipped = [t.id for t in self.dataset.moving_instances if not any(t is r for r in noded) and not is_rigid(t)]
         if skipped:
             logger.info("moving instances without a node (their pixels are left out of the loss): %s", ", ".join(skipped))
         nodeless = [t for t in self.dataset.moving_instances if not any(t is r for r in noded)]
         self._nodeless_masks = [box_rectangles(v, nodeless) for v in self._views]
         self._build_pose_table()
+        self.gaussian_scene.smpl = smpl_table
         if not self.rigid_tracks:
             logger.warning("no moving vehicle with LiDAR points: the scene graph has no rigid nodes")
             return models
@@ -150,6 +163,10 @@ class MultiTrainer(SingleTrainer):
         if nodes is not None:
             dcfg = self.cfg.model.deformable
             out["deformation"] = (list(nodes.field.parameters()), float(dcfg.lr), float(dcfg.lr_final))
+        table = self.gaussian_scene.smpl
+        if table is not None and table.refinement is not None:
+            scfg = self.cfg.model.smpl
+            out["smpl_pose"] = ([table.refinement.residual], float(scfg.pose_lr), float(scfg.pose_lr_final))
         return out
 
     def loss_mask(self, view, index: int):
@@ -185,13 +202,15 @@ class MultiTrainer(SingleTrainer):
     def prune_groups(self, name: str, model: VanillaGaussians):
         """The sugar stage's prune keeps its floor per rigid and deformable instance, so no car and no
         person loses all its Gaussians."""
-        return model.instance_ids if name in (RIGID_KEY, DEFORMABLE_KEY) else None
+        return model.instance_ids if name in (RIGID_KEY, DEFORMABLE_KEY, SMPL_KEY) else None
 
     def group_name(self, name: str, group: int) -> str:
         if name == RIGID_KEY:
             return f"{name} instance {self.rigid_tracks[group].id}"
         if name == DEFORMABLE_KEY:
             return f"{name} instance {self.deformable_tracks[group].id}"
+        if name == SMPL_KEY:
+            return f"{name} instance {self.smpl_tracks[group].id}"
         return name
 
     def node_stages(self) -> Dict[str, Dict[str, Any]]:

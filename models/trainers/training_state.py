@@ -28,6 +28,8 @@ def training_state(trainer: Any) -> Dict[str, Any]:
     state["graph"] = scene["graph"]
     if scene["deformation"]:   # the deformable nodes' field (its Adam is among camera_optimizers)
         state["deformation"] = scene["deformation"]
+    if scene["smpl"] is not None:   # SMPL nodes: pose table, residual, betas, the body model's arrays
+        state["smpl"] = scene["smpl"]
     state["cameras"] = trainer.cameras.state_dict()
     # the camera models (config section cameras), only where the run has them
     for name in ("sky", "appearance"):
