@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .driving_dataset import DrivingScene, LoadOptions
 from .processed_layout import SceneFormatError, index_layout
-from .synthetic import COMPLETE_MARKER, SyntheticParams, generate
+from .synthetic import COMPLETE_MARKER, WALKER_MODEL_FILE, SyntheticParams, generate, write_people_smpl
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = REPO_ROOT / "data"
@@ -96,6 +96,8 @@ def prepare_synthetic(params: SyntheticParams, path: Path, timings: dict | None 
     path = Path(path)
     digest = params.digest()
     if _is_complete(path, digest):
+        if params.pedestrians and not (path / WALKER_MODEL_FILE).is_file():
+            write_people_smpl(path)   # a street generated before the SMPL files were part of it
         return path
     if path.exists():
         if not path.is_dir() or not _ours(path):

@@ -639,8 +639,26 @@ def write_scene(scene: StreetScene, out: Path, timings: dict | None = None) -> N
                                  "noise and drift, the per-camera and per-image gains, white balance and vignetting "
                                  "applied to images/ (scenes/imperfections.py reads it)")
         write_imperfections(out / IMPERFECTIONS_FILE, scene)
+    if any(f.class_name == "Pedestrian" for f in scene.people):
+        meta["smpl"] = (f"{WALKER_MODEL_FILE}: the walker body model in SMPL's layout (scenes/smpl_synthetic.py), "
+                        "humanpose/smpl.pkl: the pedestrians' poses as its SMPL parameters (drivestudio's layout); "
+                        f"train SMPL nodes with model.smpl.body_model=<this folder>/{WALKER_MODEL_FILE}")
     (out / "gt" / "meta.json").write_text(json.dumps(meta, indent=1, default=list))
+    if "smpl" in meta:
+        write_people_smpl(out)
     timings["write"] = time.perf_counter() - t0
+
+
+WALKER_MODEL_FILE = "gt/smpl_walker.npz"
+
+
+def write_people_smpl(out: Path) -> None:
+    """A street with pedestrians: humanpose/smpl.pkl (their poses as the walker model's SMPL parameters)
+    and the walker body model itself (gt/smpl_walker.npz), so SMPL nodes train on it without the
+    licensed model. A street without pedestrians (the default) gets neither: its bytes are unchanged."""
+    from .smpl_synthetic import write_people_humanpose, write_walker_model
+    write_walker_model(Path(out) / WALKER_MODEL_FILE)
+    write_people_humanpose(out)
 
 
 def generate(params: SyntheticParams, out: Path, timings: dict | None = None) -> StreetScene:
