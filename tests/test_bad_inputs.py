@@ -66,6 +66,8 @@ CONFIG_CASES = [
     ("model.deformable.field=kplanes", "model.deformable.field='kplanes' (expected mlp or planes)"),
     ("model.deformable.frequencies=-1", "model.deformable.frequencies=-1 (expected an integer >= 0)"),
     ("model.deformable.min_points_per_instance=0", "model.deformable.min_points_per_instance=0 (expected an integer >= 1)"),
+    ("model.smpl.gaussians_per_instance=0", "model.smpl.gaussians_per_instance=0 (expected an integer >= 1)"),
+    ("model.smpl.pose_lr=0", "model.smpl.pose_lr=0.0 (expected a finite number > 0)"),
     ("trainer=Trainer", "trainer='Trainer' is not a trainer; expected one of SingleTrainer, MultiTrainer"),
     ("resume_state.stage.offset=99999", "resume_state.stage: stage state: offset 99999 is out of range"),
 ]

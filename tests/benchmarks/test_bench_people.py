@@ -16,12 +16,15 @@ TINY = ["scene.num_frames=4", "scene.cameras=[0]", "scene.width=64", "scene.heig
 def test_bench_people_writes_every_case(tmp_path):
     out = tmp_path / "people.json"
     res = subprocess.run([sys.executable, "-m", "benchmarks.bench_people", "--out", str(tmp_path / "runs"),
-                          "--cases", "a_people_masked,b_deformable", "--steps", "15", "--json", str(out),
+                          "--cases", "a_people_masked,b_deformable,c_smpl", "--steps", "15", "--json", str(out),
                           f"scene.path={tmp_path / 'scene'}", *TINY],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert list(report["cases"]) == ["a_people_masked", "b_deformable"]
+    assert list(report["cases"]) == ["a_people_masked", "b_deformable", "c_smpl"]
+    smpl = report["cases"]["c_smpl"]   # pedestrians on the walker body model, the cyclist deformable
+    assert smpl["gaussians"]["SMPLNodes"] > 0 and smpl["gaussians"]["DeformableNodes"] > 0
+    assert smpl["psnr_human"] is not None and (tmp_path / "runs" / "smpl_walker.npz").is_file()
     masked, bent = report["cases"]["a_people_masked"], report["cases"]["b_deformable"]
     assert "DeformableNodes" not in masked["gaussians"] and bent["gaussians"]["DeformableNodes"] > 0
     for row in (masked, bent):
