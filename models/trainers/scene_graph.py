@@ -28,7 +28,7 @@ stage that could drift. `node_stages()` reports each node's stage (always the tr
 stage does to the nodes:
   - densification (pretrain, entropy): every model, each on its slice of the screen-space gradient;
   - opacity entropy: every rendered Gaussian;
-  - the sugar stage's low-opacity prune: every model, with its floor per rigid or deformable instance;
+  - the sugar stage's low-opacity prune: every model, with its floor per rigid, deformable or SMPL instance;
   - the SuGaR regularizers: the background only (SingleTrainer passes only its slice, and its
     neighbourhoods are the background's), since they flatten Gaussians onto the static surface
     whose mesh is extracted.
