@@ -142,7 +142,8 @@ class SMPLConfig:
     """MultiTrainer's SMPL nodes (models.gaussians.smpl_nodes): pedestrians with per-frame SMPL
     parameters in the scene's humanpose/smpl.pkl, posed by a body model the user supplies (licensed,
     never shipped). null: every pedestrian is a deformable node. A body model given to a scene without
-    humanpose/smpl.pkl: a warning, and its pedestrians are deformable nodes."""
+    humanpose/smpl.pkl: a warning, and its pedestrians are deformable nodes. The run's checkpoints hold
+    the body model's arrays (open_run needs no file), so they are as licensed as the model."""
     body_model: Optional[str] = key(None, OPTIONAL_PATH)
     gaussians_per_instance: int = key(2000, int_at_least(1))   # on each body's rest surface, by area
     refine_pose: bool = key(True, BOOL)                 # a learned per-frame joint-rotation residual ...

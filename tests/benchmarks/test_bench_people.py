@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["scene.num_frames=4", "scene.cameras=[0]", "scene.width=64", "scene.height=48", "scene.supersample=1",
         "scene.lidar_beams=16", "scene.lidar_azimuths=180", "scene.pedestrians=2", "scene.cyclists=1",
-        "scene.test_every=4", "scene.max_init_points=400", "num_threads=1"]
+        "scene.test_every=4", "scene.max_init_points=400", "scene.moving_threshold=0.1", "num_threads=1"]
 
 
 def test_bench_people_writes_every_case(tmp_path):
