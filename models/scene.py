@@ -217,6 +217,19 @@ class GaussianScene:
         """(rotmats [I, J, 3, 3], inst_to_world [I, 4, 4], present [I]) of the SMPL nodes at a frame."""
         return self.smpl.at(self._frame_column.get(int(frame)))
 
+    @property
+    def smpl_tracks(self) -> List[RigidTrack]:
+        """The SMPL nodes' instances (none without them)."""
+        return [] if self.smpl is None else list(self.smpl.tracks)
+
+    def smpl_box_poses(self, frame: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(box_to_world [I, 4, 4], present [I]) of the SMPL nodes' instances at a frame (their boxes)."""
+        col = self._frame_column.get(int(frame))
+        n = len(self.smpl_tracks)
+        if col is None or self.smpl is None:
+            return torch.eye(4, device=self.device).repeat(n, 1, 1), torch.zeros(n, dtype=torch.bool, device=self.device)
+        return self.smpl.box_to_world[col], self.smpl.valid[col]
+
     def instance_poses(self, frame: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """(obj_to_world [I, 4, 4], present [I] bool) of the rigid instances at a frame."""
         col = self._frame_column.get(int(frame))

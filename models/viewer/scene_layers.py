@@ -36,7 +36,7 @@ def add_frusta(server, views, labels, radius: float, on_click: Callable[[object,
 
 
 def add_node_boxes(server, tracks) -> list:
-    """A wireframe box per node of the scene graph, rigid then deformable (posed by :func:`pose_node_boxes`)."""
+    """A wireframe box per node of the scene graph, rigid, deformable then SMPL (posed by :func:`pose_node_boxes`)."""
     return [server.scene.add_box(f"/nodes/{i:03d}_{track.id}", color=(255, 170, 0),
                                  dimensions=tuple(track.box_size.tolist()), wireframe=True)
             for i, track in enumerate(tracks)]
@@ -48,7 +48,9 @@ def pose_node_boxes(boxes: List, gaussians, frame: int) -> None:
         return
     poses, present = gaussians.instance_poses(int(frame))
     bent_poses, bent_present = gaussians.deformable_instance_poses(int(frame))   # pedestrians, cyclists
-    poses, present = torch.cat([poses, bent_poses]), torch.cat([present, bent_present])
+    body_poses, body_present = gaussians.smpl_box_poses(int(frame))              # pedestrians on body models
+    poses = torch.cat([poses, bent_poses, body_poses])
+    present = torch.cat([present, bent_present, body_present])
     for box, pose, here in zip(boxes, poses.cpu(), present.cpu()):
         box.visible = bool(here)
         if here:

@@ -154,7 +154,8 @@ class ViewerServer:
             h.visible = visible
 
     def _add_nodes(self) -> list:
-        return scene_layers.add_node_boxes(self.server, list(self.gaussians.tracks) + list(self.gaussians.deformable_tracks))
+        return scene_layers.add_node_boxes(self.server, list(self.gaussians.tracks) + list(self.gaussians.deformable_tracks)
+                                              + list(self.gaussians.smpl_tracks))
 
     def _pose_nodes(self) -> None:
         scene_layers.pose_node_boxes(self._node_boxes, self.gaussians, int(self.frame.value))

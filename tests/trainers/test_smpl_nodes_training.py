@@ -138,6 +138,16 @@ def test_open_run_and_export_without_the_dataset_and_the_body_model(make, walker
             for k in mine[0]:
                 assert torch.equal(mine[0][k].detach(), theirs[0][k].detach()), k
         frame = trainer.dataset.frames[2]
+        # the viewer's node boxes: rigid, deformable, then the SMPL nodes' boxes at the frame
+        from types import SimpleNamespace
+        from models.viewer.scene_layers import pose_node_boxes
+        scene = run.scene
+        boxes = [SimpleNamespace(visible=None) for _ in scene.tracks + scene.deformable_tracks + scene.smpl_tracks]
+        pose_node_boxes(boxes, scene, frame)
+        body_poses, body_present = scene.smpl_box_poses(frame)
+        assert len(scene.smpl_tracks) == 2 and [b.visible for b in boxes[-2:]] == body_present.tolist()
+        assert any(body_present) and np.allclose(boxes[-1].position if body_present[-1] else body_poses[-1, :3, 3],
+                                                 body_poses[-1, :3, 3].numpy())
         written = export_run(run, tmp_path / "export", axes="world", frame=frame)
         ply = PlyData.read(str(written["scene_frame"]))["vertex"]
         gs, slices = run.scene.compose(frame)
