@@ -2,6 +2,7 @@
 Gaussian count: OpenSplat (github.com/pierotofy/OpenSplat) in its CPU mode.
 
     .venv/bin/python -m benchmarks.bench_peer --opensplat-src PATH [--gaussians 15000] [--steps 200] [--runs 3]
+    .venv/bin/python -m benchmarks.bench_peer --export DIR     # only the nerfstudio project both would train on
 
 PATH is a checkout of an OpenSplat release (v1.1.4 measured) that you fetched yourself; nothing of it
 is committed here. The script builds it once into --build-dir (default `outputs/peer/opensplat-build`)
@@ -188,6 +189,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--config-name", default="omnire_sugar")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--export", type=Path, default=None, help="write the street as the nerfstudio project OpenSplat "
+                    "reads (transforms.json, images/, points3D.ply) into this folder and stop")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for both (the street: scene.*)")
@@ -196,6 +199,10 @@ def main(argv=None) -> dict:
         result = worker_ours(args)
         args.out.write_text(json.dumps(result))
         return result
+    if args.export is not None:
+        street = export_street(args, args.export)
+        print(f"wrote {args.export}: {street['views']} views at {street['size']}, {street['gaussians']} points")
+        return street
     if args.opensplat_src is None:
         ap.error("--opensplat-src PATH is needed: a checkout of an OpenSplat release")
     if args.steps <= args.warmup + 10:
