@@ -137,9 +137,9 @@ class MultiTrainer(SingleTrainer):
         minimum = int(dcfg.min_points_per_instance)
         for i, (track, (pts, col), count) in enumerate(zip(tracks, per_track, counts)):
             if len(pts) < minimum:
-                logger.warning("%s %s (%s): %d LiDAR points in its box, fewer than model.deformable."
+                logger.warning("deformable node %s (%s): %d LiDAR points in its box, fewer than model.deformable."
                                "min_points_per_instance=%d; topped up with random points in the box",
-                               track.node_type, track.id, track.class_name, count, minimum)
+                               track.id, track.class_name, count, minimum)
                 extra = box_points(track.box_size[0], minimum - len(pts), seed=int(self.cfg.seed) + i)
                 grey = col.mean(0, keepdim=True) if len(col) else torch.full((1, 3), 0.5)
                 pts, col = torch.cat([pts, extra]), torch.cat([col, grey.expand(len(extra), 3)])
