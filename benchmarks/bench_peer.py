@@ -62,7 +62,7 @@ THREADS = 2
 
 
 class PeerError(RuntimeError):
-    pass
+    """The peer could not be built or run: what is missing or what it printed."""
 
 
 def build_opensplat(src: Path, build: Path) -> Path:

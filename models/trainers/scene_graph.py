@@ -177,26 +177,12 @@ class MultiTrainer(SingleTrainer):
         return None if nodeless is None else ~nodeless
 
     def _build_pose_table(self) -> None:
-        """Each rigid instance's object -> world pose per scene frame, and whether it exists there,
-        handed to the GaussianScene with the instances' records."""
+        """Each rigid and deformable instance's object -> world pose per scene frame, and whether it
+        exists there, handed to the GaussianScene with the instances' records."""
         frames = sorted(self.dataset.frames)
-        n = len(self.rigid_tracks)
-        poses = torch.eye(4).repeat(n, len(frames), 1, 1)
-        present = torch.zeros(n, len(frames), dtype=torch.bool)
-        for i, track in enumerate(self.rigid_tracks):
-            for col, f in enumerate(frames):
-                pose = track.pose_at(f)
-                if pose is not None:
-                    poses[i, col], present[i, col] = pose, True
+        poses, present = pose_table(self.rigid_tracks, frames)
         self.gaussian_scene.set_tracks([RigidTrack.of(t) for t in self.rigid_tracks], frames, poses, present)
-        n = len(self.deformable_tracks)
-        poses = torch.eye(4).repeat(n, len(frames), 1, 1)
-        present = torch.zeros(n, len(frames), dtype=torch.bool)
-        for i, track in enumerate(self.deformable_tracks):
-            for col, f in enumerate(frames):
-                pose = track.pose_at(f)
-                if pose is not None:
-                    poses[i, col], present[i, col] = pose, True
+        poses, present = pose_table(self.deformable_tracks, frames)
         self.gaussian_scene.set_deformable_tracks([RigidTrack.of(t) for t in self.deformable_tracks], poses, present)
 
     def prune_groups(self, name: str, model: VanillaGaussians):
@@ -220,6 +206,19 @@ class MultiTrainer(SingleTrainer):
         return {name: {"stage": self.current_stage, "stage_step": self.stage_step, "features": dict(features),
                        "sugar_losses": bool(features["sugar_losses"]) and name == MODEL_KEY}
                 for name in self.models}
+
+
+def pose_table(tracks, frames) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each track's object -> world pose at each frame [I, F, 4, 4] (identity where absent) and whether
+    it exists there [I, F]."""
+    poses = torch.eye(4).repeat(len(tracks), len(frames), 1, 1)
+    present = torch.zeros(len(tracks), len(frames), dtype=torch.bool)
+    for i, track in enumerate(tracks):
+        for col, f in enumerate(frames):
+            pose = track.pose_at(f)
+            if pose is not None:
+                poses[i, col], present[i, col] = pose, True
+    return poses, present
 
 
 def box_rectangles(view, tracks) -> torch.Tensor | None:
