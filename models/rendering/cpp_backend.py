@@ -35,8 +35,9 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = ("ext.cpp", "projection_ewa.cpp", "spherical_harmonics.cpp", "sugar_density.cpp", "sugar_normal.cpp",
-           "surface_channels.cpp", "intersect_tile.cpp", "rasterize_to_pixels_fwd.cpp", "rasterize_to_pixels_bwd.cpp")
+SOURCES = ("ext.cpp", "projection_ewa.cpp", "spherical_harmonics.cpp", "sugar_frames.cpp", "sugar_density.cpp",
+           "sugar_normal.cpp", "surface_channels.cpp", "intersect_tile.cpp", "rasterize_to_pixels_fwd.cpp",
+           "rasterize_to_pixels_bwd.cpp")
 HEADERS = ("kernels.h",)
 # portable flags: no -march, so a cached build also runs on an older CPU sharing the cache folder
 CFLAGS = ["-O3", "-fopenmp", "-fno-trapping-math"]  # no FP traps: lets GCC vectorize the masks
@@ -199,6 +200,27 @@ def sh_colors_cpp(degree: int, means: Tensor, coeffs: Tensor, campos: Tensor,
         rest = rest.to(dt).contiguous()
     return _SHColors.apply(int(degree), means.contiguous(), coeffs.to(dt).contiguous(), rest,
                            campos.to(dt).contiguous(), radii)
+
+
+class _SugarFrames(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities):
+        rotmats, table, normals = load_extension().sugar_frames_fwd(means, quats, scales, opacities)
+        ctx.save_for_backward(quats, scales)
+        return rotmats, table, normals
+
+    @staticmethod
+    def backward(ctx, v_rotmats, v_table, v_normals):
+        quats, scales = ctx.saved_tensors
+        return tuple(load_extension().sugar_frames_bwd(quats, scales, v_rotmats, v_table, v_normals))
+
+
+def sugar_frames_cpp(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor):
+    """(rotmats [N, 3, 3], neighbour table [N, 14], normals [N, 3]) of the Gaussians in one pass, in C++
+    (models.sugar.geometry.gaussian_frames); differentiable with respect to all four inputs."""
+    dt = means.dtype
+    return _SugarFrames.apply(means.contiguous(), quats.to(dt).contiguous(), scales.to(dt).contiguous(),
+                              opacities.reshape(-1).to(dt).contiguous())
 
 
 class _SugarDensity(torch.autograd.Function):

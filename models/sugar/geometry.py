@@ -153,6 +153,20 @@ def neighbour_table(means: torch.Tensor, rotmats: torch.Tensor, scales: torch.Te
     return torch.cat([means, b, opacities.reshape(n, 1), scales.min(dim=-1, keepdim=True).values], dim=1)
 
 
+def gaussian_frames(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rotmats [N, 3, 3], ``neighbour_table`` [N, 14], ``gaussian_normals`` [N, 3]) of Gaussians given by
+    their quaternions (any norm, wxyz): everything the sugar regularizers read of each Gaussian. On a CPU
+    in one compiled pass forward and backward (csrc/sugar_frames.cpp; in PyTorch these are some hundred
+    small operations over N), elsewhere as the three functions compose. Differentiable in all inputs."""
+    if means.device.type == "cpu" and means.dtype in (torch.float32, torch.float64):
+        from models.rendering import cpp_backend
+        if cpp_backend.load_extension() is not None:
+            return cpp_backend.sugar_frames_cpp(means, quats, scales, opacities)
+    rotmats = quat_to_rotmat(quats)
+    return rotmats, neighbour_table(means, rotmats, scales, opacities), gaussian_normals(rotmats, scales)
+
+
 def density_terms(points: torch.Tensor, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """terms [M, K] = α_j exp(−½‖Bⱼᵀ(p − μ_j)‖²) and y [M, K, 3] = Bⱼᵀ(p − μ_j), from a gathered
     ``neighbour_table`` [M, K, 14] (elementwise: batched 3×3 products through bmm were slower)."""

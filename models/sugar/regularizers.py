@@ -51,10 +51,12 @@ def _neighbour_sets(gauss_idx: torch.Tensor, neighbours: torch.Tensor) -> torch.
 
 
 def _density_and_beta(points: torch.Tensor, gauss_idx: torch.Tensor, neighbours: torch.Tensor,
-                      gaussians: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, int]:
-    """(d [M], β [M], number of Gaussians summed) over each sample's [g] + neighbours[g]."""
+                      gaussians: Sequence[torch.Tensor], table: Optional[torch.Tensor] = None
+                      ) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """(d [M], β [M], number of Gaussians summed) over each sample's [g] + neighbours[g]; ``table``: the
+    Gaussians' ``neighbour_table`` when the caller has it (``gaussian_frames``)."""
     nbr = _neighbour_sets(gauss_idx, neighbours)
-    terms, beta = neighbour_density(points, neighbour_table(*gaussians), nbr)
+    terms, beta = neighbour_density(points, neighbour_table(*gaussians) if table is None else table, nbr)
     return terms.sum(dim=-1), beta, nbr.shape[1]
 
 
@@ -117,6 +119,7 @@ def sugar_sdf_loss(
     surface_threshold: float = 2.0, density_factor: Optional[float] = None,
     max_residual: float = 1.0, min_alpha: float = 0.5, near: float = 0.01,
     density_eps: float = 1e-16, estimate: str = "depth", residual_stats: bool = True,
+    table: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, Dict[str, float]]:
     """SuGaR's SDF-estimation loss from the rendered depth map (docs/sugar.md, steps 2–5).
 
@@ -128,6 +131,8 @@ def sugar_sdf_loss(
         alpha_map [H, W] or None: rendered alpha, used only to ignore empty pixels (min_alpha).
         viewmat [4, 4] world→camera, K [3, 3] pixels (gsplat convention, centres at +0.5).
         scene_extent: residuals are divided by scene_extent / 10.
+        table [N, 14]: the Gaussians' ``neighbour_table`` (differentiable), when the caller has it from
+            ``gaussian_frames``; None: built here.
 
     Steps:
         2. keep samples whose Gaussian passes ``visible_surface_mask`` (|D(π(μ_g)) − z(μ_g)| <
@@ -186,7 +191,7 @@ def sugar_sdf_loss(
         raise ValueError(f"sdf estimate must be {' or '.join(map(repr, SDF_ESTIMATES))}, got {estimate!r}")
 
     # Step 4: ideal SDF from the density.
-    d, beta, n_sum = _density_and_beta(p, g, neighbours, (means, rotmats, scales, opacities))
+    d, beta, n_sum = _density_and_beta(p, g, neighbours, (means, rotmats, scales, opacities), table)
     factor = 1.0 / n_sum if density_factor is None else density_factor
     d = (d * factor).clamp(min=density_eps, max=1.0)
     f = beta * torch.sqrt((-2.0 * torch.log(d)).clamp_min(1e-10))
@@ -201,8 +206,10 @@ def sugar_sdf_loss(
 def sugar_density_loss(
     points: torch.Tensor, gauss_idx: torch.Tensor, neighbours: torch.Tensor,
     gaussians: Sequence[torch.Tensor], weight: float = 0.2, *, residual_stats: bool = True,
+    table: Optional[torch.Tensor] = None, normals: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, Dict[str, float]]:
-    """SuGaR's released default ("density" mode): no depth map.
+    """SuGaR's released default ("density" mode): no depth map. ``table`` and ``normals``: the
+    Gaussians' ``neighbour_table`` and ``gaussian_normals`` when the caller has them (``gaussian_frames``).
 
     f̂(p) = ⟨p − μ_g, n_g⟩, β as in the module docstring, ideal density
     d̄(p) = exp(−f̂² / 2β²), d(p) = Σ_j α_j G_j(p) over [g] + neighbours[g] (no 1/k factor and
@@ -218,8 +225,8 @@ def sugar_density_loss(
         stats["density_residual"] = 0.0
     if m == 0:
         return weight * _zero_loss(points, scales, opacities), stats
-    d, beta, _ = _density_and_beta(points, gauss_idx, neighbours, (means, rotmats, scales, opacities))
-    n_g = take(gaussian_normals(rotmats, scales), gauss_idx)
+    d, beta, _ = _density_and_beta(points, gauss_idx, neighbours, (means, rotmats, scales, opacities), table)
+    n_g = take(gaussian_normals(rotmats, scales) if normals is None else normals, gauss_idx)
     f_hat = ((points - take(means, gauss_idx)) * n_g).sum(dim=-1)
     target = torch.exp(-0.5 * f_hat.pow(2) / beta.pow(2))
     residual = (d - target).abs()
@@ -231,8 +238,10 @@ def sugar_density_loss(
 def sugar_normal_loss(
     points: torch.Tensor, gauss_idx: torch.Tensor, neighbours: torch.Tensor,
     gaussians: Sequence[torch.Tensor], weight: float = 0.2, *, residual_stats: bool = True,
+    table: Optional[torch.Tensor] = None, normals: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, Dict[str, float]]:
-    """SuGaR's normal regularizer (docs/sugar.md "Normal regularizer").
+    """SuGaR's normal regularizer (docs/sugar.md "Normal regularizer"). ``table`` and ``normals``: the
+    Gaussians' ``neighbour_table`` (read detached) and ``gaussian_normals`` when the caller has them.
 
     For j ∈ [g] + neighbours[g]: ñ_j = sign(⟨n_j, n_g⟩)·n_j (sign detached);
     w_j ∝ α̂_j(p)·|⟨p − μ_j, ñ_j⟩| / max(s_j^min, 1e-6)², with α̂_j(p) the j-th term of d(p);
@@ -251,12 +260,15 @@ def sugar_normal_loss(
     if m == 0:
         return weight * _zero_loss(rotmats), stats
     nbr = _neighbour_sets(gauss_idx, neighbours)                             # [M, K]
-    normals = gaussian_normals(rotmats, scales)
+    if normals is None:
+        normals = gaussian_normals(rotmats, scales)
+    if table is None:
+        with torch.no_grad():
+            table = neighbour_table(means, rotmats, scales, opacities)
+    table = table.detach()
     if points.device.type == "cpu" and points.dtype in (torch.float32, torch.float64):
         from models.rendering import cpp_backend
         if cpp_backend.load_extension() is not None:   # the same terms fused in C++ (csrc/sugar_normal.cpp)
-            with torch.no_grad():
-                table = neighbour_table(means, rotmats, scales, opacities)
             residual, valid = cpp_backend.sugar_normal_cpp(points, table, normals, nbr)
             return _normal_loss_from_residual(residual, valid, rotmats, weight, stats)
     n_j = take(normals, nbr)                                                # [M, K, 3]
@@ -265,7 +277,6 @@ def sugar_normal_loss(
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
     n_j = n_j * sign
     with torch.no_grad():
-        table = neighbour_table(means, rotmats, scales, opacities)
         terms = neighbour_density(points, table, nbr)[0]
         rows = take(table[:, [0, 1, 2, 13]], nbr)                           # neighbours' means, smallest scales
         dist = ((points.unsqueeze(1) - rows[..., 0:3]) * n_j).sum(dim=-1).abs()

@@ -10,7 +10,7 @@ import torch
 
 from models.losses import (knn, sample_points_around_gaussians, sugar_density_loss, sugar_normal_loss,
                            sugar_sdf_loss, visible_surface_mask)
-from models.rendering.projection import quat_to_rotmat
+from models.sugar.geometry import gaussian_frames
 from models.trainers.stage_context import StageContext
 
 logger = logging.getLogger("models.trainers")
@@ -58,7 +58,8 @@ class SugarRegularizer:
         if (self.neighbours is None or step - self.neighbours_step >= int(scfg.knn_every)
                 or self.neighbours.shape[0] != self.model.num_gaussians):  # densification on in this stage
             self.refresh(step)
-        rotmats = quat_to_rotmat(gs["quats"])
+        # each Gaussian's rotation, neighbour-table row and normal, in one pass on a CPU
+        rotmats, table, normals = gaussian_frames(gs["means"], gs["quats"], gs["scales"], gs["opacities"])
         gaussians = (gs["means"], rotmats, gs["scales"], gs["opacities"])
         candidates = (radii > 0).all(dim=-1)
         if str(scfg.mode) != "density":
@@ -76,15 +77,17 @@ class SugarRegularizer:
         # (the terms' logging stats are not asked for: each would make the host wait for the device)
         if str(scfg.mode) == "density":
             out["sugar_density"], _ = sugar_density_loss(points, gidx, self.neighbours, gaussians,
-                                                         weight=float(scfg.sdf_weight), residual_stats=False)
+                                                         weight=float(scfg.sdf_weight), residual_stats=False,
+                                                         table=table, normals=normals)
         else:
             factor = scfg.sdf_density_factor
             out["sugar_sdf"], _ = sugar_sdf_loss(points, gidx, self.neighbours, gaussians, depth, alpha, viewmat,
                                                  view.K, self.scene_scale, weight=float(scfg.sdf_weight),
                                                  density_factor=None if factor is None else float(factor),
-                                                 estimate=scfg.sdf_estimate, residual_stats=False)
+                                                 estimate=scfg.sdf_estimate, residual_stats=False, table=table)
         out["sugar_normal"], _ = sugar_normal_loss(points, gidx, self.neighbours, gaussians,
-                                                   weight=float(scfg.normal_weight), residual_stats=False)
+                                                   weight=float(scfg.normal_weight), residual_stats=False,
+                                                   table=table, normals=normals)
         return out
 
     # ----- state (top-level checkpoint keys, as before this class existed) ------------------------

@@ -293,3 +293,34 @@ def test_sugar_normal_kernel_matches_pytorch_and_is_deterministic(monkeypatch):
         out[name] = (loss.detach(), q.grad)
     assert torch.allclose(out["cpp"][0], out["torch"][0], rtol=1e-12, atol=0)
     assert (out["cpp"][1] - out["torch"][1]).abs().max() <= 1e-12 * out["torch"][1].abs().max()
+
+
+def test_sugar_frames_kernel_matches_pytorch_gradchecks_and_is_deterministic(monkeypatch):
+    """gaussian_frames in C++ against its PyTorch composition (quat_to_rotmat, neighbour_table,
+    gaussian_normals): values and the gradients of all four inputs, for any subset of the outputs used;
+    float64 gradcheck; the same bytes at 1 and 2 threads."""
+    from models.sugar.geometry import gaussian_frames
+    g = torch.Generator().manual_seed(5)
+    N = 700
+    means, quats, scales, opac = _gaussians(N, torch.float32, g)
+    quats[:5] *= 1e-3                                   # far from unit norm: the normalisation's gradient
+    weights = [torch.randn(N, 3, 3, generator=g), torch.randn(N, 14, generator=g), torch.randn(N, 3, generator=g)]
+    for used in ((0, 1, 2), (1,), (2,), (0, 2)):
+        res = {}
+        for name in ("torch", "cpp", "cpp1"):
+            torch.set_num_threads(1 if name == "cpp1" else 2)
+            with monkeypatch.context() as mp:
+                if name == "torch":
+                    mp.setattr(cpp_backend, "load_extension", lambda: None)
+                args = [t.clone().requires_grad_(True) for t in (means, quats, scales, opac)]
+                outs = gaussian_frames(*args)
+                sum((outs[i] * weights[i]).sum() for i in used).backward()
+            res[name] = [o.detach() for o in outs] + [a.grad if a.grad is not None else torch.zeros_like(a)
+                                                      for a in args]
+        for a, b in zip(res["torch"], res["cpp"]):
+            assert (a - b).abs().max() <= 1e-5 * max(1.0, float(a.abs().max())), used
+        for a, b in zip(res["cpp"], res["cpp1"]):
+            assert torch.equal(a, b)
+    args = [t[:25].double().clone().requires_grad_(True) for t in (means, quats, scales, opac)]
+    assert torch.autograd.gradcheck(lambda *a: cpp_backend.sugar_frames_cpp(*a), args, eps=1e-6, atol=1e-6,
+                                    rtol=1e-4)

@@ -245,6 +245,71 @@ std::vector<at::Tensor> surface_bwd(const at::Tensor& means, const at::Tensor& q
     return {g_means, g_quats};
 }
 
+void check_frames(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
+                  const at::Tensor& opacities) {
+    TORCH_CHECK(means.device().is_cpu() && means.dim() == 2 && means.size(1) == 3 && means.is_contiguous(),
+                "sugar frames: means [N,3] contiguous on the CPU expected");
+    const auto N = means.size(0);
+    TORCH_CHECK(quats.sizes() == at::IntArrayRef({N, 4}) && quats.is_contiguous() &&
+                    scales.sizes() == at::IntArrayRef({N, 3}) && scales.is_contiguous() &&
+                    opacities.numel() == N && opacities.is_contiguous(),
+                "sugar frames: quats [N,4], scales [N,3] and opacities [N], contiguous, expected");
+    TORCH_CHECK(quats.scalar_type() == means.scalar_type() && scales.scalar_type() == means.scalar_type() &&
+                    opacities.scalar_type() == means.scalar_type(),
+                "sugar frames: means, quats, scales and opacities must share one dtype");
+}
+
+std::vector<at::Tensor> frames_fwd(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
+                                   const at::Tensor& opacities) {
+    check_frames(means, quats, scales, opacities);
+    const auto N = means.size(0);
+    auto rotmats = at::empty({N, 3, 3}, means.options());
+    auto table = at::empty({N, 14}, means.options());
+    auto normals = at::empty({N, 3}, means.options());
+    AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "frames_fwd", [&] {
+        cpu_rast::sugar_frames_fwd<scalar_t>(means.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(),
+                                             scales.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(), N,
+                                             rotmats.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(),
+                                             normals.data_ptr<scalar_t>(), at::get_num_threads());
+    });
+    return {rotmats, table, normals};
+}
+
+// a gradient that autograd left undefined (an output not used) is a null pointer for the kernel
+at::Tensor optional_grad(const c10::optional<at::Tensor>& g, at::IntArrayRef shape, at::ScalarType dtype,
+                         const char* what) {
+    if (!g.has_value() || !g->defined()) return at::Tensor();
+    TORCH_CHECK(g->numel() == c10::multiply_integers(shape), "sugar frames: gradient of the ", what,
+                " has the wrong size");
+    return g->contiguous().to(dtype);
+}
+
+std::vector<at::Tensor> frames_bwd(const at::Tensor& quats, const at::Tensor& scales,
+                                   const c10::optional<at::Tensor>& v_rotmats,
+                                   const c10::optional<at::Tensor>& v_table,
+                                   const c10::optional<at::Tensor>& v_normals) {
+    TORCH_CHECK(quats.device().is_cpu() && quats.dim() == 2 && quats.size(1) == 4 && quats.is_contiguous() &&
+                    scales.sizes() == at::IntArrayRef({quats.size(0), 3}) && scales.is_contiguous() &&
+                    scales.scalar_type() == quats.scalar_type(),
+                "sugar frames: quats [N,4] and scales [N,3] of one dtype, contiguous on the CPU, expected");
+    const auto N = quats.size(0);
+    const auto dt = quats.scalar_type();
+    auto vr = optional_grad(v_rotmats, {N, 9}, dt, "rotations");
+    auto vt = optional_grad(v_table, {N, 14}, dt, "neighbour table");
+    auto vn = optional_grad(v_normals, {N, 3}, dt, "normals");
+    auto g_means = at::empty({N, 3}, quats.options()), g_quats = at::empty({N, 4}, quats.options());
+    auto g_scales = at::empty({N, 3}, quats.options()), g_opac = at::empty({N}, quats.options());
+    AT_DISPATCH_FLOATING_TYPES(dt, "frames_bwd", [&] {
+        cpu_rast::sugar_frames_bwd<scalar_t>(
+            quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(), N,
+            vr.defined() ? vr.data_ptr<scalar_t>() : nullptr, vt.defined() ? vt.data_ptr<scalar_t>() : nullptr,
+            vn.defined() ? vn.data_ptr<scalar_t>() : nullptr, g_means.data_ptr<scalar_t>(),
+            g_quats.data_ptr<scalar_t>(), g_scales.data_ptr<scalar_t>(), g_opac.data_ptr<scalar_t>(),
+            at::get_num_threads());
+    });
+    return {g_means, g_quats, g_scales, g_opac};
+}
+
 // coeffs [N, K0, 3] and, optionally, rest [N, K - K0, 3]: the first K0 and the other coefficients (3DGS's sh0
 // and shN), read in place; returns K
 int64_t check_sh(int64_t degree, const at::Tensor& means, const at::Tensor& coeffs,
@@ -433,6 +498,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("sh_bwd", &sh_bwd, "gradients of the SH colours (and of the camera centres with campos_grad)",
           py::arg("degree"), py::arg("means"), py::arg("coeffs"), py::arg("campos"), py::arg("v_colors"),
           py::arg("rest") = py::none(), py::arg("radii") = py::none(), py::arg("campos_grad") = false);
+    m.def("sugar_frames_fwd", &frames_fwd, "rotations, neighbour-table rows and normals of the Gaussians");
+    m.def("sugar_frames_bwd", &frames_bwd, "gradients of the sugar frames into means, quats, scales, opacities");
     m.def("sugar_density_fwd", &density_fwd, "SuGaR density terms at samples from their neighbours");
     m.def("sugar_density_bwd", &density_bwd, "gradients of the SuGaR density terms");
     m.def("sugar_normal_fwd", &normal_fwd, "SuGaR normal-regularizer residuals at samples");

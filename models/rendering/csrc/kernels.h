@@ -1,6 +1,7 @@
 // CPU kernels of the renderer (gsplat's projection and rasterize_to_pixels pipeline), one file per stage:
 //   projection_ewa.cpp            EWA projection of 3D Gaussians to 2D (means2d, conics, depths, radii)
 //   spherical_harmonics.cpp       view-dependent colours from SH coefficients
+//   sugar_frames.cpp              each Gaussian's rotation, neighbour-table row and normal (the sugar regularizers)
 //   sugar_density.cpp             SuGaR's density at samples from their neighbours (the sugar stage's regularizers)
 //   sugar_normal.cpp              SuGaR's normal regularizer's residual at samples from their neighbours
 //   surface_channels.cpp          per-Gaussian camera-frame normal and plane distance (the surface maps' channels)
@@ -143,6 +144,16 @@ void sugar_density_fwd(const T* points, const T* table, const int64_t* nbr, int6
 template <typename T>
 void sugar_density_bwd(const T* points, const T* table, const int64_t* nbr, int64_t M, int64_t K, int64_t N,
                        const T* v_terms, const T* v_beta, T* v_points, T* v_table, int n_threads);
+
+// What the sugar regularizers read of each Gaussian (sugar_frames.cpp): rotmats [N, 9], the neighbour table
+// [N, 14] and the smallest-scale axes [N, 3] (all written) from means, quaternions, scales and opacities
+template <typename T>
+void sugar_frames_fwd(const T* means, const T* quats, const T* scales, const T* opacities, int64_t N, T* rotmats,
+                      T* table, T* normals, int n_threads);
+// v_means, v_quats, v_scales, v_opacities (written) from the gradients of the three outputs (any may be null)
+template <typename T>
+void sugar_frames_bwd(const T* quats, const T* scales, int64_t N, const T* v_rotmats, const T* v_table,
+                      const T* v_normals, T* v_means, T* v_quats, T* v_scales, T* v_opacities, int n_threads);
 
 // SuGaR normal-regularizer residual [M], valid [M], the detached weights w_j s_j [M, K] and r [M, 3] at points
 // [M, 3] from table [N, 14] and unit normals [N, 3] of neighbours nbr [M, K] (column 0: the sample's Gaussian)
