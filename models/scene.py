@@ -281,12 +281,15 @@ class GaussianScene:
     def compose(self, frame: int = 0) -> Tuple[Dict[str, torch.Tensor], Dict[str, slice]]:
         """The world-space Gaussians rendered at a frame and each model's slice of them: the background
         as it is, then (scene graph) the rigid nodes posed at the frame and the deformable nodes deformed
-        at the frame's time and posed, absent instances transparent."""
+        at the frame's time and posed, absent instances transparent. Quaternions of any norm: a
+        renderer's input (each backend's projection normalises them)."""
         bg = self.model
         nb = bg.num_gaussians
+        # the background's quaternions as stored: what is composed here is rendered, and every renderer
+        # normalises them (VanillaGaussians.get_gaussians)
         if not self.scene_graph:
-            return bg.get_gaussians(split_sh=True), {MODEL_KEY: slice(0, nb)}
-        parts, slices = [bg.get_gaussians()], {MODEL_KEY: slice(0, nb)}
+            return bg.get_gaussians(split_sh=True, unit_quats=False), {MODEL_KEY: slice(0, nb)}
+        parts, slices = [bg.get_gaussians(unit_quats=False)], {MODEL_KEY: slice(0, nb)}
         if RIGID_KEY in self.models:
             nodes: RigidNodes = self.models[RIGID_KEY]
             parts.append(nodes.world_gaussians(*self.instance_poses(frame)))

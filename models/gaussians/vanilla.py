@@ -113,15 +113,19 @@ class VanillaGaussians(nn.Module):
     def num_gaussians(self) -> int:
         return int(self.params["means"].shape[0])
 
-    def get_gaussians(self, split_sh: bool = False) -> Dict[str, Tensor]:
+    def get_gaussians(self, split_sh: bool = False, unit_quats: bool = True) -> Dict[str, Tensor]:
         """Activated tensors for ``rasterization``; ``colors`` is the SH [N, K, 3] (pass
         ``sh_degree=self.active_sh_degree``). ``split_sh``: ``sh0`` [N, 1, 3] and ``shN`` [N, K-1, 3]
         (the parameters themselves) instead of their concatenation ``colors``, for ``render_gaussians``,
-        which the compiled backend renders without the copy (``rasterization(sh_rest=...)``)."""
+        which the compiled backend renders without the copy (``rasterization(sh_rest=...)``).
+        ``unit_quats=False``: the quaternions as stored, of any norm, for consumers that normalise them
+        themselves (every render backend's projection, quat_to_rotmat, the sugar frames): the same
+        rotations without four passes over [N, 4] forward and backward."""
         p = self.params
+        q = p["quats"]
         out = {
             "means": p["means"],
-            "quats": p["quats"] / p["quats"].norm(dim=-1, keepdim=True).clamp(min=1e-12),
+            "quats": q / q.norm(dim=-1, keepdim=True).clamp(min=1e-12) if unit_quats else q,
             "scales": torch.exp(p["scales"]),
             "opacities": torch.sigmoid(p["opacities"]),
         }
