@@ -35,9 +35,9 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = ("ext.cpp", "projection_ewa.cpp", "spherical_harmonics.cpp", "sugar_frames.cpp", "sugar_density.cpp",
-           "sugar_normal.cpp", "surface_channels.cpp", "intersect_tile.cpp", "rasterize_to_pixels_fwd.cpp",
-           "rasterize_to_pixels_bwd.cpp")
+SOURCES = ("ext.cpp", "projection_ewa.cpp", "spherical_harmonics.cpp", "ssim.cpp", "sugar_frames.cpp",
+           "sugar_density.cpp", "sugar_normal.cpp", "surface_channels.cpp", "intersect_tile.cpp",
+           "rasterize_to_pixels_fwd.cpp", "rasterize_to_pixels_bwd.cpp")
 HEADERS = ("kernels.h",)
 # portable flags: no -march, so a cached build also runs on an older CPU sharing the cache folder
 CFLAGS = ["-O3", "-fopenmp", "-fno-trapping-math"]  # no FP traps: lets GCC vectorize the masks
@@ -200,6 +200,28 @@ def sh_colors_cpp(degree: int, means: Tensor, coeffs: Tensor, campos: Tensor,
         rest = rest.to(dt).contiguous()
     return _SHColors.apply(int(degree), means.contiguous(), coeffs.to(dt).contiguous(), rest,
                            campos.to(dt).contiguous(), radii)
+
+
+class _SSIMHWC(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y, window, c1, c2):
+        value, maps = load_extension().ssim_fwd(x, y, window, c1, c2)
+        ctx.save_for_backward(x, y, window, maps)
+        ctx.c = (c1, c2)
+        return value
+
+    @staticmethod
+    def backward(ctx, v_value):
+        x, y, window, maps = ctx.saved_tensors
+        return load_extension().ssim_bwd(x, y, window, *ctx.c, maps, v_value.detach()), None, None, None, None
+
+
+def ssim_hwc_cpp(x: Tensor, y: Tensor, window: Tensor, c1: float, c2: float) -> Tensor:
+    """Mean SSIM of ``x`` against ``y``, both [H, W, C] (models.ssim.ssim's maths), in C++; differentiable
+    with respect to ``x`` only."""
+    dt = x.dtype
+    return _SSIMHWC.apply(x.contiguous(), y.detach().to(dt).contiguous(), window.to(dt).contiguous(), float(c1),
+                          float(c2))
 
 
 class _SugarFrames(torch.autograd.Function):

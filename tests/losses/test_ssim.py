@@ -48,3 +48,24 @@ def test_rejects_small_or_mismatched_images():
         ssim(torch.rand(1, 3, 10, 20), torch.rand(1, 3, 10, 20))
     with pytest.raises(ValueError, match="must both be"):
         ssim(torch.rand(1, 3, 20, 20), torch.rand(1, 3, 20, 21))
+
+
+def test_compiled_kernel_agrees_with_the_filtered_pytorch_ssim():
+    """The compiled path (one CPU image against a reference without gradient) against the shifted
+    multiply-adds it replaces, on a loss's [H, W, 3] images permuted as photometric_loss passes them."""
+    from models.rendering import cpp_backend
+    from models.ssim import K1, K2, filtered_ssim
+    if cpp_backend.load_extension() is None:
+        pytest.skip("the C++ extension cannot be built here")
+    g = torch.Generator().manual_seed(9)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float64, 1e-12)):
+        pred = torch.rand(96, 160, 3, generator=g, dtype=dtype)
+        gt = (pred + 0.3 * torch.rand(96, 160, 3, generator=g, dtype=dtype) - 0.15).clamp(0, 1)
+        a, b = pred.clone().requires_grad_(), pred.clone().requires_grad_()
+        fast = ssim(a.permute(2, 0, 1).unsqueeze(0), gt.permute(2, 0, 1).unsqueeze(0))
+        slow = filtered_ssim(b.permute(2, 0, 1).unsqueeze(0), gt.permute(2, 0, 1).unsqueeze(0), K1 ** 2, K2 ** 2)
+        assert fast.grad_fn is not None and "SSIMHWC" in type(fast.grad_fn).__name__
+        fast.backward()
+        slow.backward()
+        assert abs(fast.item() - slow.item()) <= tol
+        assert (a.grad - b.grad).abs().max() <= tol * 10 * b.grad.abs().max()

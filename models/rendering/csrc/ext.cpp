@@ -245,6 +245,46 @@ std::vector<at::Tensor> surface_bwd(const at::Tensor& means, const at::Tensor& q
     return {g_means, g_quats};
 }
 
+void check_ssim(const at::Tensor& x, const at::Tensor& y, const at::Tensor& window) {
+    TORCH_CHECK(x.device().is_cpu() && x.dim() == 3 && x.is_contiguous() && y.sizes() == x.sizes() &&
+                    y.is_contiguous() && y.scalar_type() == x.scalar_type(),
+                "cpu ssim: two contiguous [H,W,C] images of one dtype on the CPU expected");
+    TORCH_CHECK(x.size(0) >= 11 && x.size(1) >= 11, "cpu ssim: images of at least 11x11 pixels expected");
+    TORCH_CHECK(window.numel() == 11 && window.is_contiguous() && window.scalar_type() == x.scalar_type(),
+                "cpu ssim: an 11-tap window of the images' dtype expected");
+}
+
+std::vector<at::Tensor> ssim_fwd(const at::Tensor& x, const at::Tensor& y, const at::Tensor& window, double c1,
+                                 double c2) {
+    check_ssim(x, y, window);
+    const auto H = x.size(0), W = x.size(1), C = x.size(2);
+    auto maps = at::empty({C, 5, H - 10, W - 10}, x.options());
+    auto value = at::empty({}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssim_fwd", [&] {
+        value.fill_(cpu_rast::ssim_hwc_fwd<scalar_t>(x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), H, W, C,
+                                                     window.data_ptr<scalar_t>(), static_cast<scalar_t>(c1),
+                                                     static_cast<scalar_t>(c2), maps.data_ptr<scalar_t>(),
+                                                     at::get_num_threads()));
+    });
+    return {value, maps};
+}
+
+at::Tensor ssim_bwd(const at::Tensor& x, const at::Tensor& y, const at::Tensor& window, double c1, double c2,
+                    const at::Tensor& maps, const at::Tensor& v_ssim) {
+    check_ssim(x, y, window);
+    const auto H = x.size(0), W = x.size(1), C = x.size(2);
+    TORCH_CHECK(maps.sizes() == at::IntArrayRef({C, 5, H - 10, W - 10}) && maps.is_contiguous(),
+                "cpu ssim: the forward's maps expected");
+    auto v_x = at::empty_like(x);
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssim_bwd", [&] {
+        cpu_rast::ssim_hwc_bwd<scalar_t>(x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), H, W, C,
+                                         window.data_ptr<scalar_t>(), static_cast<scalar_t>(c1),
+                                         static_cast<scalar_t>(c2), maps.data_ptr<scalar_t>(),
+                                         v_ssim.item<scalar_t>(), v_x.data_ptr<scalar_t>(), at::get_num_threads());
+    });
+    return v_x;
+}
+
 void check_frames(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
                   const at::Tensor& opacities) {
     TORCH_CHECK(means.device().is_cpu() && means.dim() == 2 && means.size(1) == 3 && means.is_contiguous(),
@@ -498,6 +538,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("sh_bwd", &sh_bwd, "gradients of the SH colours (and of the camera centres with campos_grad)",
           py::arg("degree"), py::arg("means"), py::arg("coeffs"), py::arg("campos"), py::arg("v_colors"),
           py::arg("rest") = py::none(), py::arg("radii") = py::none(), py::arg("campos_grad") = false);
+    m.def("ssim_fwd", &ssim_fwd, "mean SSIM of one [H,W,C] image against another, and its maps");
+    m.def("ssim_bwd", &ssim_bwd, "gradient of the mean SSIM into the first image");
     m.def("sugar_frames_fwd", &frames_fwd, "rotations, neighbour-table rows and normals of the Gaussians");
     m.def("sugar_frames_bwd", &frames_bwd, "gradients of the sugar frames into means, quats, scales, opacities");
     m.def("sugar_density_fwd", &density_fwd, "SuGaR density terms at samples from their neighbours");

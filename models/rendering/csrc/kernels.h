@@ -1,6 +1,7 @@
 // CPU kernels of the renderer (gsplat's projection and rasterize_to_pixels pipeline), one file per stage:
 //   projection_ewa.cpp            EWA projection of 3D Gaussians to 2D (means2d, conics, depths, radii)
 //   spherical_harmonics.cpp       view-dependent colours from SH coefficients
+//   ssim.cpp                      SSIM of an image against another and its gradient (the photometric loss)
 //   sugar_frames.cpp              each Gaussian's rotation, neighbour-table row and normal (the sugar regularizers)
 //   sugar_density.cpp             SuGaR's density at samples from their neighbours (the sugar stage's regularizers)
 //   sugar_normal.cpp              SuGaR's normal regularizer's residual at samples from their neighbours
@@ -144,6 +145,16 @@ void sugar_density_fwd(const T* points, const T* table, const int64_t* nbr, int6
 template <typename T>
 void sugar_density_bwd(const T* points, const T* table, const int64_t* nbr, int64_t M, int64_t K, int64_t N,
                        const T* v_terms, const T* v_beta, T* v_points, T* v_table, int n_threads);
+
+// Mean SSIM of x against y, both [H, W, C] (ssim.cpp; 11-tap window w, valid filtering), and its filtered
+// maps [C, 5, H - 10, W - 10] (written: μx, μy, E[x²], E[y²], E[xy]) for the backward
+template <typename T>
+T ssim_hwc_fwd(const T* x, const T* y, int64_t H, int64_t W, int64_t C, const T* w, T c1, T c2, T* maps,
+               int n_threads);
+// v_x [H, W, C] (written) for the gradient v_ssim of the mean
+template <typename T>
+void ssim_hwc_bwd(const T* x, const T* y, int64_t H, int64_t W, int64_t C, const T* w, T c1, T c2, const T* maps,
+                  T v_ssim, T* v_x, int n_threads);
 
 // What the sugar regularizers read of each Gaussian (sugar_frames.cpp): rotmats [N, 9], the neighbour table
 // [N, 14] and the smallest-scale axes [N, 3] (all written) from means, quaternions, scales and opacities
