@@ -186,6 +186,15 @@ void surface_channels_fwd(const T* means, const T* quats, const T* scales, const
 template <typename T>
 void surface_channels_bwd(const T* means, const T* quats, const T* scales, const T* viewmat, int64_t N,
                           const T* v_out, T* v_means, T* v_quats, int n_threads);
+// The axis (0, 1, 2) of a Gaussian's smallest scale, the first on ties (as torch.argmin): its normal's
+template <typename T>
+inline int smallest_axis(const T* s) {
+    int k = 0;
+    if (s[1] < s[k]) k = 1;
+    if (s[2] < s[k]) k = 2;
+    return k;
+}
+
 // α_n exp(-½‖y‖²), y = Σ_i (p − μ_n)_i · B_n[i, :], for a neighbour_table row [14] (SuGaR's density term)
 template <typename T>
 inline T density_term(const T* p, const T* row) {

@@ -16,14 +16,6 @@ namespace cpu_rast {
 
 namespace {
 
-template <typename T>
-inline int first_smallest(const T* s) {
-    int k = 0;
-    if (s[1] < s[k]) k = 1;
-    if (s[2] < s[k]) k = 2;
-    return k;
-}
-
 // R (row-major) of the unit quaternion (w, x, y, z)
 template <typename T>
 inline void rotmat(const T* q, T* R) {
@@ -72,7 +64,7 @@ void sugar_frames_fwd(const T* means, const T* quats, const T* scales, const T* 
         for (int i = 0; i < 3; ++i)
             for (int j = 0; j < 3; ++j) row[3 + 3 * i + j] = R[3 * i + j] * inv[j];
         row[12] = opacities[n];
-        const int k = first_smallest(s);
+        const int k = smallest_axis(s);
         row[13] = s[k];
         for (int i = 0; i < 3; ++i) normals[3 * n + i] = R[3 * i + k];
     }
@@ -90,7 +82,7 @@ void sugar_frames_bwd(const T* quats, const T* scales, int64_t N, const T* v_rot
         rotmat(qn, R);
         const T* s = scales + 3 * n;
         const T inv[3] = {T(1) / s[0], T(1) / s[1], T(1) / s[2]};
-        const int k = first_smallest(s);
+        const int k = smallest_axis(s);
         T G[9];
         for (int e = 0; e < 9; ++e) G[e] = v_rotmats ? v_rotmats[9 * n + e] : T(0);
         T vs[3] = {0, 0, 0};

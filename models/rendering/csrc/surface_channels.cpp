@@ -13,14 +13,6 @@ namespace cpu_rast {
 
 namespace {
 
-template <typename T>
-inline int smallest_axis(const T* s) {
-    int k = 0;
-    if (s[1] < s[k]) k = 1;
-    if (s[2] < s[k]) k = 2;
-    return k;
-}
-
 // column k of the rotation matrix of the normalised quaternion (w, x, y, z)
 template <typename T>
 inline void rotmat_column(const T (&q)[4], int k, T (&c)[3]) {
