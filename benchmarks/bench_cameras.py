@@ -12,6 +12,7 @@ Gaussians, seconds per step. Writes <out>/bench_cameras.json (and --json PATH).
 
     .venv/bin/python -m benchmarks.bench_cameras --out /tmp/bc --seeds 0,1,2          # every case, default street
     .venv/bin/python -m benchmarks.bench_cameras --cases pose_noise,pose_noise+refine scene.seed=1
+    .venv/bin/python -m benchmarks.bench_cameras --seed-schedule --cases clean,clean+all   # 7,000 / 2,000 / 6,000
 """
 from __future__ import annotations
 
@@ -28,11 +29,15 @@ from omnire_cli.errors import fail  # noqa: E402
 
 def main(argv=None) -> int:
     from models.quality.cameras import CASES, format_camera_bench, run_camera_bench
-    from models.quality.variants import QUICK_STEPS
+    from models.quality.variants import QUICK_STEPS, SEED_STEPS
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("outputs/bench_cameras"))
     p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
-    p.add_argument("--steps", type=int, default=QUICK_STEPS, help="total steps of each run (7 : 2 : 6 stages)")
+    p.add_argument("--steps", type=int, default=None, help=f"total steps of each run (7 : 2 : 6 stages); default "
+                   f"{QUICK_STEPS}, or {SEED_STEPS} with --seed-schedule")
+    p.add_argument("--seed-schedule", action="store_true",
+                   help="the seed's 7,000 / 2,000 / 6,000 on configs/omnire_sugar.yaml instead of the quick "
+                   "schedule on omnire_sugar_quick.yaml (--steps then defaults to 15,000)")
     p.add_argument("--seeds", default="0", help="training seeds, comma-separated; each case runs once per seed "
                    "and the table shows the medians")
     p.add_argument("--reuse", action="store_true", help="keep finished runs of --out")
@@ -45,8 +50,10 @@ def main(argv=None) -> int:
     except ValueError:
         return fail(f"--seeds {args.seeds!r}: expected comma-separated integers")
     try:
-        results = run_camera_bench(args.out, [c for c in args.cases.split(",") if c], seeds=seeds, steps=args.steps,
-                                   overrides=args.overrides, reuse=args.reuse)
+        config = "omnire_sugar" if args.seed_schedule else "omnire_sugar_quick"
+        steps = args.steps or (SEED_STEPS if args.seed_schedule else QUICK_STEPS)
+        results = run_camera_bench(args.out, [c for c in args.cases.split(",") if c], seeds=seeds, steps=steps,
+                                   config_name=config, overrides=args.overrides, reuse=args.reuse)
     except RunInputError as exc:
         return fail(str(exc))
     print(format_camera_bench(results))

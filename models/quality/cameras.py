@@ -151,7 +151,7 @@ def run_camera_case(name: str, out: Path, *, steps: int = QUICK_STEPS, config_na
             surfaces[method] = surface_metrics(run, path, tau=tau, max_depth=max_depth)
         except RunInputError as exc:
             surfaces[method] = {"error": str(exc)}
-    row = {"case": name, "overrides": all_overrides, "schedule": schedule, "timing_s": timing,
+    row = {"case": name, "config": config_name, "overrides": all_overrides, "schedule": schedule, "timing_s": timing,
            "seconds_per_step": sum(timing.values()) / steps, "psnr": image["test"]["psnr"],
            "ssim": image["test"]["ssim"], "evaluation": {k: image["test"][k] for k in ("appearance", "test_poses")},
            "eval_seconds": eval_s, "sky_psnr": sky_psnr(run, dataset),
