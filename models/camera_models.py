@@ -18,6 +18,7 @@ no MKL call, so a run gives the same bits on every CPU.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -63,6 +64,93 @@ def compose_rigid(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _rigid(matmul3(a[:3, :3], b[:3, :3]), matvec3(a[:3, :3], b[:3, 3]) + a[:3, 3])
 
 
+def _so3_host(w: Sequence[float]) -> Tuple[List[List[float]], float, float, List[List[float]]]:
+    """Rodrigues on host floats (float64): R, a, b and K of R = I + a K + b K² (so3_exp's branches)."""
+    t2 = (w[0] * w[0] + w[1] * w[1]) + w[2] * w[2]
+    if t2 < 1e-8:
+        a, b = 1.0 - t2 / 6.0, 0.5 - t2 / 24.0
+    else:
+        th = math.sqrt(t2)
+        a, b = math.sin(th) / th, (1.0 - math.cos(th)) / t2
+    k = [[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]]
+    k2 = _mm(k, k)
+    r = [[(1.0 if i == j else 0.0) + a * k[i][j] + b * k2[i][j] for j in range(3)] for i in range(3)]
+    return r, a, b, k
+
+
+def _mm(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> List[List[float]]:
+    return [[(a[i][0] * b[0][j] + a[i][1] * b[1][j]) + a[i][2] * b[2][j] for j in range(3)] for i in range(3)]
+
+
+def _so3_vjp(w: Sequence[float], a: float, b: float, k: Sequence[Sequence[float]], g: Sequence[Sequence[float]]
+             ) -> List[float]:
+    """dL/dω of R(ω) = I + a(θ²) K + b(θ²) K², given dL/dR = g: the exact derivative of the branch the
+    forward took (its series below θ² = 1e-8), so it agrees with autograd through so3_exp."""
+    t2 = (w[0] * w[0] + w[1] * w[1]) + w[2] * w[2]
+    if t2 < 1e-8:
+        da, db = -1.0 / 6.0, -1.0 / 24.0
+    else:
+        th = math.sqrt(t2)
+        c, s_ = math.cos(th), math.sin(th)
+        da = (th * c - s_) / (2.0 * th * t2)
+        db = (th * s_ - 2.0 * (1.0 - c)) / (2.0 * t2 * t2)
+    k2 = _mm(k, k)
+    gk = sum(g[i][j] * k[i][j] for i in range(3) for j in range(3))
+    gk2 = sum(g[i][j] * k2[i][j] for i in range(3) for j in range(3))
+    out = []
+    for axis in range(3):
+        e = [[0.0] * 3 for _ in range(3)]     # [e_axis]x
+        e[(axis + 2) % 3][(axis + 1) % 3] = 1.0
+        e[(axis + 1) % 3][(axis + 2) % 3] = -1.0
+        ek, ke = _mm(e, k), _mm(k, e)
+        ge = sum(g[i][j] * e[i][j] for i in range(3) for j in range(3))
+        gsym = sum(g[i][j] * (ek[i][j] + ke[i][j]) for i in range(3) for j in range(3))
+        out.append(a * ge + b * gsym + 2.0 * w[axis] * (da * gk + db * gk2))
+    return out
+
+
+class _RefinedPoseHost(torch.autograd.Function):
+    """PoseRefinement.refine on a CPU: the corrected [4, 4] from one slot's 6 numbers, computed on host
+    floats in float64 with the analytic gradient. Two tensor ops a step where the composition through
+    so3_exp is ~60 small ones (and as many in its backward): the same maths, agreement to float32
+    rounding (tests/test_camera_models.py)."""
+
+    @staticmethod
+    def forward(ctx, deltas, c2w, slot, scale, pivot, image_mode):
+        d = [float(x) * scale for x in deltas[slot].tolist()]
+        c = c2w.tolist()
+        r, a, b, k = _so3_host(d[:3])
+        if image_mode:     # c2w @ [R | t]
+            out_r = [[sum(c[i][m] * r[m][j] for m in range(3)) for j in range(3)] for i in range(3)]
+            out_t = [sum(c[i][m] * d[3 + m] for m in range(3)) + c[i][3] for i in range(3)]
+        else:              # [R | p - R p + t] @ c2w
+            p = pivot
+            s = [p[i] - sum(r[i][m] * p[m] for m in range(3)) + d[3 + i] for i in range(3)]
+            out_r = [[sum(r[i][m] * c[m][j] for m in range(3)) for j in range(3)] for i in range(3)]
+            out_t = [sum(r[i][m] * c[m][3] for m in range(3)) + s[i] for i in range(3)]
+        ctx.state = (d, c, a, b, k, slot, scale, pivot, image_mode, tuple(deltas.shape))
+        rows = [out_r[i] + [out_t[i]] for i in range(3)] + [[0.0, 0.0, 0.0, 1.0]]
+        return torch.tensor(rows, dtype=deltas.dtype, device=deltas.device)
+
+    @staticmethod
+    def backward(ctx, grad):
+        d, c, a, b, k, slot, scale, pivot, image_mode, shape = ctx.state
+        g = grad.tolist()
+        g3 = [row[:3] for row in g[:3]]
+        g4 = [g[i][3] for i in range(3)]
+        if image_mode:
+            gr = [[sum(c[m][i] * g3[m][j] for m in range(3)) for j in range(3)] for i in range(3)]
+            gt = [sum(c[m][i] * g4[m] for m in range(3)) for i in range(3)]
+        else:
+            arm = [c[m][3] - pivot[m] for m in range(3)]
+            gr = [[sum(g3[i][m] * c[j][m] for m in range(3)) + g4[i] * arm[j] for j in range(3)] for i in range(3)]
+            gt = g4
+        gw = _so3_vjp(d[:3], a, b, k, gr)
+        out = torch.zeros(shape, dtype=grad.dtype, device=grad.device)
+        out[slot] = torch.tensor([x * scale for x in gw + list(gt)], dtype=grad.dtype)
+        return out, None, None, None, None, None
+
+
 # ----- pose refinement -------------------------------------------------------------------------------
 class PoseRefinement(torch.nn.Module):
     """SE(3) corrections of the training cameras, one per slot (a frame or an image)."""
@@ -84,6 +172,7 @@ class PoseRefinement(torch.nn.Module):
         if self.anchor_first:
             free[:1] = 0.0
         self.register_buffer("free", free)
+        self._host_pivots: Optional[List[List[float]]] = None   # the pivots as host floats, read once
 
     @classmethod
     def for_views(cls, views: Sequence[Any], mode: str = "frame") -> "PoseRefinement":
@@ -117,6 +206,11 @@ class PoseRefinement(torch.nn.Module):
     def refine(self, camera_to_world: torch.Tensor, slot: int) -> torch.Tensor:
         """The corrected camera_to_world [4, 4] of a training view in ``slot``."""
         c2w = camera_to_world.to(self.deltas.dtype)
+        if self.deltas.device.type == "cpu" and not camera_to_world.requires_grad:
+            if self._host_pivots is None:
+                self._host_pivots = self.pivots.double().tolist()
+            return _RefinedPoseHost.apply(self.deltas, c2w, int(slot), float(self.free[slot, 0]),
+                                          self._host_pivots[slot], self.mode == "image")
         delta = self.delta(slot)
         return compose_rigid(c2w, delta) if self.mode == "image" else compose_rigid(delta, c2w)
 
@@ -204,14 +298,30 @@ class AffineAppearance(torch.nn.Module):
         m = self.affine[i - 1]
         return m + torch.eye(3, 4, dtype=m.dtype, device=m.device)
 
-    def forward(self, rgb: torch.Tensor, cam_name: str, image_index: Optional[int] = None) -> torch.Tensor:
+    def transform(self, cam_name: str, image_index: Optional[int] = None) -> Optional[torch.Tensor]:
+        """The [3, 4] that takes a canonical colour to the camera's (and the training image's, with
+        ``image_index``): the image's gain and offset folded into the camera's matrix. None: the identity."""
         m = self.matrix(cam_name)
-        if m is not None:
-            rgb = ((rgb[..., 0:1] * m[:, 0] + rgb[..., 1:2] * m[:, 1]) + rgb[..., 2:3] * m[:, 2]) + m[:, 3]
-        if image_index is not None and self.image.shape[0] > 0:
-            g = self.image[image_index]
-            rgb = rgb * (1.0 + g[:3]) + g[3:]
-        return rgb
+        if image_index is None or self.image.shape[0] == 0:
+            return m
+        g = self.image[image_index]
+        if m is None:
+            m = torch.eye(3, 4, dtype=g.dtype, device=g.device)
+        gain = (1.0 + g[:3])[:, None]
+        return torch.cat([m[:, :3] * gain, m[:, 3:] * gain + g[3:, None]], 1)
+
+    def forward(self, rgb: torch.Tensor, cam_name: str, image_index: Optional[int] = None) -> torch.Tensor:
+        """rgb [..., 3] in the camera's appearance: on a CPU image [H, W, 3] in one compiled pass
+        (csrc/colour_affine.cpp), elsewhere as multiply-adds over the channels."""
+        m = self.transform(cam_name, image_index)
+        if m is None:
+            return rgb
+        if rgb.device.type == "cpu" and rgb.dim() == 3 and rgb.dtype in (torch.float32, torch.float64):
+            from models.rendering import cpp_backend
+            if cpp_backend.load_extension() is not None:
+                return cpp_backend.colour_affine_cpp(rgb, m)
+        m = m.to(rgb.dtype)
+        return ((rgb[..., 0:1] * m[:, 0] + rgb[..., 1:2] * m[:, 1]) + rgb[..., 2:3] * m[:, 2]) + m[:, 3]
 
     def state(self) -> Dict[str, Any]:
         return {"mode": self.mode, "cameras": list(self.cameras), "affine": self.affine.detach().cpu().clone(),
@@ -275,7 +385,18 @@ class EnvironmentMap(torch.nn.Module):
 
     def render(self, camera: Camera) -> torch.Tensor:
         """[H, W, 3] sky colours seen through every pixel of a camera. The directions carry no gradient
-        to the camera: a refined pose learns from the Gaussians, not from the sky."""
+        to the camera: a refined pose learns from the Gaussians, not from the sky. On a CPU in one
+        compiled pass (csrc/envmap.cpp: the same lookup, agreement to float rounding); elsewhere, or
+        without the compiled backend, as ``render_torch``."""
+        if self.texture.device.type == "cpu" and self.texture.dtype in (torch.float32, torch.float64):
+            from models.rendering import cpp_backend
+            if cpp_backend.load_extension() is not None:
+                return cpp_backend.envmap_cpp(torch.sigmoid(self.texture), camera.camera_to_world[:3, :3], camera.K,
+                                              camera.width, camera.height)
+        return self.render_torch(camera)
+
+    def render_torch(self, camera: Camera) -> torch.Tensor:
+        """``render`` in PyTorch: the directions through ``forward`` (any device)."""
         rays = camera.pixel_rays().detach().to(self.texture.dtype)
         r = camera.camera_to_world[:3, :3].detach().to(self.texture.dtype)
         dirs = (rays[..., 0:1] * r[:, 0] + rays[..., 1:2] * r[:, 1]) + rays[..., 2:3] * r[:, 2]

@@ -128,3 +128,112 @@ def test_environment_map_looks_up_each_face_and_round_trips():
     assert torch.equal(again.texture, sky.texture)
     with pytest.raises(ValueError, match="expected"):
         EnvironmentMap(8).load(sky.state())
+
+
+def _random_c2w(g, dtype):
+    c2w = torch.eye(4, dtype=dtype)
+    c2w[:3, :3] = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))[0].to(dtype)
+    c2w[:3, 3] = (torch.randn(3, generator=g, dtype=torch.float64) * 3).to(dtype)
+    return c2w
+
+
+@pytest.mark.parametrize("mode", ["frame", "image"])
+@pytest.mark.parametrize("size", [0.0, 1e-6, 1e-2, 0.7])
+def test_host_pose_path_agrees_with_autograd_through_so3_exp(mode, size):
+    """refine() on a CPU (host floats, analytic gradient) against the composition through so3_exp with
+    autograd, in both of so3_exp's branches (θ² below and above 1e-8), the gauge slot included."""
+    g = torch.Generator().manual_seed(11)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        ref = PoseRefinement(list(range(3)), torch.randn(3, 3, generator=g) * 5, mode).to(dtype)
+        with torch.no_grad():
+            ref.deltas.copy_((torch.randn(3, 6, generator=g, dtype=torch.float64) * size).to(dtype))
+        c2w, weights = _random_c2w(g, dtype), torch.randn(4, 4, generator=g, dtype=dtype)
+        for slot in range(3):
+            got, want = [], []
+            for fast in (True, False):
+                ref.deltas.grad = None
+                if fast:
+                    out = ref.refine(c2w, slot)
+                else:
+                    d = ref.delta(slot)
+                    out = compose_rigid(c2w, d) if mode == "image" else compose_rigid(d, c2w)
+                (out * weights).sum().backward()
+                (got if fast else want).extend([out.detach(), ref.deltas.grad.clone()])
+            scale = 1.0 + float(want[1].abs().max())
+            assert torch.allclose(got[0], want[0], atol=tol, rtol=0), (dtype, slot)
+            assert torch.allclose(got[1], want[1], atol=tol * scale, rtol=0), (dtype, slot)
+            if slot == 0:
+                assert not bool(got[1].any())   # the gauge gets no gradient
+    # a pose that itself needs a gradient takes the autograd path (the gradient reaches it)
+    c2w = _random_c2w(g, torch.float32).requires_grad_()
+    ref.refine(c2w, 1).sum().backward()
+    assert c2w.grad is not None
+
+
+def test_compiled_sky_lookup_agrees_with_pytorch_and_is_thread_independent():
+    g = torch.Generator().manual_seed(5)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        sky = EnvironmentMap(8).to(dtype)
+        with torch.no_grad():
+            sky.texture.copy_(torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64).to(dtype))
+        K = torch.tensor([[30.0, 0.5, 20.0], [0.0, 28.0, 12.0], [0.0, 0.0, 1.0]], dtype=dtype)
+        for trial in range(3):   # the identity (pixels on face boundaries and ties) and two random turns
+            c2w = torch.eye(4, dtype=dtype) if trial == 0 else _random_c2w(g, dtype)
+            cam = Camera(c2w, K, 40, 24)
+            weights = torch.randn(24, 40, 3, generator=g, dtype=torch.float64).to(dtype)
+            got = []
+            for render in (sky.render, sky.render_torch):
+                sky.texture.grad = None
+                out = render(cam)
+                (out * weights).sum().backward()
+                got.append((out.detach(), sky.texture.grad.clone()))
+            assert torch.allclose(got[0][0], got[1][0], atol=tol, rtol=0)
+            assert torch.allclose(got[0][1], got[1][1], atol=4 * tol, rtol=0)
+    n = torch.get_num_threads()
+    bits = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            sky.texture.grad = None
+            out = sky.render(Camera(c2w, K, 40, 24))
+            (out * weights).sum().backward()
+            bits.append((out.detach(), sky.texture.grad.clone()))
+    finally:
+        torch.set_num_threads(n)
+    assert torch.equal(bits[0][0], bits[1][0]) and torch.equal(bits[0][1], bits[1][1])
+
+
+def test_compiled_colour_transform_agrees_and_has_exact_gradients():
+    from models.rendering import cpp_backend
+    if not cpp_backend.available():
+        pytest.skip("the compiled backend cannot be built here")
+    g = torch.Generator().manual_seed(9)
+    app = AffineAppearance(["front", "left", "right"], 4, "camera+image").double()
+    with torch.no_grad():
+        app.affine.copy_(torch.randn(2, 3, 4, generator=g, dtype=torch.float64) * 0.1)
+        app.image.copy_(torch.randn(4, 6, generator=g, dtype=torch.float64) * 0.1)
+    x = torch.rand(10, 13, 3, generator=g, dtype=torch.float64)
+    for cam, image in (("front", None), ("front", 1), ("left", None), ("right", 3)):
+        got = app(x, cam, image)
+        want = x                                  # the definition: the camera's 3x4, then the image's gain
+        m = app.matrix(cam)
+        if m is not None:
+            want = torch.einsum("ij,hwj->hwi", m[:, :3], want) + m[:, 3]
+        if image is not None:
+            gain = app.image[image]
+            want = want * (1 + gain[:3]) + gain[3:]
+        assert torch.allclose(got, want, atol=1e-12, rtol=0), (cam, image)
+    m = app.transform("right", 3).detach().requires_grad_()
+    assert torch.autograd.gradcheck(cpp_backend.colour_affine_cpp, (x.clone().requires_grad_(), m))
+    big = torch.rand(97, 61, 3, generator=g)
+    n = torch.get_num_threads()
+    bits = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            xi, mi = big.clone().requires_grad_(), m.detach().float().requires_grad_()
+            cpp_backend.colour_affine_cpp(xi, mi).sum().backward()
+            bits.append((xi.grad, mi.grad))
+    finally:
+        torch.set_num_threads(n)
+    assert torch.equal(bits[0][0], bits[1][0]) and torch.equal(bits[0][1], bits[1][1])

@@ -35,8 +35,8 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = ("ext.cpp", "projection_ewa.cpp", "spherical_harmonics.cpp", "ssim.cpp", "sugar_frames.cpp",
-           "sugar_density.cpp", "sugar_normal.cpp", "surface_channels.cpp", "intersect_tile.cpp",
+SOURCES = ("ext.cpp", "projection_ewa.cpp", "spherical_harmonics.cpp", "ssim.cpp", "envmap.cpp", "colour_affine.cpp",
+           "sugar_frames.cpp", "sugar_density.cpp", "sugar_normal.cpp", "surface_channels.cpp", "intersect_tile.cpp",
            "rasterize_to_pixels_fwd.cpp", "rasterize_to_pixels_bwd.cpp")
 HEADERS = ("kernels.h",)
 # portable flags: no -march, so a cached build also runs on an older CPU sharing the cache folder
@@ -200,6 +200,46 @@ def sh_colors_cpp(degree: int, means: Tensor, coeffs: Tensor, campos: Tensor,
         rest = rest.to(dt).contiguous()
     return _SHColors.apply(int(degree), means.contiguous(), coeffs.to(dt).contiguous(), rest,
                            campos.to(dt).contiguous(), radii)
+
+
+class _EnvMap(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, texture, rot, K, width, height):
+        ctx.save_for_backward(texture, rot, K)
+        return load_extension().envmap_fwd(texture, rot, K, width, height)
+
+    @staticmethod
+    def backward(ctx, v_out):
+        texture, rot, K = ctx.saved_tensors
+        return load_extension().envmap_bwd(texture, rot, K, v_out.contiguous()), None, None, None, None
+
+
+def envmap_cpp(texture: Tensor, rot: Tensor, K: Tensor, width: int, height: int) -> Tensor:
+    """The sky's colours [height, width, 3] through the pixel centres of a camera (``rot``: its camera-to-world
+    rotation), bilinear in the cube map's colours [6, 3, R, R] (models.camera_models.EnvironmentMap's lookup),
+    in C++; differentiable with respect to the texture only."""
+    dt = texture.dtype
+    return _EnvMap.apply(texture.contiguous(), rot.detach().to(dt).contiguous(), K.detach().to(dt).contiguous(),
+                         int(width), int(height))
+
+
+class _ColourAffine(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, rgb, M):
+        ctx.save_for_backward(rgb, M)
+        return load_extension().colour_affine_fwd(rgb, M)
+
+    @staticmethod
+    def backward(ctx, v_out):
+        rgb, M = ctx.saved_tensors
+        v_rgb, v_M = load_extension().colour_affine_bwd(rgb, M, v_out.contiguous())
+        return v_rgb, v_M
+
+
+def colour_affine_cpp(rgb: Tensor, M: Tensor) -> Tensor:
+    """``M[:, :3] rgb + M[:, 3]`` per pixel of an [H, W, 3] image (a camera's appearance), in C++;
+    differentiable with respect to both."""
+    return _ColourAffine.apply(rgb.contiguous(), M.to(rgb.dtype).contiguous())
 
 
 class _SSIMHWC(torch.autograd.Function):

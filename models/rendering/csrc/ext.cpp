@@ -285,6 +285,71 @@ at::Tensor ssim_bwd(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
     return v_x;
 }
 
+void check_envmap(const at::Tensor& tex, const at::Tensor& rot, const at::Tensor& K) {
+    TORCH_CHECK(tex.device().is_cpu() && tex.dim() == 4 && tex.size(0) == 6 && tex.size(1) == 3 &&
+                    tex.size(2) == tex.size(3) && tex.size(2) >= 1 && tex.is_contiguous(),
+                "cpu envmap: a contiguous cube map [6, 3, R, R] on the CPU expected");
+    TORCH_CHECK(rot.sizes() == at::IntArrayRef({3, 3}) && K.sizes() == at::IntArrayRef({3, 3}) && rot.is_contiguous() &&
+                    K.is_contiguous() && rot.scalar_type() == tex.scalar_type() && K.scalar_type() == tex.scalar_type(),
+                "cpu envmap: a contiguous 3x3 rotation and 3x3 K of the cube map's dtype expected");
+}
+
+at::Tensor envmap_fwd(const at::Tensor& tex, const at::Tensor& rot, const at::Tensor& K, int64_t width, int64_t height) {
+    check_envmap(tex, rot, K);
+    auto out = at::empty({height, width, 3}, tex.options());
+    AT_DISPATCH_FLOATING_TYPES(tex.scalar_type(), "envmap_fwd", [&] {
+        cpu_rast::envmap_fwd<scalar_t>(tex.data_ptr<scalar_t>(), tex.size(2), rot.data_ptr<scalar_t>(),
+                                       K.data_ptr<scalar_t>(), height, width, out.data_ptr<scalar_t>(),
+                                       at::get_num_threads());
+    });
+    return out;
+}
+
+at::Tensor envmap_bwd(const at::Tensor& tex, const at::Tensor& rot, const at::Tensor& K, const at::Tensor& v_out) {
+    check_envmap(tex, rot, K);
+    TORCH_CHECK(v_out.dim() == 3 && v_out.size(2) == 3 && v_out.is_contiguous() &&
+                    v_out.scalar_type() == tex.scalar_type(),
+                "cpu envmap: a contiguous [H, W, 3] gradient of the colours expected");
+    auto v_tex = at::zeros_like(tex);
+    AT_DISPATCH_FLOATING_TYPES(tex.scalar_type(), "envmap_bwd", [&] {
+        cpu_rast::envmap_bwd<scalar_t>(tex.size(2), rot.data_ptr<scalar_t>(),
+                                       K.data_ptr<scalar_t>(), v_out.size(0), v_out.size(1),
+                                       v_out.data_ptr<scalar_t>(), v_tex.data_ptr<scalar_t>());
+    });
+    return v_tex;
+}
+
+void check_colour_affine(const at::Tensor& rgb, const at::Tensor& M) {
+    TORCH_CHECK(rgb.device().is_cpu() && rgb.dim() == 3 && rgb.size(2) == 3 && rgb.is_contiguous(),
+                "cpu colour affine: a contiguous [H, W, 3] image on the CPU expected");
+    TORCH_CHECK(M.sizes() == at::IntArrayRef({3, 4}) && M.is_contiguous() && M.scalar_type() == rgb.scalar_type(),
+                "cpu colour affine: a contiguous 3x4 matrix of the image's dtype expected");
+}
+
+at::Tensor colour_affine_fwd(const at::Tensor& rgb, const at::Tensor& M) {
+    check_colour_affine(rgb, M);
+    auto out = at::empty_like(rgb);
+    AT_DISPATCH_FLOATING_TYPES(rgb.scalar_type(), "colour_affine_fwd", [&] {
+        cpu_rast::colour_affine_fwd<scalar_t>(rgb.data_ptr<scalar_t>(), M.data_ptr<scalar_t>(), rgb.size(0),
+                                              rgb.size(1), out.data_ptr<scalar_t>(), at::get_num_threads());
+    });
+    return out;
+}
+
+std::vector<at::Tensor> colour_affine_bwd(const at::Tensor& rgb, const at::Tensor& M, const at::Tensor& v_out) {
+    check_colour_affine(rgb, M);
+    TORCH_CHECK(v_out.sizes() == rgb.sizes() && v_out.is_contiguous() && v_out.scalar_type() == rgb.scalar_type(),
+                "cpu colour affine: a contiguous gradient of the image's shape expected");
+    auto v_rgb = at::empty_like(rgb);
+    auto v_M = at::empty_like(M);
+    AT_DISPATCH_FLOATING_TYPES(rgb.scalar_type(), "colour_affine_bwd", [&] {
+        cpu_rast::colour_affine_bwd<scalar_t>(rgb.data_ptr<scalar_t>(), M.data_ptr<scalar_t>(), rgb.size(0),
+                                              rgb.size(1), v_out.data_ptr<scalar_t>(), v_rgb.data_ptr<scalar_t>(),
+                                              v_M.data_ptr<scalar_t>(), at::get_num_threads());
+    });
+    return {v_rgb, v_M};
+}
+
 void check_frames(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
                   const at::Tensor& opacities) {
     TORCH_CHECK(means.device().is_cpu() && means.dim() == 2 && means.size(1) == 3 && means.is_contiguous(),
@@ -538,6 +603,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("sh_bwd", &sh_bwd, "gradients of the SH colours (and of the camera centres with campos_grad)",
           py::arg("degree"), py::arg("means"), py::arg("coeffs"), py::arg("campos"), py::arg("v_colors"),
           py::arg("rest") = py::none(), py::arg("radii") = py::none(), py::arg("campos_grad") = false);
+    m.def("envmap_fwd", &envmap_fwd, "the sky's cube map through every pixel of a camera, [H, W, 3]");
+    m.def("envmap_bwd", &envmap_bwd, "gradient of those colours into the cube map's");
+    m.def("colour_affine_fwd", &colour_affine_fwd, "a 3x4 colour transform of an [H, W, 3] image");
+    m.def("colour_affine_bwd", &colour_affine_bwd, "its gradient into the image and the matrix");
     m.def("ssim_fwd", &ssim_fwd, "mean SSIM of one [H,W,C] image against another, and its maps");
     m.def("ssim_bwd", &ssim_bwd, "gradient of the mean SSIM into the first image");
     m.def("sugar_frames_fwd", &frames_fwd, "rotations, neighbour-table rows and normals of the Gaussians");

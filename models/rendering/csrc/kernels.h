@@ -2,6 +2,8 @@
 //   projection_ewa.cpp            EWA projection of 3D Gaussians to 2D (means2d, conics, depths, radii)
 //   spherical_harmonics.cpp       view-dependent colours from SH coefficients
 //   ssim.cpp                      SSIM of an image against another and its gradient (the photometric loss)
+//   envmap.cpp                    the sky's cube map through every pixel of a camera (cameras.sky.model=envmap)
+//   colour_affine.cpp             a camera's 3x4 colour transform of a render (cameras.appearance)
 //   sugar_frames.cpp              each Gaussian's rotation, neighbour-table row and normal (the sugar regularizers)
 //   sugar_density.cpp             SuGaR's density at samples from their neighbours (the sugar stage's regularizers)
 //   sugar_normal.cpp              SuGaR's normal regularizer's residual at samples from their neighbours
@@ -155,6 +157,22 @@ T ssim_hwc_fwd(const T* x, const T* y, int64_t H, int64_t W, int64_t C, const T*
 template <typename T>
 void ssim_hwc_bwd(const T* x, const T* y, int64_t H, int64_t W, int64_t C, const T* w, T c1, T c2, const T* maps,
                   T v_ssim, T* v_x, int n_threads);
+
+// The sky's colours out [H, W, 3] (written) through the pixel centres of a pinhole camera (rot: its
+// camera-to-world rotation, row-major 3x3; K row-major 3x3) from the cube map's colours tex [6, 3, R, R]
+// (envmap.cpp); v_tex [6, 3, R, R] (added into) for the colours' gradient v_out
+template <typename T>
+void envmap_fwd(const T* tex, int64_t R, const T* rot, const T* K, int64_t H, int64_t W, T* out, int n_threads);
+template <typename T>
+void envmap_bwd(int64_t R, const T* rot, const T* K, int64_t H, int64_t W, const T* v_out, T* v_tex);
+
+// out = M[:, :3] rgb + M[:, 3] per pixel of rgb [H, W, 3] (M row-major 3x4; colour_affine.cpp); the backward
+// writes v_rgb [H, W, 3] and v_M [12] for the gradient v_out
+template <typename T>
+void colour_affine_fwd(const T* rgb, const T* M, int64_t H, int64_t W, T* out, int n_threads);
+template <typename T>
+void colour_affine_bwd(const T* rgb, const T* M, int64_t H, int64_t W, const T* v_out, T* v_rgb, T* v_M,
+                       int n_threads);
 
 // What the sugar regularizers read of each Gaussian (sugar_frames.cpp): rotmats [N, 9], the neighbour table
 // [N, 14] and the smallest-scale axes [N, 3] (all written) from means, quaternions, scales and opacities
