@@ -263,14 +263,42 @@ def held_out_pose(refinement: Optional[PoseRefinement], train_views: Sequence[An
     return out.detach().float()
 
 
-def pose_errors(estimated: Sequence[torch.Tensor], truth: Sequence[torch.Tensor]) -> Dict[str, float]:
-    """Mean and max camera-centre error (m) and rotation error (degrees) of poses against the truth."""
+def similarity_to(src: torch.Tensor, dst: torch.Tensor) -> Tuple[float, torch.Tensor, torch.Tensor]:
+    """The similarity (scale s, rotation R, translation t) that takes points src [N, 3] closest to dst in
+    least squares, s R src + t (Umeyama), float64."""
+    src, dst = src.double(), dst.double()
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    cov = b.T @ a / src.shape[0]
+    u, sig, vt = torch.linalg.svd(cov)
+    fix = torch.eye(3, dtype=torch.float64)
+    if float(torch.linalg.det(u @ vt)) < 0:
+        fix[2, 2] = -1.0
+    r = u @ fix @ vt
+    var = float((a * a).sum() / src.shape[0])
+    scale = float((sig * torch.diagonal(fix)).sum()) / var if var > 0 else 1.0
+    return scale, r, mu_d - scale * (r @ mu_s)
+
+
+def pose_errors(estimated: Sequence[torch.Tensor], truth: Sequence[torch.Tensor], align: bool = False
+                ) -> Dict[str, float]:
+    """Mean and max camera-centre error (m) and rotation error (degrees) of poses against the truth. With
+    ``align`` the estimate is first moved by the similarity that best fits its camera centres to the
+    truth's (the trajectory error of the pose-refinement literature: what is left once the gauge, the
+    world's scale and placement that images alone cannot fix, is taken out); ``scale`` says by how much."""
     est = torch.stack([e.double().cpu() for e in estimated])
     gt = torch.stack([t.double().cpu() for t in truth])
+    scale = 1.0
+    if align:
+        scale, r, t = similarity_to(est[:, :3, 3], gt[:, :3, 3])
+        est = est.clone()
+        est[:, :3, 3] = scale * est[:, :3, 3] @ r.T + t
+        est[:, :3, :3] = r @ est[:, :3, :3]
     dt = (est[:, :3, 3] - gt[:, :3, 3]).norm(dim=1)
     dr = rotation_angle_deg(gt[:, :3, :3].transpose(1, 2) @ est[:, :3, :3])
     return {"translation_mean_m": float(dt.mean()), "translation_max_m": float(dt.max()),
-            "rotation_mean_deg": float(dr.mean()), "rotation_max_deg": float(dr.max()), "views": len(est)}
+            "rotation_mean_deg": float(dr.mean()), "rotation_max_deg": float(dr.max()), "views": len(est),
+            **({"scale": scale} if align else {})}
 
 
 # ----- appearance ----------------------------------------------------------------------------------------
@@ -423,5 +451,5 @@ class EnvironmentMap(torch.nn.Module):
         self.texture.data.copy_(tex.to(self.texture.device))
 
 
-__all__ = ["PoseRefinement", "held_out_pose", "AffineAppearance", "EnvironmentMap", "so3_exp", "pose_errors", "compose_rigid",
+__all__ = ["PoseRefinement", "held_out_pose", "AffineAppearance", "EnvironmentMap", "so3_exp", "pose_errors", "similarity_to", "compose_rigid",
            "rotation_angle_deg", "POSE_MODES", "APPEARANCE_MODES", "SKY_MODELS"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.camera_models import (AffineAppearance, EnvironmentMap, PoseRefinement, compose_rigid, pose_errors,
-                                  rotation_angle_deg, so3_exp, held_out_pose)
+                                  rotation_angle_deg, similarity_to, so3_exp, held_out_pose)
 from models.cameras import Camera, rigid_inverse
 from models.rendering.random_scene import frontal_gaussians
 from models.rendering.render import render_gaussians
@@ -237,3 +237,26 @@ def test_compiled_colour_transform_agrees_and_has_exact_gradients():
     finally:
         torch.set_num_threads(n)
     assert torch.equal(bits[0][0], bits[1][0]) and torch.equal(bits[0][1], bits[1][1])
+
+
+def test_aligned_pose_error_takes_out_a_similarity_and_nothing_else():
+    """A trajectory scaled, turned and moved as a whole has no aligned error (the absolute one is large);
+    noise on top is what is left."""
+    g = torch.Generator().manual_seed(4)
+    truth = [_random_c2w(g, torch.float64) for _ in range(12)]
+    turn = so3_exp(torch.tensor([0.02, -0.01, 0.03], dtype=torch.float64))
+    moved = []
+    for t in truth:
+        m = t.clone()
+        m[:3, :3] = turn @ t[:3, :3]
+        m[:3, 3] = 0.97 * (turn @ t[:3, 3]) + torch.tensor([0.3, -0.1, 0.2], dtype=torch.float64)
+        moved.append(m)
+    scale, r, shift = similarity_to(torch.stack([m[:3, 3] for m in moved]), torch.stack([t[:3, 3] for t in truth]))
+    assert math.isclose(scale, 1 / 0.97, rel_tol=1e-9) and torch.allclose(r, turn.T, atol=1e-9)
+    absolute, aligned = pose_errors(moved, truth), pose_errors(moved, truth, align=True)
+    assert absolute["translation_mean_m"] > 0.1 and absolute["rotation_mean_deg"] > 1.0
+    assert aligned["translation_mean_m"] < 1e-9 and aligned["rotation_mean_deg"] < 1e-5
+    noisy = [m.clone() for m in moved]
+    for m in noisy:
+        m[:3, 3] += torch.randn(3, generator=g, dtype=torch.float64) * 0.05
+    assert 0.02 < pose_errors(noisy, truth, align=True)["translation_mean_m"] < 0.12

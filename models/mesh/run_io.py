@@ -362,16 +362,20 @@ def surface_metrics(run: LoadedRun, mesh, *, tau: float = 0.05, n_points: int = 
                                  n_points=n_points, extra_taus=extra_taus)
 
 
-def evaluate_run_images(run: LoadedRun) -> Dict[str, Any]:
+def evaluate_run_images(run: LoadedRun, alignment_steps: Optional[int] = None) -> Dict[str, Any]:
     """PSNR / SSIM of an opened run on its dataset's test views, as its trainer computed them at the end
-    of training (models.evaluation; reads the dataset for the ground-truth images)."""
+    of training (models.evaluation; reads the dataset for the ground-truth images). ``alignment_steps``:
+    test-pose alignment steps in place of the run's cameras.pose.test_alignment_steps (a benchmark that
+    scores every run alike)."""
     refinement = run.cameras.pose_refinement
     dataset = run.dataset()
     pose = run.config.cameras.pose if "cameras" in run.config else None
+    if alignment_steps is None:
+        alignment_steps = int(pose.test_alignment_steps) if pose is not None else 0
     test = evaluate_images(
         run.scene, dataset, mask_dynamic=bool(run.config.loss.mask_dynamic),
         test_pose=None if refinement is None else (lambda v: held_out_pose(refinement, dataset.train_views, v)),
-        alignment_steps=int(pose.test_alignment_steps) if pose is not None else 0,
+        alignment_steps=int(alignment_steps),
         alignment_lr=float(pose.test_alignment_lr) if pose is not None else 2e-3)
     return {"step": run.step, "num_gaussians": run.num_gaussians, "test": test}
 
