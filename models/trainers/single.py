@@ -228,15 +228,16 @@ class SingleTrainer(BasicTrainer):
         sh_degree = sh_degree_at(step, int(cfg.model.sh_degree_interval), self.model.sh_degree)
         need_depth = stage.features["render_depth"] or float(cfg.loss.lidar_depth) > 0
         surface = needs_surface(cfg, stage)
+        camera = self.training_camera(view, index, stage)
         out, gs, slices = self.render(view, render_mode="RGB+ED" if need_depth else "RGB", sh_degree=sh_degree,
-                                      surface=surface, camera=self.training_camera(view, index, stage))
+                                      surface=surface, camera=camera)
         rgb, alpha, depth, info = out
         rgb = self.gaussian_scene.camera_colours(rgb, view, index)   # the image's own appearance
         for name, strategy in self.strategies.items():  # the render's info: its means2d keeps its gradient
             strategy.step_pre_backward(self.models[name].params, self.optimizers[name], step, info, stage)
         mask = self.loss_mask(view, index)
-        losses = stage_losses(StepTensors(rgb, alpha, depth, info, gs, slices, view, mask, out.surface), cfg, stage,
-                              self.sugar)
+        losses = stage_losses(StepTensors(rgb, alpha, depth, info, gs, slices, view, mask, out.surface, camera), cfg,
+                              stage, self.sugar)
         total = sum(losses.values())
         self.finite_check.before_backward(step, stage, losses, total)
         total.backward()

@@ -31,6 +31,11 @@ class StepTensors:
     view: Any
     mask: Optional[torch.Tensor]         # the photometric loss's pixel mask (None: every pixel)
     surface: Any = None                  # the render's SurfaceMaps (normals, unbiased depth), when rendered
+    camera: Any = None                   # the camera the step rendered from (a refined pose); None: the view's
+
+    @property
+    def render_camera(self):
+        return self.view.camera if self.camera is None else self.camera
 
 
 Terms = Dict[str, torch.Tensor]
@@ -68,7 +73,7 @@ def sugar_regularizers(t: StepTensors, cfg: Any, stage: StageContext, sugar: Sug
     if cfg.sugar.sdf_depth == "unbiased" and t.surface is not None:
         depth = torch.where(t.surface.valid, t.surface.unbiased_depth, t.depth)
     return sugar.losses({k: v[bg] for k, v in t.gaussians.items()}, t.info["radii"][0, bg], depth, t.alpha,
-                        t.view.camera.viewmat, t.view, stage.step)
+                        t.render_camera.viewmat.detach(), t.view, stage.step)
 
 
 def depth_normal(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegularizer) -> Terms:

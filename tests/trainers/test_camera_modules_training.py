@@ -88,3 +88,26 @@ def test_resume_without_the_runs_camera_models_is_refused(full_run, scene_dir, t
     with pytest.raises(ValueError, match="sky"):
         SingleTrainer(tiny_config(scene_dir, tmp_path / "c", *others), output_dir=None,
                       resume=str(sorted((out / "checkpoints").glob("*.pt"))[-1]))
+
+
+def test_sugar_terms_read_the_depth_through_the_camera_it_was_rendered_from(scene_dir, tmp_path, monkeypatch):
+    """With pose refinement, the sugar stage's depth is rendered from the refined pose: the SuGaR terms
+    must project their samples through that camera, not the dataset's (noisy) one."""
+    from models.trainers.sugar_term import SugarRegularizer
+    seen = []
+    real = SugarRegularizer.losses
+
+    def spy(self, gs, radii, depth, alpha, viewmat, view, step):
+        seen.append((viewmat.detach().clone(), view.camera.viewmat.detach().clone(), viewmat.requires_grad))
+        return real(self, gs, radii, depth, alpha, viewmat, view, step)
+
+    monkeypatch.setattr(SugarRegularizer, "losses", spy)
+    out = tmp_path / "run"
+    trainer = SingleTrainer(tiny_config(scene_dir, out, *ALL_ON), output_dir=out)
+    with torch.no_grad():
+        trainer.pose_refinement.deltas[1:] = 0.01   # every frame but the gauge moved
+    trainer.train()
+    assert seen, "the sugar stage ran no SuGaR term"
+    assert not any(grad for _, _, grad in seen)
+    # the refined camera, not the view's (views of the first frame, the gauge, have none to apply)
+    assert any(not torch.allclose(used, dataset_pose, atol=1e-4) for used, dataset_pose, _ in seen)
