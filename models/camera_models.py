@@ -64,8 +64,8 @@ def compose_rigid(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _rigid(matmul3(a[:3, :3], b[:3, :3]), matvec3(a[:3, :3], b[:3, 3]) + a[:3, 3])
 
 
-def _so3_host(w: Sequence[float]) -> Tuple[List[List[float]], float, float, List[List[float]]]:
-    """Rodrigues on host floats (float64): R, a, b and K of R = I + a K + b K² (so3_exp's branches)."""
+def _so3_host(w: Sequence[float]):
+    """Rodrigues on host floats (float64): R, a, b, K and K² of R = I + a K + b K² (so3_exp's branches)."""
     t2 = (w[0] * w[0] + w[1] * w[1]) + w[2] * w[2]
     if t2 < 1e-8:
         a, b = 1.0 - t2 / 6.0, 0.5 - t2 / 24.0
@@ -75,15 +75,15 @@ def _so3_host(w: Sequence[float]) -> Tuple[List[List[float]], float, float, List
     k = [[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]]
     k2 = _mm(k, k)
     r = [[(1.0 if i == j else 0.0) + a * k[i][j] + b * k2[i][j] for j in range(3)] for i in range(3)]
-    return r, a, b, k
+    return r, a, b, k, k2
 
 
 def _mm(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> List[List[float]]:
     return [[(a[i][0] * b[0][j] + a[i][1] * b[1][j]) + a[i][2] * b[2][j] for j in range(3)] for i in range(3)]
 
 
-def _so3_vjp(w: Sequence[float], a: float, b: float, k: Sequence[Sequence[float]], g: Sequence[Sequence[float]]
-             ) -> List[float]:
+def _so3_vjp(w: Sequence[float], a: float, b: float, k: Sequence[Sequence[float]], k2: Sequence[Sequence[float]],
+             g: Sequence[Sequence[float]]) -> List[float]:
     """dL/dω of R(ω) = I + a(θ²) K + b(θ²) K², given dL/dR = g: the exact derivative of the branch the
     forward took (its series below θ² = 1e-8), so it agrees with autograd through so3_exp."""
     t2 = (w[0] * w[0] + w[1] * w[1]) + w[2] * w[2]
@@ -94,7 +94,6 @@ def _so3_vjp(w: Sequence[float], a: float, b: float, k: Sequence[Sequence[float]
         c, s_ = math.cos(th), math.sin(th)
         da = (th * c - s_) / (2.0 * th * t2)
         db = (th * s_ - 2.0 * (1.0 - c)) / (2.0 * t2 * t2)
-    k2 = _mm(k, k)
     gk = sum(g[i][j] * k[i][j] for i in range(3) for j in range(3))
     gk2 = sum(g[i][j] * k2[i][j] for i in range(3) for j in range(3))
     out = []
@@ -119,7 +118,7 @@ class _RefinedPoseHost(torch.autograd.Function):
     def forward(ctx, deltas, c2w, slot, scale, pivot, image_mode):
         d = [float(x) * scale for x in deltas[slot].tolist()]
         c = c2w.tolist()
-        r, a, b, k = _so3_host(d[:3])
+        r, a, b, k, k2 = _so3_host(d[:3])
         if image_mode:     # c2w @ [R | t]
             out_r = [[sum(c[i][m] * r[m][j] for m in range(3)) for j in range(3)] for i in range(3)]
             out_t = [sum(c[i][m] * d[3 + m] for m in range(3)) + c[i][3] for i in range(3)]
@@ -128,13 +127,13 @@ class _RefinedPoseHost(torch.autograd.Function):
             s = [p[i] - sum(r[i][m] * p[m] for m in range(3)) + d[3 + i] for i in range(3)]
             out_r = [[sum(r[i][m] * c[m][j] for m in range(3)) for j in range(3)] for i in range(3)]
             out_t = [sum(r[i][m] * c[m][3] for m in range(3)) + s[i] for i in range(3)]
-        ctx.state = (d, c, a, b, k, slot, scale, pivot, image_mode, tuple(deltas.shape))
+        ctx.state = (d, c, a, b, k, k2, slot, scale, pivot, image_mode, tuple(deltas.shape))
         rows = [out_r[i] + [out_t[i]] for i in range(3)] + [[0.0, 0.0, 0.0, 1.0]]
         return torch.tensor(rows, dtype=deltas.dtype, device=deltas.device)
 
     @staticmethod
     def backward(ctx, grad):
-        d, c, a, b, k, slot, scale, pivot, image_mode, shape = ctx.state
+        d, c, a, b, k, k2, slot, scale, pivot, image_mode, shape = ctx.state
         g = grad.tolist()
         g3 = [row[:3] for row in g[:3]]
         g4 = [g[i][3] for i in range(3)]
@@ -145,7 +144,7 @@ class _RefinedPoseHost(torch.autograd.Function):
             arm = [c[m][3] - pivot[m] for m in range(3)]
             gr = [[sum(g3[i][m] * c[j][m] for m in range(3)) + g4[i] * arm[j] for j in range(3)] for i in range(3)]
             gt = g4
-        gw = _so3_vjp(d[:3], a, b, k, gr)
+        gw = _so3_vjp(d[:3], a, b, k, k2, gr)
         out = torch.zeros(shape, dtype=grad.dtype, device=grad.device)
         out[slot] = torch.tensor([x * scale for x in gw + list(gt)], dtype=grad.dtype)
         return out, None, None, None, None, None
