@@ -2,6 +2,7 @@
 rendered depth).
 
     omnire-mesh outputs/quick                       # -> outputs/quick/exports/mesh_levelset.ply
+                                                    #    (mesh_tsdf.ply for flat Gaussians: --method auto)
     omnire-mesh outputs/quick --method tsdf
     omnire-mesh outputs/quick/checkpoints/step_001500.pt --poisson-depth 9 \\
         --target-triangles 200000 --views all --out /tmp/mesh.ply
@@ -24,7 +25,9 @@ RENAMES = {"path": "--out"}  # library parameter -> flag, where the names differ
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="omnire-mesh", description="extract a mesh from a trained run")
     p.add_argument("run", help="run folder (its newest checkpoint is used) or a checkpoint file")
-    p.add_argument("--method", choices=["levelset", "tsdf"], default="levelset")
+    p.add_argument("--method", choices=["auto", "levelset", "tsdf"], default="auto",
+                   help="auto (default): the level set, or TSDF fusion where the Gaussians are too flat for "
+                        "the level set to sample (trained with sugar.flatten_weight)")
     p.add_argument("--out", default=None, help="output .ply (default <run>/exports/mesh_<method>.ply)")
     p.add_argument("--level", type=float, default=0.3, help="density level λ of the surface (levelset)")
     p.add_argument("--poisson-depth", type=int, default=10, help="Poisson octree depth (SuGaR: 10)")
@@ -41,10 +44,14 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bars (there are none off a terminal)")
     args = p.parse_args(argv)
 
-    from models.mesh.run_io import RunInputError, cli_message, default_mesh_path, extract_run_mesh, load_run, save_mesh
+    from models.mesh.run_io import (RunInputError, auto_mesh_method, cli_message, default_mesh_path, extract_run_mesh,
+                                    load_run, save_mesh)
     try:
         t0 = time.perf_counter()
         run = load_run(args.run)
+        if args.method == "auto":
+            args.method, why = auto_mesh_method(run)
+            print(f"method: {args.method} ({why}; --method levelset or tsdf to choose)")
         mesh = extract_run_mesh(run, method=args.method, views=args.views, level=args.level,
                                 poisson_depth=args.poisson_depth, target_triangles=args.target_triangles,
                                 pixel_stride=args.pixel_stride, n_threads=args.threads,

@@ -47,6 +47,13 @@ PathLike = Union[str, os.PathLike]
 logger = logging.getLogger("models.mesh")
 
 METHODS = ("levelset", "tsdf")
+# The level set needs Gaussians with thickness: its density samples along each ray (21 in ±3σ) never
+# land in the band of a Gaussian a few micrometres thick, and flattening (sugar.flatten_weight) makes
+# them that thin. Measured at the seed's schedule (docs/results.md, "Which mesh for flat Gaussians"):
+# smallest scale median 14 µm -> level-set completeness 8.3 m, TSDF 0.77 m; plain 3DGS 1.9 mm and
+# SuGaR's terms 7 mm mesh well with either. Below this median smallest scale (a fraction of the scene
+# radius) "auto" meshes by TSDF.
+FLAT_SCALE_RATIO = 2e-5
 DEPTHS = ("expected", "unbiased")   # the rendered depth a mesh is extracted from (render_depths)
 VIEW_SETS = ("train", "all")
 # A pixel takes part in extraction only where the render is opaque enough for its ED depth
@@ -187,6 +194,25 @@ def extract_run_mesh(run: LoadedRun, *, method: str = "levelset", views: str = "
     return mesh
 
 
+def auto_mesh_method(run: LoadedRun, min_opacity: float = 0.5) -> Tuple[str, str]:
+    """The mesh method for this run and why: the level set (SuGaR's) unless the Gaussians it would
+    keep (opacity >= min_opacity) are flat, median smallest scale < FLAT_SCALE_RATIO x scene radius,
+    where it cannot find their surface and the TSDF does."""
+    if run.model.num_gaussians == 0:
+        return "levelset", "no Gaussians"
+    gs = run.model.get_gaussians()
+    keep = gs["opacities"].detach().reshape(-1) >= min_opacity
+    if not bool(keep.any()):
+        return "tsdf", f"no Gaussian has opacity >= {min_opacity} for the level set"
+    smallest = gs["scales"].detach()[keep].min(dim=-1).values
+    median = float(smallest.median())
+    limit = FLAT_SCALE_RATIO * float(run.cameras.scene_radius)
+    if median < limit:
+        return "tsdf", (f"flat Gaussians (median smallest scale {1e3 * median:.3g} mm < {1e3 * limit:.3g} mm): "
+                        "the level set cannot sample them")
+    return "levelset", f"median smallest scale {1e3 * median:.3g} mm"
+
+
 def default_mesh_path(run: LoadedRun, method: str, depth: str = "expected") -> Path:
     return run.run_dir / "exports" / f"mesh_{method}{'' if depth == 'expected' else '_' + depth}.ply"
 
@@ -213,7 +239,9 @@ def save_mesh(mesh, path: PathLike) -> Path:
 
 # ----- evaluation ---------------------------------------------------------------------------------
 def find_run_mesh(run: LoadedRun) -> Optional[Path]:
-    for method in METHODS:
+    """The run's exported mesh: the one omnire-mesh's auto method writes, else the other."""
+    first = auto_mesh_method(run)[0]
+    for method in (first, *(m for m in METHODS if m != first)):
         p = default_mesh_path(run, method)
         if p.is_file():
             return p

@@ -92,6 +92,38 @@ def test_extract_opens_a_multitrainer_run(tiny_multi_run, capsys):
     assert len(load_mesh(target).faces) > 100
 
 
+def _run_with_flat_gaussians(tiny_run, tmp_path, thickness=1e-6):
+    """A copy of the run whose Gaussians are all `thickness` metres thick (their smallest scale)."""
+    ckpt = find_latest(tiny_run / "checkpoints")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    log_scales = state["models"][MODEL_KEY]["scales"]
+    smallest = log_scales.argmin(dim=-1, keepdim=True)
+    state["models"][MODEL_KEY]["scales"] = log_scales.scatter(-1, smallest, float(np.log(thickness)))
+    out = tmp_path / "flat" / "checkpoints" / ckpt.name
+    out.parent.mkdir(parents=True)
+    torch.save(state, out)
+    return out.parent.parent
+
+
+def test_auto_method_meshes_flat_gaussians_by_tsdf_and_others_by_the_level_set(tiny_run, tmp_path, capsys):
+    """The level set's samples cannot find a surface of Gaussians micrometres thick (what flattening
+    makes); the default method then fuses the depth instead, says so, and omnire-eval finds that mesh."""
+    from models.mesh.run_io import FLAT_SCALE_RATIO, auto_mesh_method, find_run_mesh
+
+    run = load_run(tiny_run)
+    smallest = run.model.get_gaussians()["scales"].detach().min(dim=-1).values
+    assert float(smallest.median()) > FLAT_SCALE_RATIO * run.cameras.scene_radius  # the premise of the next line
+    assert auto_mesh_method(run)[0] == "levelset"
+    flat = _run_with_flat_gaussians(tiny_run, tmp_path)
+    method, why = auto_mesh_method(load_run(flat))
+    assert method == "tsdf" and "flat Gaussians" in why
+    assert extract_tool.main([str(flat), *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "method: tsdf (flat Gaussians" in out and str(flat / "exports" / "mesh_tsdf.ply") in out
+    (flat / "exports" / "mesh_levelset.ply").write_bytes((flat / "exports" / "mesh_tsdf.ply").read_bytes())
+    assert find_run_mesh(load_run(flat)) == flat / "exports" / "mesh_tsdf.ply"  # the auto method's mesh first
+
+
 # ----- evaluation ---------------------------------------------------------------------------------
 def test_eval_opens_a_multitrainer_run(tiny_multi_run, capsys):
     assert eval_tool.main([str(tiny_multi_run), "--points", "20000"]) == 0
