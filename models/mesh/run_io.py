@@ -48,11 +48,9 @@ logger = logging.getLogger("models.mesh")
 
 METHODS = ("levelset", "tsdf")
 # The level set needs Gaussians with thickness: its density samples along each ray (21 in ±3σ) never
-# land in the band of a Gaussian a few micrometres thick, and flattening (sugar.flatten_weight) makes
-# them that thin. Measured at the seed's schedule (docs/results.md, "Which mesh for flat Gaussians"):
-# smallest scale median 14 µm -> level-set completeness 8.3 m, TSDF 0.77 m; plain 3DGS 1.9 mm and
-# SuGaR's terms 7 mm mesh well with either. Below this median smallest scale (a fraction of the scene
-# radius) "auto" meshes by TSDF.
+# land in the band of a Gaussian a few micrometres thick, which flattening (sugar.flatten_weight) makes.
+# Below this median smallest scale, as a fraction of the scene radius, "auto" meshes by TSDF
+# (docs/results.md, "Which mesh for flat Gaussians").
 FLAT_SCALE_RATIO = 2e-5
 DEPTHS = ("expected", "unbiased")   # the rendered depth a mesh is extracted from (render_depths)
 VIEW_SETS = ("train", "all")
