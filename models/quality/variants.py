@@ -12,9 +12,10 @@ from models.mesh.run_io import RunInputError
 BENCH_VARIANTS = ("a_pretrain", "b_pretrain_entropy", "c_pretrain_entropy_sugar", "d_staged_surface")
 VARIANT_LABELS = {"a_pretrain": "(a) plain 3DGS", "b_pretrain_entropy": "(b) 3DGS + entropy",
                   "c_pretrain_entropy_sugar": "(c) staged, SuGaR's terms", "d_staged_surface": "(d) staged + surface terms"}
-# what each variant sets over the config: (c) SuGaR's regularizers alone, (d) with the surface terms
-# at these weights, whatever the config's defaults are; the benchmark's own overrides come after them
-SUGAR_ONLY = ("sugar.depth_normal_weight=0", "sugar.flatten_weight=0", "sugar.sdf_depth=expected")
+# what each variant sets over the config: (c) SuGaR's regularizers alone, their SDF on the default
+# depth (auto: the LiDAR's in a run with --lidar), (d) with the surface terms at these weights, whatever
+# the config's defaults are; the benchmark's own overrides come after them
+SUGAR_ONLY = ("sugar.depth_normal_weight=0", "sugar.flatten_weight=0", "sugar.sdf_depth=auto")
 # chosen on the default street with LiDAR at 1,500 steps (docs/results.md, "The surface terms")
 SURFACE_TERMS = ("sugar.depth_normal_weight=0.03", "sugar.flatten_weight=10", "sugar.sdf_depth=expected")
 VARIANT_OVERRIDES = {"c_pretrain_entropy_sugar": SUGAR_ONLY, "d_staged_surface": SURFACE_TERMS}

@@ -227,8 +227,10 @@ class SugarConfig:
     depth_normal_weight: float = key(0.0, NON_NEGATIVE)
     depth_normal_edge_aware: bool = key(False, BOOL)   # weigh it down on image edges (PGSR)
     flatten_weight: float = key(0.0, NON_NEGATIVE)      # PGSR's smallest-scale term, in surface_losses stages
-    # the depth SuGaR's SDF term reads: expected (accumulated z / alpha) | unbiased (the plane depth)
-    sdf_depth: str = key("expected", one_of("expected", "unbiased"))
+    # the depth SuGaR's SDF term reads: auto (lidar when loss.lidar_depth > 0, else expected) |
+    # expected (accumulated z / alpha) | unbiased (the plane depth) | lidar (the LiDAR return's camera z
+    # where the pixel has one, the expected depth elsewhere) | lidar_only (SDF samples only on those pixels)
+    sdf_depth: str = key("auto", one_of("auto", "expected", "unbiased", "lidar", "lidar_only"))
     knn: int = key(16, int_at_least(1))
     knn_every: int = key(500, int_at_least(1))
     num_samples: int = key(5000, int_at_least(1))

@@ -66,13 +66,31 @@ def lidar_depth(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegul
     return {"lidar_depth": float(cfg.loss.lidar_depth) * lidar_depth_loss(t.depth, t.alpha, t.view.lidar_depth)}
 
 
+def sdf_depth_mode(cfg: Any) -> str:
+    """The depth the SDF term reads: sugar.sdf_depth, where "auto" is the LiDAR's when the run is
+    supervised by LiDAR depth (loss.lidar_depth > 0) and the expected depth otherwise."""
+    mode = str(cfg.sugar.sdf_depth)
+    if mode == "auto":
+        return "lidar" if float(cfg.loss.lidar_depth) > 0 else "expected"
+    return mode
+
+
 def sugar_regularizers(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegularizer) -> Terms:
     """SuGaR's SDF (or density) and normal terms on the background model's slice only."""
     bg = t.slices[MODEL_KEY]
-    depth = t.depth
-    if cfg.sugar.sdf_depth == "unbiased" and t.surface is not None:
+    depth, alpha = t.depth, t.alpha
+    mode = sdf_depth_mode(cfg)
+    if mode == "unbiased" and t.surface is not None:
         depth = torch.where(t.surface.valid, t.surface.unbiased_depth, t.depth)
-    return sugar.losses({k: v[bg] for k, v in t.gaussians.items()}, t.info["radii"][0, bg], depth, t.alpha,
+    elif mode in ("lidar", "lidar_only"):
+        # the LiDAR's camera z where the pixel has a return (a fixed target the Gaussians move to, not a
+        # depth the render may move towards them), the rendered depth elsewhere ...
+        lidar = t.view.lidar_depth.to(depth.device, depth.dtype).reshape(depth.shape)
+        depth = torch.where(lidar > 0, lidar, depth)
+        if mode == "lidar_only":
+            # ... or no SDF sample there: the alpha the term reads is 0 off the LiDAR's pixels
+            alpha = torch.where(lidar.reshape(alpha.shape) > 0, alpha, torch.zeros_like(alpha))
+    return sugar.losses({k: v[bg] for k, v in t.gaussians.items()}, t.info["radii"][0, bg], depth, alpha,
                         t.render_camera.viewmat.detach(), t.view, stage.step)
 
 
@@ -101,7 +119,7 @@ def needs_surface(cfg: Any, stage: StageContext) -> bool:
     """Whether the step renders the surface maps: a surface_losses stage whose terms read them."""
     return bool(stage.features["surface_losses"]) and (
         float(cfg.sugar.depth_normal_weight) > 0
-        or (bool(stage.features["sugar_losses"]) and cfg.sugar.sdf_depth == "unbiased"))
+        or (bool(stage.features["sugar_losses"]) and sdf_depth_mode(cfg) == "unbiased"))
 
 
 Term = Callable[[StepTensors, Any, StageContext, SugarRegularizer], Terms]

@@ -174,6 +174,47 @@ def test_sdf_keys_reach_the_sdf_term(make_cfg, monkeypatch, override, kwarg, exp
     assert seen and all(v == expected for v in seen)
 
 
+@pytest.mark.parametrize("overrides, reads", [
+    (("sugar.sdf_depth=lidar",), "lidar"), (("sugar.sdf_depth=lidar_only",), "lidar_only"),
+    (("loss.lidar_depth=0.01",), "lidar"),   # the default, auto, in a run supervised by LiDAR ...
+    ((), "expected"),                        # ... and in one that is not
+])
+def test_sdf_depth_lidar_reads_the_lidar_return_where_a_pixel_has_one(make_cfg, monkeypatch, overrides, reads):
+    """sugar.sdf_depth=lidar: the SDF term's depth map is the view's LiDAR camera z on pixels with a
+    return and the rendered expected depth on the others; lidar_only also zeroes the alpha the term
+    reads off the LiDAR's pixels (no SDF sample there); auto is lidar when loss.lidar_depth > 0."""
+    seen = []
+    real = sugar_term_mod.SugarRegularizer.losses
+
+    def spy(self, gs, radii, depth, alpha, viewmat, view, step):
+        seen.append((depth.detach().clone(), alpha.detach().clone(), view.lidar_depth.clone()))
+        return real(self, gs, radii, depth, alpha, viewmat, view, step)
+
+    monkeypatch.setattr(sugar_term_mod.SugarRegularizer, "losses", spy)
+    rendered = []
+    trainer = SingleTrainer(make_cfg("sdf_" + reads, *overrides), output_dir=None)
+    trainer.add_step_callback(lambda tr, info: rendered.append(
+        (info.outputs.render.depth.detach().clone(), info.outputs.render.alpha.detach().clone()))
+        if info.stage == "sugar" else None)
+    trainer.train()
+    assert len(seen) == len(rendered) == 6  # every sugar step
+    for (depth, alpha, lidar), (rendered_depth, rendered_alpha) in zip(seen, rendered):
+        depth, alpha, rendered_depth, rendered_alpha = (x.reshape(lidar.shape)
+                                                        for x in (depth, alpha, rendered_depth, rendered_alpha))
+        hit = lidar > 0
+        assert 0 < int(hit.sum()) < hit.numel()
+        assert torch.equal(depth[~hit], rendered_depth[~hit])
+        assert torch.equal(alpha[hit], rendered_alpha[hit])
+        if reads == "expected":
+            assert torch.equal(depth, rendered_depth) and not torch.equal(depth[hit], lidar[hit])
+        else:
+            assert torch.equal(depth[hit], lidar[hit])
+        if reads == "lidar_only":
+            assert not alpha[~hit].any()
+        else:
+            assert torch.equal(alpha[~hit], rendered_alpha[~hit]) and alpha[~hit].any()
+
+
 def test_a_run_says_which_backend_renders_it(make_cfg, monkeypatch, caplog):
     """Where the compiled rasterizer cannot be built, render.backend=auto falls back to PyTorch,
     whose numbers differ in the last digits: the log says so before step 0."""
