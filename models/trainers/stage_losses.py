@@ -7,6 +7,7 @@ float sum of the total loss.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
@@ -37,6 +38,11 @@ class StepTensors:
     def render_camera(self):
         return self.view.camera if self.camera is None else self.camera
 
+    @cached_property
+    def lidar_depth(self) -> torch.Tensor:
+        """The view's LiDAR camera z [H, W] (0: no return), made dense once for every term that reads it."""
+        return self.view.lidar_depth
+
 
 Terms = Dict[str, torch.Tensor]
 
@@ -63,7 +69,7 @@ def sky_opacity(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegul
 def lidar_depth(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegularizer) -> Terms:
     if not float(cfg.loss.lidar_depth) > 0:
         return {}
-    return {"lidar_depth": float(cfg.loss.lidar_depth) * lidar_depth_loss(t.depth, t.alpha, t.view.lidar_depth)}
+    return {"lidar_depth": float(cfg.loss.lidar_depth) * lidar_depth_loss(t.depth, t.alpha, t.lidar_depth)}
 
 
 def sdf_depth_mode(cfg: Any) -> str:
@@ -85,7 +91,7 @@ def sugar_regularizers(t: StepTensors, cfg: Any, stage: StageContext, sugar: Sug
     elif mode in ("lidar", "lidar_only"):
         # the LiDAR's camera z where the pixel has a return (a fixed target the Gaussians move to, not a
         # depth the render may move towards them), the rendered depth elsewhere ...
-        lidar = t.view.lidar_depth.to(depth.device, depth.dtype).reshape(depth.shape)
+        lidar = t.lidar_depth.to(depth.device, depth.dtype).reshape(depth.shape)
         depth = torch.where(lidar > 0, lidar, depth)
         if mode == "lidar_only":
             # ... or no SDF sample there: the alpha the term reads is 0 off the LiDAR's pixels
