@@ -216,12 +216,6 @@ class PoseRefinement(torch.nn.Module):
     def refine_view(self, view_index: int, camera_to_world: torch.Tensor) -> torch.Tensor:
         return self.refine(camera_to_world, self.slot_of_view[view_index])
 
-    def view_delta(self, view_index: int) -> torch.Tensor:
-        """The 6 numbers (rotation vector in radians, translation in metres) correcting training view
-        ``view_index``'s slot; zeros for the held first slot."""
-        slot = self.slot_of_view[view_index]
-        return self.deltas[slot] * self.free[slot]
-
     @torch.no_grad()
     def refined_poses(self, views: Sequence[Any]) -> List[torch.Tensor]:
         """The corrected camera_to_world of every training view (detached, float32)."""

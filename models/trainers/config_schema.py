@@ -245,9 +245,6 @@ class PoseRefinementConfig:
     per: str = key("frame", one_of("frame", "image"))   # frame: the rig moves as one; image: each view alone
     lr: float = key(3.0e-3, POSITIVE)                   # Adam, radians and metres (docs/results.md, "Real cameras")
     lr_final: float = key(1.0e-4, POSITIVE)             # decayed exponentially to this at the last step
-    # weight of a zero-mean Gaussian prior on each step's correction (its squared norm, radians and metres):
-    # holds the directions the images do not fix (e.g. the drive's scale) at the dataset's poses
-    prior: float = key(0.0, NON_NEGATIVE)
     # evaluation: Adam steps on each test view's pose against its image (Gaussians frozen), from the
     # nearest training frame's correction; 0: the test views' poses as the dataset gives them
     test_alignment_steps: int = key(0, int_at_least(0))

@@ -236,10 +236,8 @@ class SingleTrainer(BasicTrainer):
         for name, strategy in self.strategies.items():  # the render's info: its means2d keeps its gradient
             strategy.step_pre_backward(self.models[name].params, self.optimizers[name], step, info, stage)
         mask = self.loss_mask(view, index)
-        pose_delta = (self.pose_refinement.view_delta(index)
-                      if self.pose_refinement is not None and stage.features["refine_poses"] else None)
-        losses = stage_losses(StepTensors(rgb, alpha, depth, info, gs, slices, view, mask, out.surface, camera,
-                                          pose_delta), cfg, stage, self.sugar)
+        losses = stage_losses(StepTensors(rgb, alpha, depth, info, gs, slices, view, mask, out.surface, camera), cfg,
+                              stage, self.sugar)
         total = sum(losses.values())
         self.finite_check.before_backward(step, stage, losses, total)
         total.backward()

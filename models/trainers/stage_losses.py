@@ -33,7 +33,6 @@ class StepTensors:
     mask: Optional[torch.Tensor]         # the photometric loss's pixel mask (None: every pixel)
     surface: Any = None                  # the render's SurfaceMaps (normals, unbiased depth), when rendered
     camera: Any = None                   # the camera the step rendered from (a refined pose); None: the view's
-    pose_delta: Optional[torch.Tensor] = None   # the view's learned pose correction [6]; None: poses held
 
     @property
     def render_camera(self):
@@ -71,13 +70,6 @@ def lidar_depth(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegul
     if not float(cfg.loss.lidar_depth) > 0:
         return {}
     return {"lidar_depth": float(cfg.loss.lidar_depth) * lidar_depth_loss(t.depth, t.alpha, t.lidar_depth)}
-
-
-def pose_prior(t: StepTensors, cfg: Any, stage: StageContext, sugar: SugarRegularizer) -> Terms:
-    weight = float(cfg.cameras.pose.prior)
-    if t.pose_delta is None or not weight > 0:
-        return {}
-    return {"pose_prior": weight * t.pose_delta.square().sum()}
 
 
 def sdf_depth_mode(cfg: Any) -> str:
@@ -143,7 +135,6 @@ LOSS_TABLE: Tuple[Tuple[Optional[str], Tuple[Term, ...]], ...] = (
     (None, (photometric, opacity_entropy, sky_opacity, lidar_depth)),
     ("sugar_losses", (sugar_regularizers,)),
     ("surface_losses", (depth_normal, flatten)),
-    ("refine_poses", (pose_prior,)),
 )
 
 
