@@ -1,0 +1,157 @@
+"""What the camera models (pose refinement, per-camera appearance, the sky's cube map) cost per
+training step, at equal Gaussians: whole SingleTrainer steps resumed from one run's checkpoints, with
+each module on alone, all three on, and none (the reference), in fresh processes, interleaved.
+
+    .venv/bin/python -m benchmarks.bench_camera_step [--out DIR] [--at 600,1300] [--steps 200] [--rounds 5]
+        [--json PATH] [KEY=VALUE ...]
+
+It trains the quick staged schedule (omnire_sugar_quick, every camera model on, KEY=VALUE overrides
+added) into <out>/run, keeping a checkpoint every 100 steps, unless <out>/run has them already. From
+the checkpoints at the --at steps (600: pretrain, densifying; 1300: the sugar stage) it writes one copy
+per variant with the other modules' state taken out (the Gaussians, their optimizers and the step
+kept), so every variant trains the same Gaussians. Each process loads a copy with the matching config,
+trains 10 untimed steps, then --steps timed ones. Prints, per checkpoint, the median ms per step of
+each variant and its ratio to none. Run one benchmark at a time: two CPU-heavy processes on two cores
+slow each other several-fold.
+
+A whole run with the modules on costs more than this where the modules change what the run grows:
+pose refinement on perfect poses moves them by a few cm early on and the pretrain densifies more
+(docs/results.md, "Real cameras").
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = "omnire_sugar_quick"
+
+# variant -> the modules it keeps, and the config overrides that turn them on
+MODULES = {"pose": "cameras.pose.enabled=true", "appearance": "cameras.appearance.enabled=true",
+           "sky": "cameras.sky.model=envmap"}
+VARIANTS: Dict[str, Sequence[str]] = {"none": (), "pose": ("pose",), "appearance": ("appearance",),
+                                      "sky": ("sky",), "all": ("pose", "appearance", "sky")}
+
+WORKER = r"""
+import json, sys, tempfile, time
+root, ckpt, steps, config, overrides = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], json.loads(sys.argv[5])
+sys.path.insert(0, root)
+from models.reproducibility import pin_cpu_numerics
+pin_cpu_numerics()
+from hydra import compose, initialize_config_dir
+from models.trainers import configure_process
+from models.trainers.single import SingleTrainer
+out = tempfile.mkdtemp()
+with initialize_config_dir(config_dir=root + "/configs", version_base="1.3"):
+    cfg = compose(config, overrides=[f"output_dir={out}", "log.progress=false", "log.snapshot_every=0",
+                                     "log.tensorboard=false", "checkpoint.every=0", *overrides])
+configure_process(cfg)
+tr = SingleTrainer(cfg, output_dir=out)
+tr.load_state_dict(ckpt)
+tr.train(num_steps=10)
+stage, n = tr.current_stage, tr.num_gaussians
+t0 = time.perf_counter()
+tr.train(num_steps=steps)
+print(json.dumps({"ms_per_step": 1e3 * (time.perf_counter() - t0) / steps, "stage": stage, "gaussians": n}))
+"""
+
+
+def keep_modules(state: dict, keep: Sequence[str]) -> dict:
+    """A copy of a checkpoint trained with every camera model, with the state of those not in `keep`
+    taken out and its config saying so (what a run without them would have saved)."""
+    out = copy.deepcopy(state)
+    cams, opt = out["config"]["cameras"], out["camera_optimizers"]
+    if "sky" not in keep:
+        out["sky"], cams["sky"]["model"] = None, "none"
+        opt.pop("sky", None)
+    if "appearance" not in keep:
+        out["appearance"], cams["appearance"]["enabled"] = None, False
+        opt.pop("appearance", None)
+    if "pose" not in keep:
+        out["pose_refinement"], cams["pose"]["enabled"] = None, False
+        opt.pop("pose", None)
+    return out
+
+
+def train_run(run: Path, overrides: Sequence[str], last_step: int) -> None:
+    if (run / "checkpoints" / f"step_{last_step:06d}.pt").is_file() or (run / "metrics.json").is_file():
+        return   # trained before (a finished run that lacks the step: main() says so)
+    cmd = [sys.executable, "-m", "omnire_cli.train", "--config-name", CONFIG, f"output_dir={run}",
+           "log.progress=false", "checkpoint.every=100", "checkpoint.keep=0", *MODULES.values(), *overrides]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"training the benchmark's run failed:\n{proc.stderr[-3000:]}")
+
+
+def one(ckpt: Path, steps: int, overrides: Sequence[str]) -> dict:
+    proc = subprocess.run([sys.executable, "-c", WORKER, str(REPO), str(ckpt), str(steps), CONFIG,
+                           json.dumps(list(overrides))], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"the step worker failed ({ckpt}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    from models.reproducibility import pin_cpu_numerics
+    pin_cpu_numerics()
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("outputs/bench_camera_step"))
+    ap.add_argument("--at", default="600,1300", help="the checkpoints' steps (multiples of 100, before the run's end)")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("overrides", nargs="*", help="config overrides of the run and of every timed process")
+    args = ap.parse_args(argv)
+    try:
+        at = [int(s) for s in args.at.split(",") if s.strip()]
+    except ValueError:
+        ap.error(f"--at {args.at}: expected comma-separated steps, e.g. 600,1300")
+    if not at or any(s <= 0 or s % 100 for s in at):
+        ap.error(f"--at {args.at}: expected positive multiples of 100 (the run keeps a checkpoint every 100 steps)")
+    run = args.out / "run"
+    train_run(run, args.overrides, max(at))
+    missing = [s for s in at if not (run / "checkpoints" / f"step_{s:06d}.pt").is_file()]
+    if missing:
+        ap.error(f"--at {args.at}: {run} has no checkpoint at step {', '.join(map(str, missing))} "
+                 "(steps before the run's last, which the quick schedule puts at 1,500)")
+    rows: List[dict] = []
+    for step in at:
+        state = torch.load(run / "checkpoints" / f"step_{step:06d}.pt", map_location="cpu", weights_only=True)
+        copies = {}
+        for name, keep in VARIANTS.items():
+            copies[name] = args.out / "checkpoints" / f"step_{step:06d}_{name}.pt"
+            copies[name].parent.mkdir(parents=True, exist_ok=True)
+            torch.save(keep_modules(state, keep), copies[name])
+        times: Dict[str, List[float]] = {name: [] for name in VARIANTS}
+        info: dict = {}
+        for _ in range(args.rounds):
+            for name, keep in VARIANTS.items():
+                r = one(copies[name], args.steps, [MODULES[m] for m in keep] + list(args.overrides))
+                times[name].append(r["ms_per_step"])
+                info = r
+        med = {name: statistics.median(v) for name, v in times.items()}
+        rows.append({"step": step, "stage": info["stage"], "gaussians": info["gaussians"], "ms_per_step": times,
+                     "median": med, "ratio": {name: med[name] / med["none"] for name in VARIANTS}})
+    print(f"{'step':>5} {'stage':<9} {'Gaussians':>9} " + " ".join(f"{n + ' ms':>15}" for n in VARIANTS))
+    for r in rows:
+        cells = [f"{r['median'][n]:6.1f} (x{r['ratio'][n]:.2f})" for n in VARIANTS]
+        print(f"{r['step']:>5} {r['stage']:<9} {r['gaussians']:>9,} " + " ".join(f"{c:>15}" for c in cells))
+    print(f"(median of {args.rounds} fresh processes per variant, interleaved, {args.steps} steps each after 10 "
+          "untimed; ratio: against none, the same Gaussians; each process's figures in --json)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"command": " ".join(sys.argv), "steps": args.steps, "rounds": args.rounds,
+                                         "config": CONFIG, "overrides": args.overrides, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
