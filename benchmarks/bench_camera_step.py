@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Sequence
 
+from benchmarks.bench_step_ab import one   # one fresh process: resume a checkpoint, time whole steps
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "omnire_sugar_quick"
 
@@ -37,29 +39,6 @@ MODULES = {"pose": "cameras.pose.enabled=true", "appearance": "cameras.appearanc
            "sky": "cameras.sky.model=envmap"}
 VARIANTS: Dict[str, Sequence[str]] = {"none": (), "pose": ("pose",), "appearance": ("appearance",),
                                       "sky": ("sky",), "all": ("pose", "appearance", "sky")}
-
-WORKER = r"""
-import json, sys, tempfile, time
-root, ckpt, steps, config, overrides = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], json.loads(sys.argv[5])
-sys.path.insert(0, root)
-from models.reproducibility import pin_cpu_numerics
-pin_cpu_numerics()
-from hydra import compose, initialize_config_dir
-from models.trainers import configure_process
-from models.trainers.single import SingleTrainer
-out = tempfile.mkdtemp()
-with initialize_config_dir(config_dir=root + "/configs", version_base="1.3"):
-    cfg = compose(config, overrides=[f"output_dir={out}", "log.progress=false", "log.snapshot_every=0",
-                                     "log.tensorboard=false", "checkpoint.every=0", *overrides])
-configure_process(cfg)
-tr = SingleTrainer(cfg, output_dir=out)
-tr.load_state_dict(ckpt)
-tr.train(num_steps=10)
-stage, n = tr.current_stage, tr.num_gaussians
-t0 = time.perf_counter()
-tr.train(num_steps=steps)
-print(json.dumps({"ms_per_step": 1e3 * (time.perf_counter() - t0) / steps, "stage": stage, "gaussians": n}))
-"""
 
 
 def keep_modules(state: dict, keep: Sequence[str]) -> dict:
@@ -87,14 +66,6 @@ def train_run(run: Path, overrides: Sequence[str], last_step: int) -> None:
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"training the benchmark's run failed:\n{proc.stderr[-3000:]}")
-
-
-def one(ckpt: Path, steps: int, overrides: Sequence[str]) -> dict:
-    proc = subprocess.run([sys.executable, "-c", WORKER, str(REPO), str(ckpt), str(steps), CONFIG,
-                           json.dumps(list(overrides))], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"the step worker failed ({ckpt}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:
@@ -134,7 +105,7 @@ def main(argv=None) -> int:
         info: dict = {}
         for _ in range(args.rounds):
             for name, keep in VARIANTS.items():
-                r = one(copies[name], args.steps, [MODULES[m] for m in keep] + list(args.overrides))
+                r = one(REPO, copies[name], args.steps, CONFIG, [MODULES[m] for m in keep] + list(args.overrides))
                 times[name].append(r["ms_per_step"])
                 info = r
         med = {name: statistics.median(v) for name, v in times.items()}
