@@ -21,7 +21,6 @@ pose refinement on perfect poses moves them by a few cm early on and the pretrai
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import subprocess
@@ -29,34 +28,16 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from benchmarks.bench_step_ab import one   # one fresh process: resume a checkpoint, time whole steps
+from models.reproducibility import pin_cpu_numerics  # noqa: E402
+pin_cpu_numerics()  # before torch and NumPy load: the same bytes on any CPU (README, Reproducibility)
+import torch  # noqa: E402
+
+from benchmarks.bench_step_ab import one  # noqa: E402  (one fresh process: resume a checkpoint, time steps)
+from models.quality.cameras import (CAMERA_MODULES as MODULES, MODULE_VARIANTS as VARIANTS,  # noqa: E402
+                                    keep_camera_models)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "omnire_sugar_quick"
-
-# variant -> the modules it keeps, and the config overrides that turn them on
-MODULES = {"pose": "cameras.pose.enabled=true", "appearance": "cameras.appearance.enabled=true",
-           "sky": "cameras.sky.model=envmap"}
-VARIANTS: Dict[str, Sequence[str]] = {"none": (), "pose": ("pose",), "appearance": ("appearance",),
-                                      "sky": ("sky",), "all": ("pose", "appearance", "sky")}
-
-
-def keep_modules(state: dict, keep: Sequence[str]) -> dict:
-    """A copy of a checkpoint trained with every camera model, with the state of those not in `keep`
-    taken out and its config saying so (what a run without them would have saved)."""
-    out = copy.deepcopy(state)
-    cams, opt = out["config"]["cameras"], out["camera_optimizers"]
-    if "sky" not in keep:
-        out["sky"], cams["sky"]["model"] = None, "none"
-        opt.pop("sky", None)
-    if "appearance" not in keep:
-        out["appearance"], cams["appearance"]["enabled"] = None, False
-        opt.pop("appearance", None)
-    if "pose" not in keep:
-        out["pose_refinement"], cams["pose"]["enabled"] = None, False
-        opt.pop("pose", None)
-    return out
-
 
 def train_run(run: Path, overrides: Sequence[str], last_step: int) -> None:
     if (run / "checkpoints" / f"step_{last_step:06d}.pt").is_file() or (run / "metrics.json").is_file():
@@ -69,10 +50,6 @@ def train_run(run: Path, overrides: Sequence[str], last_step: int) -> None:
 
 
 def main(argv=None) -> int:
-    from models.reproducibility import pin_cpu_numerics
-    pin_cpu_numerics()
-    import torch
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("outputs/bench_camera_step"))
     ap.add_argument("--at", default="600,1300", help="the checkpoints' steps (multiples of 100, before the run's end)")
@@ -81,6 +58,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("overrides", nargs="*", help="config overrides of the run and of every timed process")
     args = ap.parse_args(argv)
+    if args.steps < 1 or args.rounds < 1:
+        ap.error(f"--steps {args.steps} --rounds {args.rounds}: expected at least 1 of each")
     try:
         at = [int(s) for s in args.at.split(",") if s.strip()]
     except ValueError:
@@ -100,7 +79,7 @@ def main(argv=None) -> int:
         for name, keep in VARIANTS.items():
             copies[name] = args.out / "checkpoints" / f"step_{step:06d}_{name}.pt"
             copies[name].parent.mkdir(parents=True, exist_ok=True)
-            torch.save(keep_modules(state, keep), copies[name])
+            torch.save(keep_camera_models(state, keep), copies[name])
         times: Dict[str, List[float]] = {name: [] for name in VARIANTS}
         info: dict = {}
         for _ in range(args.rounds):

@@ -11,6 +11,7 @@ and in none of the others.
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -35,6 +36,30 @@ SKY_ON = ("cameras.sky.model=envmap",)
 # nearest training frame's correction, ~17 cm and 0.4° from its own pose; 100 steps left several views
 # unaligned (seed schedule, refined run: 27.04 dB at 100 steps, 29.43 at 300; docs/results.md, "Real cameras")
 TEST_ALIGNMENT_STEPS = 300
+
+# bench_camera_step's variants: camera model -> the key that turns it on; variant -> the models it keeps
+CAMERA_MODULES = {"pose": POSE_ON[0], "appearance": APPEARANCE_ON[0], "sky": SKY_ON[0]}
+MODULE_VARIANTS: Dict[str, Tuple[str, ...]] = {"none": (), "pose": ("pose",), "appearance": ("appearance",),
+                                               "sky": ("sky",), "all": ("pose", "appearance", "sky")}
+
+
+def keep_camera_models(state: Dict[str, Any], keep: Sequence[str]) -> Dict[str, Any]:
+    """A copy of a checkpoint trained with every camera model, with the state and optimizer of those not
+    in `keep` taken out and its config saying so (what a run without them would have saved); the
+    Gaussians, their optimizers and the step are kept."""
+    out = copy.deepcopy(state)
+    cams, opt = out["config"]["cameras"], out["camera_optimizers"]
+    if "sky" not in keep:
+        out["sky"], cams["sky"]["model"] = None, "none"
+        opt.pop("sky", None)
+    if "appearance" not in keep:
+        out["appearance"], cams["appearance"]["enabled"] = None, False
+        opt.pop("appearance", None)
+    if "pose" not in keep:
+        out["pose_refinement"], cams["pose"]["enabled"] = None, False
+        opt.pop("pose", None)
+    return out
+
 
 # name -> (street, what the run turns on)
 CASES: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {

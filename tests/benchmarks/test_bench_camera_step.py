@@ -1,5 +1,6 @@
-"""benchmarks/bench_camera_step.py: the checkpoint copies each variant resumes (the other camera models'
-state taken out, the Gaussians kept), and the command line end to end on a tiny street."""
+"""benchmarks/bench_camera_step.py end to end on a tiny street, and the checkpoint copies each variant
+resumes (models.quality.cameras.keep_camera_models: the other camera models' state taken out, the
+Gaussians kept)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.bench_camera_step import VARIANTS, keep_modules
+from models.quality.cameras import MODULE_VARIANTS as VARIANTS, keep_camera_models
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["optim.stage_schedule=[{name:pretrain,steps:100},{name:entropy,steps:50},{name:sugar,steps:150}]",
@@ -44,7 +45,7 @@ def test_copies_keep_the_gaussians_and_only_their_modules(bench):
     state = torch.load(out / "run" / "checkpoints" / "step_000200.pt", map_location="cpu", weights_only=True)
     assert {"pose", "sky"} <= set(state["camera_optimizers"])   # (one camera: its appearance is the reference)
     for name, keep in VARIANTS.items():
-        copy = keep_modules(state, keep)
+        copy = keep_camera_models(state, keep)
         assert (copy["sky"] is not None) == ("sky" in keep)
         assert (copy["appearance"] is not None) == ("appearance" in keep)
         assert (copy["pose_refinement"] is not None) == ("pose" in keep)
@@ -67,3 +68,6 @@ def test_a_step_the_run_has_no_checkpoint_for_is_refused(bench):
     bad = subprocess.run([sys.executable, "-m", "benchmarks.bench_camera_step", "--out", str(out), "--at", "150"],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "multiples of 100" in bad.stderr
+    none = subprocess.run([sys.executable, "-m", "benchmarks.bench_camera_step", "--out", str(out), "--steps", "0"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert none.returncode != 0 and "expected at least 1 of each" in none.stderr
