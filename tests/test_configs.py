@@ -116,6 +116,16 @@ def test_real_data_turns_the_camera_models_on_and_the_synthetic_street_leaves_th
     assert not off.pose.enabled and off.appearance.enabled
 
 
+def test_real_data_trains_with_lidar_depth_and_the_synthetic_street_without():
+    """scene=processed sets drivestudio's LiDAR depth weight (0.01); the synthetic street keeps the
+    schema's 0; either can be overridden from the command line."""
+    for name in ("omnire_sugar", "omnire_sugar_quick", "omnire_sugar_multi"):
+        assert load(name).loss.lidar_depth == 0.0
+        assert load(name, ["scene=processed", "scene.path=/data/x"]).loss.lidar_depth == 0.01
+        assert load(name, ["scene=processed", "scene.path=/data/x", "loss.lidar_depth=0"]).loss.lidar_depth == 0.0
+        assert load(name, ["loss.lidar_depth=0.01"]).loss.lidar_depth == 0.01
+
+
 def test_each_scene_option_keeps_its_own_loader_settings():
     """A scene option's own values reach the composed run: the primary configs set no scene keys
     over them (the default street's 15,000 initial Gaussians, real data's 50,000, the large preset's
