@@ -43,21 +43,21 @@ MODULE_VARIANTS: Dict[str, Tuple[str, ...]] = {"none": (), "pose": ("pose",), "a
                                                "sky": ("sky",), "all": ("pose", "appearance", "sky")}
 
 
+# camera model -> (its checkpoint key, its config section, the key and value that turn it off)
+_MODEL_STATE = {"sky": ("sky", "sky", "model", "none"), "appearance": ("appearance", "appearance", "enabled", False),
+                "pose": ("pose_refinement", "pose", "enabled", False)}
+
+
 def keep_camera_models(state: Dict[str, Any], keep: Sequence[str]) -> Dict[str, Any]:
     """A copy of a checkpoint trained with every camera model, with the state and optimizer of those not
     in `keep` taken out and its config saying so (what a run without them would have saved); the
     Gaussians, their optimizers and the step are kept."""
     out = copy.deepcopy(state)
-    cams, opt = out["config"]["cameras"], out["camera_optimizers"]
-    if "sky" not in keep:
-        out["sky"], cams["sky"]["model"] = None, "none"
-        opt.pop("sky", None)
-    if "appearance" not in keep:
-        out["appearance"], cams["appearance"]["enabled"] = None, False
-        opt.pop("appearance", None)
-    if "pose" not in keep:
-        out["pose_refinement"], cams["pose"]["enabled"] = None, False
-        opt.pop("pose", None)
+    for name, (state_key, section, off_key, off_value) in _MODEL_STATE.items():
+        if name not in keep:
+            out[state_key] = None
+            out["config"]["cameras"][section][off_key] = off_value
+            out["camera_optimizers"].pop(name, None)
     return out
 
 
