@@ -115,8 +115,8 @@ class _RefinedPoseHost(torch.autograd.Function):
     rounding (tests/test_camera_models.py)."""
 
     @staticmethod
-    def forward(ctx, deltas, c2w, slot, scale, pivot, image_mode):
-        d = [float(x) * scale for x in deltas[slot].tolist()]
+    def forward(ctx, rotations, translations, c2w, slot, scale, pivot, image_mode):
+        d = [float(x) * scale for x in rotations[slot].tolist() + translations[slot].tolist()]
         c = c2w.tolist()
         r, a, b, k, k2 = _so3_host(d[:3])
         if image_mode:     # c2w @ [R | t]
@@ -127,9 +127,9 @@ class _RefinedPoseHost(torch.autograd.Function):
             s = [p[i] - sum(r[i][m] * p[m] for m in range(3)) + d[3 + i] for i in range(3)]
             out_r = [[sum(r[i][m] * c[m][j] for m in range(3)) for j in range(3)] for i in range(3)]
             out_t = [sum(r[i][m] * c[m][3] for m in range(3)) + s[i] for i in range(3)]
-        ctx.state = (d, c, a, b, k, k2, slot, scale, pivot, image_mode, tuple(deltas.shape))
+        ctx.state = (d, c, a, b, k, k2, slot, scale, pivot, image_mode, tuple(rotations.shape))
         rows = [out_r[i] + [out_t[i]] for i in range(3)] + [[0.0, 0.0, 0.0, 1.0]]
-        return torch.tensor(rows, dtype=deltas.dtype, device=deltas.device)
+        return torch.tensor(rows, dtype=rotations.dtype, device=rotations.device)
 
     @staticmethod
     def backward(ctx, grad):
@@ -145,9 +145,11 @@ class _RefinedPoseHost(torch.autograd.Function):
             gr = [[sum(g3[i][m] * c[j][m] for m in range(3)) + g4[i] * arm[j] for j in range(3)] for i in range(3)]
             gt = g4
         gw = _so3_vjp(d[:3], a, b, k, k2, gr)
-        out = torch.zeros(shape, dtype=grad.dtype, device=grad.device)
-        out[slot] = torch.tensor([x * scale for x in gw + list(gt)], dtype=grad.dtype)
-        return out, None, None, None, None, None
+        g_rot = torch.zeros(shape, dtype=grad.dtype, device=grad.device)
+        g_rot[slot] = torch.tensor([x * scale for x in gw], dtype=grad.dtype)
+        g_trans = torch.zeros(shape, dtype=grad.dtype, device=grad.device)
+        g_trans[slot] = torch.tensor([x * scale for x in gt], dtype=grad.dtype)
+        return g_rot, g_trans, None, None, None, None, None
 
 
 # ----- pose refinement -------------------------------------------------------------------------------
@@ -162,7 +164,10 @@ class PoseRefinement(torch.nn.Module):
         self.mode = mode
         self.slot_of_view: List[int] = [int(s) for s in slot_of_view]
         self.register_buffer("pivots", torch.as_tensor(pivots, dtype=torch.float32).reshape(-1, 3).clone())
-        self.deltas = torch.nn.Parameter(torch.zeros(self.pivots.shape[0], 6))
+        # each slot's correction: an axis-angle rotation (radians) and a translation (metres), two
+        # parameters so that each has its own learning rate (cameras.pose.rotation_lr and lr)
+        self.rotations = torch.nn.Parameter(torch.zeros(self.pivots.shape[0], 3))
+        self.translations = torch.nn.Parameter(torch.zeros(self.pivots.shape[0], 3))
         # the first slot (the first frame, which the loader's world is aligned to) is held at zero: the
         # gauge. Without it the scene and every pose could drift together, away from the world the
         # LiDAR, the tracks and the ground truth are in
@@ -191,11 +196,24 @@ class PoseRefinement(torch.nn.Module):
 
     @property
     def num_slots(self) -> int:
-        return int(self.deltas.shape[0])
+        return int(self.rotations.shape[0])
+
+    @property
+    def deltas(self) -> torch.Tensor:
+        """[slots, 6]: each slot's rotation (axis-angle, radians) then translation (metres); a new tensor."""
+        return torch.cat([self.rotations, self.translations], 1)
+
+    @torch.no_grad()
+    def set_deltas(self, deltas: torch.Tensor) -> None:
+        """Set every slot's correction from [slots, 6], rotation then translation (``deltas`` is a copy:
+        to change one slot, edit it and set it back)."""
+        deltas = torch.as_tensor(deltas).reshape(self.num_slots, 6)
+        self.rotations.copy_(deltas[:, :3])
+        self.translations.copy_(deltas[:, 3:])
 
     def delta(self, slot: int) -> torch.Tensor:
         """The slot's correction as a rigid 4x4 (world axes about its pivot, or camera axes)."""
-        d = self.deltas[slot] * self.free[slot]
+        d = torch.cat([self.rotations[slot], self.translations[slot]]) * self.free[slot]
         r = so3_exp(d[:3])
         if self.mode == "image":
             return _rigid(r, d[3:])
@@ -204,11 +222,11 @@ class PoseRefinement(torch.nn.Module):
 
     def refine(self, camera_to_world: torch.Tensor, slot: int) -> torch.Tensor:
         """The corrected camera_to_world [4, 4] of a training view in ``slot``."""
-        c2w = camera_to_world.to(self.deltas.dtype)
-        if self.deltas.device.type == "cpu" and not camera_to_world.requires_grad:
+        c2w = camera_to_world.to(self.rotations.dtype)
+        if self.rotations.device.type == "cpu" and not camera_to_world.requires_grad:
             if self._host_pivots is None:
                 self._host_pivots = self.pivots.double().tolist()
-            return _RefinedPoseHost.apply(self.deltas, c2w, int(slot), float(self.free[slot, 0]),
+            return _RefinedPoseHost.apply(self.rotations, self.translations, c2w, int(slot), float(self.free[slot, 0]),
                                           self._host_pivots[slot], self.mode == "image")
         delta = self.delta(slot)
         return compose_rigid(c2w, delta) if self.mode == "image" else compose_rigid(delta, c2w)
@@ -219,7 +237,7 @@ class PoseRefinement(torch.nn.Module):
     @torch.no_grad()
     def refined_poses(self, views: Sequence[Any]) -> List[torch.Tensor]:
         """The corrected camera_to_world of every training view (detached, float32)."""
-        return [self.refine_view(i, v.camera_to_world.to(self.deltas.device)).detach().float()
+        return [self.refine_view(i, v.camera_to_world.to(self.rotations.device)).detach().float()
                 for i, v in enumerate(views)]
 
     def state(self) -> Dict[str, Any]:
@@ -235,11 +253,11 @@ class PoseRefinement(torch.nn.Module):
 
     def load(self, state: Mapping[str, Any]) -> None:
         deltas = torch.as_tensor(state["deltas"])
-        if tuple(deltas.shape) != tuple(self.deltas.shape) or list(state["slot_of_view"]) != self.slot_of_view:
+        if tuple(deltas.shape) != (self.num_slots, 6) or list(state["slot_of_view"]) != self.slot_of_view:
             raise ValueError(f"pose refinement of shape {tuple(deltas.shape)} for {len(state['slot_of_view'])} views, "
-                             f"expected {tuple(self.deltas.shape)} for {len(self.slot_of_view)} "
+                             f"expected {(self.num_slots, 6)} for {len(self.slot_of_view)} "
                              f"(cameras.pose.per={self.mode!r} on the same scene)")
-        self.deltas.data.copy_(deltas.to(self.deltas.device))
+        self.set_deltas(deltas.to(self.rotations.device, self.rotations.dtype))
 
 
 @torch.no_grad()
@@ -256,7 +274,7 @@ def held_out_pose(refinement: Optional[PoseRefinement], train_views: Sequence[An
     best = min(candidates, key=lambda i: (abs(int(train_views[i].frame_idx) - int(view.frame_idx)),
                                           int(train_views[i].frame_idx), i))
     slot = refinement.slot_of_view[best]
-    c2w = c2w.to(refinement.deltas.device, refinement.deltas.dtype)
+    c2w = c2w.to(refinement.rotations.device, refinement.rotations.dtype)
     delta = refinement.delta(slot)
     out = compose_rigid(c2w, delta) if refinement.mode == "image" else compose_rigid(delta, c2w)
     return out.detach().float()

@@ -48,6 +48,10 @@ _MODEL_STATE = {"sky": ("sky", "sky", "model", "none"), "appearance": ("appearan
                 "pose": ("pose_refinement", "pose", "enabled", False)}
 
 
+# camera model -> its optimizers in a checkpoint's camera_optimizers, where not the one of its own name
+_OPTIMIZERS = {"pose": ("pose", "pose_rotation")}
+
+
 def keep_camera_models(state: Dict[str, Any], keep: Sequence[str]) -> Dict[str, Any]:
     """A copy of a checkpoint trained with every camera model, with the state and optimizer of those not
     in `keep` taken out and its config saying so (what a run without them would have saved); the
@@ -57,7 +61,8 @@ def keep_camera_models(state: Dict[str, Any], keep: Sequence[str]) -> Dict[str, 
         if name not in keep:
             out[state_key] = None
             out["config"]["cameras"][section][off_key] = off_value
-            out["camera_optimizers"].pop(name, None)
+            for optimizer in _OPTIMIZERS.get(name, (name,)):
+                out["camera_optimizers"].pop(optimizer, None)
     return out
 
 

@@ -243,8 +243,12 @@ class PoseRefinementConfig:
     the stages whose refine_poses feature is on."""
     enabled: bool = key(False, BOOL)
     per: str = key("frame", one_of("frame", "image"))   # frame: the rig moves as one; image: each view alone
-    lr: float = key(3.0e-3, POSITIVE)                   # Adam, radians and metres (docs/results.md, "Real cameras")
-    lr_final: float = key(1.0e-4, POSITIVE)             # decayed exponentially to this at the last step
+    lr: float = key(3.0e-3, POSITIVE)                   # Adam on the translations (metres), decayed
+    lr_final: float = key(1.0e-4, POSITIVE)             # exponentially to this at the last step
+    # ... and on the rotations (radians): a tenth, or the rotations jitter by a step's 0.17 degrees and
+    # stay 0.26 degrees off at 1,500 steps (docs/results.md, "Real cameras", "The rotations' own rate")
+    rotation_lr: float = key(3.0e-4, POSITIVE)
+    rotation_lr_final: float = key(1.0e-5, POSITIVE)
     # evaluation: Adam steps on each test view's pose against its image (Gaussians frozen), from the
     # nearest training frame's correction; 0: the test views' poses as the dataset gives them
     test_alignment_steps: int = key(0, int_at_least(0))

@@ -145,7 +145,9 @@ class SingleTrainer(BasicTrainer):
             out["appearance"] = ([scene.appearance.affine, scene.appearance.image], float(cams.appearance.lr),
                                  float(cams.appearance.lr))
         if self.pose_refinement is not None:
-            out["pose"] = ([self.pose_refinement.deltas], float(cams.pose.lr), float(cams.pose.lr_final))
+            out["pose"] = ([self.pose_refinement.translations], float(cams.pose.lr), float(cams.pose.lr_final))
+            out["pose_rotation"] = ([self.pose_refinement.rotations], float(cams.pose.rotation_lr),
+                                    float(cams.pose.rotation_lr_final))
         return out
 
     def training_camera(self, view, index: int, stage=None) -> Camera:

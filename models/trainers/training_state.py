@@ -5,6 +5,7 @@ has them, the camera models (sky, appearance, pose refinement) and their optimiz
 checkpoint format 3's; everything that decides the future of the run is here, so resume is exact."""
 from __future__ import annotations
 
+import copy
 from typing import Any, Dict
 
 
@@ -42,6 +43,28 @@ def training_state(trainer: Any) -> Dict[str, Any]:
     return state
 
 
+def split_pose_optimizer(camera_optimizers: Dict[str, Any]) -> Dict[str, Any]:
+    """A checkpoint's camera-model optimizers with pose refinement's one Adam over [slots, 6] corrections
+    (checkpoints written before the rotations had their own rate) as the two the trainer now keeps:
+    "pose_rotation" over the first three columns and "pose" over the last three, each with the saved
+    moments, step, learning rate and decay, so the resumed run continues as it was training."""
+    saved = camera_optimizers.get("pose")
+    if saved is None or "pose_rotation" in camera_optimizers:
+        return camera_optimizers
+    moments = saved["adam"]["state"]
+
+    def part(columns: slice) -> Dict[str, Any]:
+        adam = copy.deepcopy(saved["adam"])
+        for slot in adam["state"].values():
+            for name in ("exp_avg", "exp_avg_sq"):
+                slot[name] = slot[name][:, columns].clone()
+        return {"adam": adam, "schedule": copy.deepcopy(saved["schedule"])}
+
+    if any(tuple(v["exp_avg"].shape[1:]) != (6,) for v in moments.values()):
+        return camera_optimizers   # not the one-Adam form: the loader reports what does not fit
+    return {**camera_optimizers, "pose": part(slice(3, 6)), "pose_rotation": part(slice(0, 3))}
+
+
 def load_training_state(trainer: Any, state: Dict[str, Any], source: str) -> None:
     """The inverse of `training_state` (the stage position is BasicTrainer's); an inference trainer
     takes the scene's parameters only. Bad state raises one ValueError naming `source`."""
@@ -64,7 +87,7 @@ def load_training_state(trainer: Any, state: Dict[str, Any], source: str) -> Non
                              "(cameras.pose.enabled must be the same as the run's)")
         if saved_pose is not None:
             trainer.pose_refinement.load(saved_pose)
-        trainer.optim.load_camera_state_dict(state.get("camera_optimizers", {}))
+        trainer.optim.load_camera_state_dict(split_pose_optimizer(state.get("camera_optimizers", {})))
     except (KeyError, RuntimeError, ValueError) as exc:
         raise ValueError(f"{source}: its model / optimizer state does not fit this config "
                          f"({type(exc).__name__}: {exc}); was it written by a {type(trainer).__name__} with the "

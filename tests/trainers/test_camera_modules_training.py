@@ -9,6 +9,7 @@ import torch
 
 from models.run import open_run
 from models.trainers.single import SingleTrainer
+from models.trainers.training_state import split_pose_optimizer
 
 from .tiny_run import tiny_config
 
@@ -62,6 +63,51 @@ def test_resume_with_camera_models_is_bitwise(full_run, scene_dir, tmp_path):
         assert torch.equal(got[k], v), k
 
 
+def test_rotations_and_translations_learn_at_their_own_rates(scene_dir, tmp_path):
+    trainer = SingleTrainer(tiny_config(scene_dir, tmp_path / "r", *ALL_ON, "cameras.pose.lr=0.02",
+                                        "cameras.pose.rotation_lr=0.004"), output_dir=None)
+    optim = trainer.optim
+    assert optim.cameras["pose"].param_groups[0]["params"] == [trainer.pose_refinement.translations]
+    assert optim.cameras["pose_rotation"].param_groups[0]["params"] == [trainer.pose_refinement.rotations]
+    assert optim.cameras["pose"].param_groups[0]["lr"] == 0.02
+    assert optim.cameras["pose_rotation"].param_groups[0]["lr"] == 0.004
+
+
+def test_a_checkpoint_with_one_pose_optimizer_resumes_as_it_trained():
+    """Checkpoints written when one Adam held each slot's 6 numbers: split into the rotation's and the
+    translation's, the moments and rate carried, the next steps are those the one Adam would take."""
+    g = torch.Generator().manual_seed(4)
+    table = torch.nn.Parameter(torch.zeros(5, 6))
+    legacy = torch.optim.Adam([table], lr=3e-3, eps=1e-15)
+    legacy_decay = torch.optim.lr_scheduler.ExponentialLR(legacy, gamma=0.99)
+    grads = [torch.randn(5, 6, generator=g) for _ in range(6)]
+    for grad in grads[:3]:
+        table.grad = grad.clone()
+        legacy.step()
+        legacy_decay.step()
+    saved = {"pose": {"adam": legacy.state_dict(), "schedule": legacy_decay.state_dict()}, "sky": {"adam": {}}}
+    split = split_pose_optimizer(saved)
+    assert set(split) == {"pose", "pose_rotation", "sky"} and split["sky"] is saved["sky"]
+    rot, trans = (torch.nn.Parameter(table.detach()[:, c].clone()) for c in (slice(0, 3), slice(3, 6)))
+    optimizers = {}
+    for name, p in (("pose_rotation", rot), ("pose", trans)):
+        opt = torch.optim.Adam([p], lr=1.0, eps=1e-15)     # the current config's rate: the saved one wins
+        decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5)
+        opt.load_state_dict(split[name]["adam"])
+        decay.load_state_dict(split[name]["schedule"])
+        optimizers[name] = (opt, decay)
+    for grad in grads[3:]:
+        table.grad = grad.clone()
+        legacy.step()
+        legacy_decay.step()
+        rot.grad, trans.grad = grad[:, :3].clone(), grad[:, 3:].clone()
+        for opt, decay in optimizers.values():
+            opt.step()
+            decay.step()
+    assert torch.equal(torch.cat([rot, trans], 1), table)
+    assert split_pose_optimizer(split) is split   # already two: as it is
+
+
 def test_exports_and_opened_runs_carry_the_refined_poses(full_run):
     trainer, out = full_run
     refined = trainer.pose_refinement.refined_poses(trainer.cameras.train_views)
@@ -104,8 +150,9 @@ def test_sugar_terms_read_the_depth_through_the_camera_it_was_rendered_from(scen
     monkeypatch.setattr(SugarRegularizer, "losses", spy)
     out = tmp_path / "run"
     trainer = SingleTrainer(tiny_config(scene_dir, out, *ALL_ON), output_dir=out)
-    with torch.no_grad():
-        trainer.pose_refinement.deltas[1:] = 0.01   # every frame but the gauge moved
+    moved = trainer.pose_refinement.deltas
+    moved[1:] = 0.01   # every frame but the gauge moved
+    trainer.pose_refinement.set_deltas(moved)
     trainer.train()
     assert seen, "the sugar stage ran no SuGaR term"
     assert not any(grad for _, _, grad in seen)
