@@ -248,13 +248,21 @@ def find_run_mesh(run: LoadedRun) -> Optional[Path]:
 
 def training_cameras(scene, max_depth: Optional[float] = None) -> list:
     """(K, c2w, W, H, gt_depth) per training view: the region the training cameras saw. With
-    max_depth, GT depth beyond it counts as unseen (a street camera sees the road 100+ m away)."""
+    max_depth, GT depth beyond it counts as unseen (a street camera sees the road 100+ m away).
+    A synthetic street with pose noise renders its GT depth from the true poses and writes noisy ones:
+    the region is the true cameras' (gt/imperfections.json), the same as on the clean street."""
+    from scenes.imperfections import load_imperfections, true_camera_to_world_np
+
+    root = getattr(scene, "root", None)
+    imperfections = load_imperfections(root) if root is not None else None
     cams = []
     for v in scene.train_views:
         depth = None if v.gt_depth is None else v.gt_depth.float().cpu().numpy().copy()
         if depth is not None and max_depth is not None:
             depth[depth > max_depth] = np.inf
-        cams.append((v.K.double().cpu().numpy(), v.camera_to_world.double().cpu().numpy(), v.width, v.height, depth))
+        c2w = (v.camera_to_world.double().cpu().numpy() if imperfections is None
+               else true_camera_to_world_np(scene, v.frame_idx, v.cam_name, imperfections))
+        cams.append((v.K.double().cpu().numpy(), c2w, v.width, v.height, depth))
     return cams
 
 

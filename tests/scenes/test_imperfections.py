@@ -123,6 +123,21 @@ def test_pose_noise_is_in_the_written_poses_only(generated, loaded):
     assert torch.equal(noisy.gt_mesh_to_world, clean.gt_mesh_to_world)
 
 
+def test_surfaces_of_a_noisy_street_are_scored_over_the_region_its_true_cameras_saw(generated):
+    """The GT depth is rendered from the true poses: the scored region (models.mesh.run_io.training_cameras)
+    puts it there, so a run on the noisy street is scored over the clean street's region."""
+    from models.mesh.run_io import training_cameras
+
+    clean, noisy = (_load(generated[name], load_gt=True) for name in ("clean", "pose"))
+    want, got = training_cameras(clean, max_depth=40.0), training_cameras(noisy, max_depth=40.0)
+    assert len(want) == len(got) == len(noisy.train_views)
+    for (K0, c2w0, w0, h0, d0), (K1, c2w1, w1, h1, d1), view in zip(want, got, noisy.train_views):
+        assert np.array_equal(K0, K1) and (w0, h0) == (w1, h1) and np.array_equal(d0, d1)
+        assert np.allclose(c2w1, c2w0, atol=1e-5)
+        if view.frame_idx > 0:   # not the written, noisy pose
+            assert not np.allclose(c2w1, view.camera_to_world.double().numpy(), atol=1e-3)
+
+
 def test_exposure_multiplies_the_clean_image(generated, loaded):
     imp = load_imperfections(generated["exposure"])
     assert imp is not None and imp.vignetting == 0.3
