@@ -29,7 +29,10 @@ Format history (`state["format"]`); `load_checkpoint` migrates every older one t
      positions and box poses, the pose residual, betas and the body model's own arrays as tensors
      (v_template, shapedirs, posedirs, J_regressor, weights, faces, parents), so that open_run poses
      them without the body-model file: such a checkpoint holds the licensed model's arrays. The
-     residual's Adam is "camera_optimizers"["smpl_pose"].
+     residual's Adam is "camera_optimizers"["smpl_pose"]. Pose refinement's corrections are
+     "pose_refinement"["deltas"] [slots, 6] (rotation, translation); their Adams are
+     "camera_optimizers"["pose"] (translations) and ["pose_rotation"] (rotations). Earlier ones
+     held one "pose" Adam over all six: training_state.split_pose_optimizer splits it on resume.
 A dict without a "format" key was never written by this project and is refused.
 
 Writes go to a temporary file in the same folder, fsync'd, then renamed over the final name, so
