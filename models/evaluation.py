@@ -25,7 +25,7 @@ def align_test_pose(scene: GaussianScene, view, camera_to_world: torch.Tensor, s
     (in its camera's appearance) and its image, the Gaussians frozen. Returns the aligned camera_to_world."""
     device = scene.device
     refine = PoseRefinement([0], camera_to_world[None, :3, 3].detach().cpu(), "image", anchor_first=False).to(device)
-    opt = torch.optim.Adam([refine.rotations, refine.translations], lr=float(lr), eps=1e-15)
+    opt = torch.optim.Adam(refine.parameters(), lr=float(lr), eps=1e-15)
     c2w0 = camera_to_world.to(device).detach()
     gt = view.image.to(device)
     gs = {k: v.detach() for k, v in scene.compose(view.frame_idx)[0].items()}

@@ -51,7 +51,8 @@ def split_pose_optimizer(camera_optimizers: Dict[str, Any]) -> Dict[str, Any]:
     saved = camera_optimizers.get("pose")
     if saved is None or "pose_rotation" in camera_optimizers:
         return camera_optimizers
-    moments = saved["adam"]["state"]
+    if any(tuple(v["exp_avg"].shape[1:]) != (6,) for v in saved["adam"]["state"].values()):
+        return camera_optimizers   # not the one-Adam form: the loader reports what does not fit
 
     def part(columns: slice) -> Dict[str, Any]:
         adam = copy.deepcopy(saved["adam"])
@@ -60,8 +61,6 @@ def split_pose_optimizer(camera_optimizers: Dict[str, Any]) -> Dict[str, Any]:
                 slot[name] = slot[name][:, columns].clone()
         return {"adam": adam, "schedule": copy.deepcopy(saved["schedule"])}
 
-    if any(tuple(v["exp_avg"].shape[1:]) != (6,) for v in moments.values()):
-        return camera_optimizers   # not the one-Adam form: the loader reports what does not fit
     return {**camera_optimizers, "pose": part(slice(3, 6)), "pose_rotation": part(slice(0, 3))}
 
 
